@@ -1,0 +1,49 @@
+# The project's entry points: `make run` and `make test` each do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+
+.PHONY: install run dev test up down benchmark clean
+
+install: $(STAMP_PY) $(STAMP_NODE)
+
+$(STAMP_PY): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Start the local stack, run the daily pipeline once, print a summary, stop what was started.
+run: install
+	$(PY) -m signal9_pipeline.local run
+
+# Local stack plus the Dagster UI with schedules and sensors (Ctrl-C stops the UI; `make down` the stack).
+dev: install
+	$(PY) -m signal9_pipeline.local up
+	set -a && . .signal9/local.env && set +a && $(VENV)/bin/dagster dev -w workspace.yaml
+
+up: install
+	$(PY) -m signal9_pipeline.local up
+
+down:
+	$(PY) -m signal9_pipeline.local down
+
+# Full suite with coverage; the suite starts (and stops) its own local stack.
+test: install
+	rm -f .coverage .coverage.*
+	$(VENV)/bin/coverage run -m pytest
+	$(VENV)/bin/coverage combine --quiet
+	$(VENV)/bin/coverage report
+
+benchmark: install
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) node_modules .signal9 .coverage .coverage.* .pytest_cache

@@ -1,0 +1,1 @@
+"""The daily asset sync: Alpaca's asset list into the DynamoDB assets table."""

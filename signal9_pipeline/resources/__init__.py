@@ -1,0 +1,1 @@
+"""Resources: the only modules that do I/O (Alpaca, DynamoDB, EventBridge, CloudWatch)."""

@@ -1,0 +1,33 @@
+"""The command-line paths users take: `dg check defs` and a real `dg launch` against the local stack."""
+
+import os
+import subprocess
+
+import pytest
+
+from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
+
+
+def run(argv: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli_env(stack_env, tmp_path) -> dict[str, str]:
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    return {**os.environ, "DAGSTER_HOME": str(dagster_home), "VIRTUAL_ENV": str(VENV_BIN.parent)}
+
+
+def test_dg_check_defs(cli_env):
+    done = run([str(VENV_BIN / "dg"), "check", "defs"], cli_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All definitions loaded successfully" in done.stdout + done.stderr
+
+
+def test_dg_launch_materializes_alpaca_assets_against_the_local_stack(cli_env):
+    done = run([str(VENV_BIN / "dg"), "launch", "--assets", "alpaca_assets"], cli_env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "RUN_SUCCESS" in output and "fetched 32212 assets" in output
