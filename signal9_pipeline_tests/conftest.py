@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from signal9_pipeline.local import stack
+from signal9_pipeline.resources import metrics
 from signal9_pipeline.sandbox import SandboxServer, start_in_thread
 from signal9_pipeline.sandbox.universe import build_universe
 
@@ -31,6 +32,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     try:
         yield env
     finally:
+        metrics._flush_all()  # while moto still listens
+        metrics._publishers.clear()
         stack.down(home)
 
 

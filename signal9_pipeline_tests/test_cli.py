@@ -3,6 +3,7 @@
 import os
 import subprocess
 
+import dagster as dg
 import pytest
 
 from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
@@ -28,6 +29,10 @@ def test_dg_check_defs(cli_env):
 
 def test_dg_launch_materializes_alpaca_assets_against_the_local_stack(cli_env):
     done = run([str(VENV_BIN / "dg"), "launch", "--assets", "alpaca_assets"], cli_env)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    assert "RUN_SUCCESS" in output and "fetched 32212 assets" in output
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
+        runs = instance.get_runs()
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
+        event = instance.get_latest_materialization_event(dg.AssetKey("alpaca_assets"))
+        assert event.run_id == runs[0].run_id
+        assert event.asset_materialization.metadata["dagster/row_count"].value == 32212

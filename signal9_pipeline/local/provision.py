@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from signal9_pipeline import redaction
 from signal9_pipeline.settings import Settings
+
+redaction.install()
 
 # Environment variables that seed the Alpaca secret when it does not exist yet.
 SEED_KEY_ENV, SEED_SECRET_ENV = "ALPACA_API_KEY_ID", "ALPACA_API_SECRET_KEY"

@@ -1,4 +1,12 @@
-"""Alpaca access: credentials from Secrets Manager and alpaca-py clients, for every part of the pipeline.
+"""Alpaca access for the whole pipeline: credentials, one shared rate limit, timeouts, retries, metrics, logs.
+
+Built on alpaca-py's clients (`url_override` points them at the sandbox; raw
+JSON, so a value Alpaca adds to an enum never breaks a sync). Every HTTP
+request goes through `_Gateway.send`: it waits for the server's quota when
+Alpaca said it is spent, takes a token from the shared limiter, applies the
+timeout, and logs and measures the call. `_Gateway.get` wraps each call in
+tenacity retries with a circuit breaker and turns failures into the typed
+errors below, so a failed run says which one happened.
 
 Fields default to the documented environment variables (None means "read the
 environment"), so a directly constructed `AlpacaResource()` works in scripts
@@ -8,21 +16,41 @@ and notebooks as well as inside Dagster runs.
 from __future__ import annotations
 
 import json
+import logging
+import random
 import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import dagster as dg
+import pandas as pd
+import pybreaker
+import requests
+import tenacity
 from alpaca.common.exceptions import APIError
+from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
 from alpaca.trading.client import TradingClient
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.secretsmanager import SecretsManagerResource
 
+from signal9_pipeline import redaction
+from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for
+from signal9_pipeline.resources.rate_limit import shared_limiter
 from signal9_pipeline.settings import Settings
 
+redaction.install()
 
+TIMEFRAMES = ("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day")
+BAR_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+PAGE_LIMIT = 10_000
+MAX_RATE_LIMIT_WAIT_S = 65.0
+log = logging.getLogger("signal9.alpaca")
+
+
+# --- typed errors --------------------------------------------------------------------------------
 class AlpacaError(Exception):
     """Base of every typed Alpaca access failure."""
 
@@ -35,18 +63,47 @@ class AlpacaAuthError(AlpacaError):
     """Alpaca refused the credentials (401/403)."""
 
 
+class AlpacaRateLimitError(AlpacaError):
+    """Alpaca answered 429 on every attempt."""
+
+    def __init__(self, message: str, reset_at: float | None = None, quota_spent: bool = True):
+        super().__init__(message)
+        self.reset_at = reset_at
+        self.quota_spent = quota_spent  # the server said no quota remains until reset_at
+
+
+class AlpacaTimeoutError(AlpacaError):
+    """A request got no complete answer within request_timeout_s on every attempt."""
+
+
+class AlpacaUnavailableError(AlpacaError):
+    """Alpaca answered 5xx or could not be reached, on every attempt, or the circuit breaker is open."""
+
+
 class AlpacaResponseError(AlpacaError):
-    """Alpaca answered something that is not the documented shape."""
+    """Alpaca answered something that is not the documented shape (malformed JSON, missing fields)."""
 
 
+class AlpacaRequestError(AlpacaError):
+    """Alpaca rejected the request itself (4xx other than auth and rate limit); retrying cannot help."""
+
+
+RETRYABLE = (AlpacaRateLimitError, AlpacaTimeoutError, AlpacaUnavailableError, AlpacaResponseError)
+
+
+# --- credentials ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Credentials:
     api_key: str
     secret_key: str
     paper: bool
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never print the values
         return f"Credentials(api_key=***, secret_key=***, paper={self.paper})"
+
+
+_credentials_cache: dict[str, tuple[float, Credentials]] = {}
+_credentials_lock = threading.Lock()
 
 
 def _secretsmanager_client():
@@ -55,15 +112,11 @@ def _secretsmanager_client():
         return SecretsManagerResource().get_client()
 
 
-_credentials_cache: dict[str, tuple[float, Credentials]] = {}
-_credentials_lock = threading.Lock()
-
-
-def read_credentials(secret_id: str, ttl_s: float) -> Credentials:
+def read_credentials(secret_id: str, ttl_s: float, *, refresh: bool = False) -> Credentials:
     """The secret's credentials, cached per process and re-read after `ttl_s` (rotation without restart)."""
     with _credentials_lock:
         cached = _credentials_cache.get(secret_id)
-        if cached and time.monotonic() - cached[0] < ttl_s:
+        if cached and not refresh and time.monotonic() - cached[0] < ttl_s:
             return cached[1]
     try:
         raw = _secretsmanager_client().get_secret_value(SecretId=secret_id)
@@ -85,44 +138,386 @@ def read_credentials(secret_id: str, ttl_s: float) -> Credentials:
     return creds
 
 
+# --- the gateway: one per process and configuration ----------------------------------------------
+@dataclass(frozen=True)
+class GatewayConfig:
+    trading_url: str | None
+    data_url: str | None
+    paper: bool
+    secret_id: str
+    credentials_ttl_s: float
+    rate_limit_per_minute: int
+    rate_limiter_url: str
+    request_timeout_s: float
+    max_attempts: int
+    circuit_failure_threshold: int
+    circuit_reset_s: float
+    metrics_namespace: str
+
+
+class _CountedAsFailure(Exception):
+    """Marks an attempt that should open the circuit breaker when repeated."""
+
+
+class _AlpacaSession(requests.Session):
+    """The session alpaca-py's clients use: every request passes through the gateway."""
+
+    def __init__(self, gateway: "_Gateway"):
+        super().__init__()
+        self._gateway = gateway
+
+    def request(self, method, url, **kwargs):  # noqa: ANN001 - requests' own signature
+        return self._gateway.send(super().request, method, url, **kwargs)
+
+
+class _Gateway:
+    def __init__(self, config: GatewayConfig):
+        self.config = config
+        self.limiter = shared_limiter(config.rate_limiter_url, config.rate_limit_per_minute)
+        self.breaker = pybreaker.CircuitBreaker(fail_max=config.circuit_failure_threshold,
+                                                reset_timeout=config.circuit_reset_s, name="alpaca")
+        self.metrics: MetricsPublisher = publisher_for(config.metrics_namespace)
+        self._quota_reset_at = 0.0  # the server said: nothing left until then
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._clients: dict[str, Any] = {}
+        self._clients_for: Credentials | None = None
+        self.requests_sent = 0
+
+    # clients --------------------------------------------------------------------------------------
+    def client(self, kind: str, *, refresh_credentials: bool = False):
+        creds = read_credentials(self.config.secret_id, self.config.credentials_ttl_s, refresh=refresh_credentials)
+        with self._lock:
+            if creds != self._clients_for:
+                self._clients, self._clients_for = {}, creds
+            if kind not in self._clients:
+                self._clients[kind] = self._build(kind, creds)
+            return self._clients[kind]
+
+    def _build(self, kind: str, creds: Credentials):
+        if kind == "trading":
+            client = TradingClient(creds.api_key, creds.secret_key, paper=self.config.paper, raw_data=True,
+                                   url_override=self.config.trading_url)
+        elif kind == "stocks":
+            client = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=self.config.data_url)
+        else:
+            client = CryptoHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=self.config.data_url)
+        client._session = _AlpacaSession(self)
+        client._retry = 0  # retries live here, with backoff and the server's reset time, not alpaca-py's fixed 3 s
+        return client
+
+    # one logical call: retries, breaker, typed errors --------------------------------------------
+    def get(self, kind: str, path: str, params: dict | None = None) -> Any:
+        try:
+            return self._get_with_retries(kind, path, params)
+        except AlpacaAuthError:
+            # A rotated secret: re-read it once before giving up.
+            before = self._clients_for
+            self.client(kind, refresh_credentials=True)
+            if self._clients_for == before:
+                raise
+            return self._get_with_retries(kind, path, params)
+
+    def _get_with_retries(self, kind: str, path: str, params: dict | None) -> Any:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.config.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(RETRYABLE),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                self._local.attempt = attempt.retry_state.attempt_number
+                return self._attempt(kind, path, params)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    def _attempt(self, kind: str, path: str, params: dict | None) -> Any:
+        client = self.client(kind)
+        endpoint = f"/{client._api_version}{path}"
+        try:
+            return self.breaker.call(self._call_counting_failures, client, path, params, endpoint)
+        except pybreaker.CircuitBreakerError:
+            self.metrics.put("AlpacaApiFailures", 1, ErrorType="CircuitOpen")
+            raise AlpacaUnavailableError(
+                f"circuit breaker open after {self.config.circuit_failure_threshold} consecutive failures; "
+                f"not calling {endpoint} for {self.config.circuit_reset_s:.0f} s") from None
+        except _CountedAsFailure as marked:
+            raise marked.__cause__ from None
+
+    def _call_counting_failures(self, client, path: str, params: dict | None, endpoint: str) -> Any:
+        try:
+            return self._call(client, path, params, endpoint)
+        except (AlpacaUnavailableError, AlpacaTimeoutError) as exc:
+            raise _CountedAsFailure() from exc  # the breaker counts outages, not bad requests or 429s
+
+    def _call(self, client, path: str, params: dict | None, endpoint: str) -> Any:
+        try:
+            return client.get(path, params or {})
+        except APIError as exc:
+            raise self._typed(exc, endpoint) from None
+        except requests.Timeout:
+            raise AlpacaTimeoutError(f"no answer from {endpoint} within {self.config.request_timeout_s:g} s") from None
+        except requests.ConnectionError as exc:
+            raise AlpacaUnavailableError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
+        except ValueError as exc:  # requests' JSONDecodeError
+            raise AlpacaResponseError(f"malformed JSON from {endpoint}: {exc}") from None
+
+    def _typed(self, exc: APIError, endpoint: str) -> AlpacaError:
+        status = exc.status_code
+        try:
+            message = str(exc.message)[:200]
+        except (ValueError, KeyError, TypeError):
+            message = (exc.response.text if exc.response is not None else "")[:200]
+        if status in (401, 403):
+            return AlpacaAuthError(f"Alpaca refused the credentials from secret {self.config.secret_id!r} "
+                                   f"({status} on {endpoint}: {message}); rotate or fix the secret")
+        if status == 429:
+            return AlpacaRateLimitError(f"rate limit exhausted on {endpoint} (429)", _reset_at(exc.response),
+                                        quota_spent=_remaining(exc.response) in (None, 0))
+        if status is not None and status >= 500:
+            return AlpacaUnavailableError(f"Alpaca unavailable: {status} on {endpoint}: {message}")
+        return AlpacaRequestError(f"Alpaca rejected the request to {endpoint}: {status}: {message}")
+
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        backoff = min(20.0, 0.5 * 2 ** (retry_state.attempt_number - 1)) * random.uniform(0.5, 1.5)
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, AlpacaRateLimitError) and error.quota_spent and error.reset_at:
+            return min(MAX_RATE_LIMIT_WAIT_S, max(0.0, error.reset_at - time.time()) + random.uniform(0, 0.5))
+        return backoff
+
+    def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        error = retry_state.outcome.exception()
+        self.metrics.put("AlpacaApiRetries", 1, ErrorType=type(error).__name__)
+        log.warning(json.dumps({"event": "alpaca_retry", "attempt": retry_state.attempt_number,
+                                "error": type(error).__name__, "detail": str(error)[:300],
+                                "sleep_s": round(retry_state.upcoming_sleep, 3)}))
+
+    # every HTTP request ---------------------------------------------------------------------------
+    def send(self, request: Callable[..., requests.Response], method: str, url: str, **kwargs) -> requests.Response:
+        self._wait_for_server_quota()
+        waited = self._take_token()
+        kwargs["timeout"] = (self.config.request_timeout_s, self.config.request_timeout_s)
+        path = requests.utils.urlparse(url).path
+        started = time.monotonic()
+        status: int | str = "error"
+        remaining = None
+        try:
+            response = request(method, url, **kwargs)
+            status = response.status_code
+            remaining = self._note_quota(response)
+            return response
+        except requests.Timeout:
+            status = "timeout"
+            raise
+        except requests.ConnectionError:
+            status = "connection_error"
+            raise
+        finally:
+            latency_ms = (time.monotonic() - started) * 1000
+            with self._lock:
+                self.requests_sent += 1
+            self._record(method, path, status, latency_ms, remaining, waited)
+
+    def _wait_for_server_quota(self) -> None:
+        pause = self._quota_reset_at - time.time()
+        if pause > 0:
+            self.metrics.put("AlpacaRateLimitWaits", 1, Source="server")
+            log.info(json.dumps({"event": "alpaca_quota_wait", "seconds": round(pause, 3)}))
+            time.sleep(min(pause, MAX_RATE_LIMIT_WAIT_S))
+
+    def _take_token(self) -> float:
+        started = time.monotonic()
+        self.limiter.try_acquire("alpaca", blocking=True)
+        waited = time.monotonic() - started
+        if waited > 0.05:
+            self.metrics.put("AlpacaRateLimitWaits", 1, Source="limiter")
+            self.metrics.put("AlpacaRateLimitWaitTime", waited * 1000, "Milliseconds")
+        return waited
+
+    def _note_quota(self, response: requests.Response) -> int | None:
+        remaining = _remaining(response)
+        if remaining is None:
+            return None
+        reset_at = _reset_at(response)
+        if remaining <= 0 and reset_at:
+            with self._lock:
+                self._quota_reset_at = max(self._quota_reset_at, reset_at)
+        return remaining
+
+    def _record(self, method: str, path: str, status, latency_ms: float, remaining, waited_s: float) -> None:
+        attempt = getattr(self._local, "attempt", 1)
+        entry = {"event": "alpaca_request", "method": method, "path": path, "status": status,
+                 "latency_ms": round(latency_ms, 1), "attempt": attempt, "remaining": remaining,
+                 "limiter_wait_ms": round(waited_s * 1000, 1)}
+        log.info(json.dumps(entry))
+        endpoint = _endpoint_name(path)
+        self.metrics.put("AlpacaApiCalls", 1, Endpoint=endpoint)
+        self.metrics.put("AlpacaApiLatency", latency_ms, "Milliseconds", Endpoint=endpoint)
+        if status != 200:
+            self.metrics.put("AlpacaApiFailures", 1, ErrorType=_failure_type(status))
+        if status == 429:
+            self.metrics.put("AlpacaRateLimitExceeded", 1)
+
+
+def _reset_at(response: requests.Response | None) -> float | None:
+    try:
+        return float(response.headers["X-RateLimit-Reset"]) if response is not None else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _remaining(response: requests.Response | None) -> int | None:
+    try:
+        return int(response.headers["X-RateLimit-Remaining"]) if response is not None else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _endpoint_name(path: str) -> str:
+    if "/bars" in path:
+        return "bars"
+    if path.startswith("/v2/assets"):
+        return "assets"
+    return path.rsplit("/", 1)[-1] or "root"
+
+
+def _failure_type(status) -> str:
+    if status in (401, 403):
+        return "Auth"
+    if status == 429:
+        return "RateLimit"
+    if isinstance(status, int) and status >= 500:
+        return "ServerError"
+    if isinstance(status, int):
+        return "ClientError"
+    return {"timeout": "Timeout", "connection_error": "Connection"}.get(status, "Other")
+
+
+_gateways: dict[GatewayConfig, _Gateway] = {}
+_gateways_lock = threading.Lock()
+
+
+def _gateway(config: GatewayConfig) -> _Gateway:
+    with _gateways_lock:
+        if config not in _gateways:
+            _gateways[config] = _Gateway(config)
+        return _gateways[config]
+
+
+# --- the resource --------------------------------------------------------------------------------
 class AlpacaResource(dg.ConfigurableResource):
-    """Alpaca's trading and market-data APIs for the pipeline."""
+    """Alpaca's trading and market-data APIs for the pipeline, shared limit and all."""
 
     trading_url: Optional[str] = None
     data_url: Optional[str] = None
     paper: bool = True
     credentials_secret_id: Optional[str] = None
     credentials_ttl_s: float = 300.0
+    rate_limit_per_minute: Optional[int] = None
+    rate_limiter_url: Optional[str] = None
     request_timeout_s: Optional[float] = None
+    max_attempts: Optional[int] = None
+    circuit_failure_threshold: int = 10
+    circuit_reset_s: float = 30.0
+    metrics_namespace: Optional[str] = None
 
-    def _settings(self) -> Settings:
-        return Settings.from_env()
+    def _gateway(self) -> _Gateway:
+        env = Settings.from_env()
+        return _gateway(GatewayConfig(
+            trading_url=self.trading_url or env.alpaca_trading_url,
+            data_url=self.data_url or env.alpaca_data_url,
+            paper=self.paper,
+            secret_id=self.credentials_secret_id or env.alpaca_secret_id,
+            credentials_ttl_s=self.credentials_ttl_s,
+            rate_limit_per_minute=self.rate_limit_per_minute or env.rate_limit_per_minute,
+            rate_limiter_url=self.rate_limiter_url or env.rate_limiter_url,
+            request_timeout_s=float(self.request_timeout_s or env.request_timeout_s),
+            max_attempts=max(1, self.max_attempts or env.max_attempts),
+            circuit_failure_threshold=self.circuit_failure_threshold,
+            circuit_reset_s=self.circuit_reset_s,
+            metrics_namespace=self.metrics_namespace or env.metrics_namespace,
+        ))
 
-    def _credentials(self) -> Credentials:
-        return read_credentials(self.credentials_secret_id or self._settings().alpaca_secret_id, self.credentials_ttl_s)
-
-    def _trading_client(self) -> TradingClient:
-        creds = self._credentials()
-        client = TradingClient(creds.api_key, creds.secret_key, paper=self.paper, raw_data=True,
-                               url_override=self.trading_url or self._settings().alpaca_trading_url)
-        return client
-
-    def _get(self, client: Any, path: str, params: dict | None = None) -> Any:
-        try:
-            return client.get(path, params or {})
-        except APIError as exc:
-            if exc.status_code in (401, 403):
-                raise AlpacaAuthError(f"Alpaca refused the credentials from secret "
-                                      f"{self.credentials_secret_id or self._settings().alpaca_secret_id!r} "
-                                      f"({exc.status_code} on {path}); rotate or fix the secret") from None
-            raise
-        except ValueError as exc:
-            raise AlpacaResponseError(f"malformed JSON from {path}: {exc}") from None
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests this process sent through this configuration (retries and pages included)."""
+        return self._gateway().requests_sent
 
     def list_assets(self, status: str | None = None, asset_class: str | None = None) -> list[dict]:
-        """Every asset Alpaca lists (optionally filtered), as the API's dicts with every field kept."""
+        """Every asset Alpaca lists (optionally filtered): one request, the API's dicts with every field kept."""
         params = {k: v for k, v in (("status", status), ("asset_class", asset_class)) if v}
-        assets = self._get(self._trading_client(), "/assets", params)
-        if not isinstance(assets, list):
-            raise AlpacaResponseError(f"/v2/assets answered {type(assets).__name__}, expected a JSON array")
+        assets = self._gateway().get("trading", "/assets", params)
+        if not isinstance(assets, list) or not all(isinstance(a, dict) for a in assets):
+            raise AlpacaResponseError(f"/v2/assets answered {type(assets).__name__}, expected a JSON array of objects")
         return assets
+
+    def get_calendar(self, start: date, end: date) -> list[dict]:
+        """XNYS trading days between start and end, as Alpaca's `/v2/calendar` dicts."""
+        days = self._gateway().get("trading", "/calendar", {"start": start.isoformat(), "end": end.isoformat()})
+        if not isinstance(days, list):
+            raise AlpacaResponseError(f"/v2/calendar answered {type(days).__name__}, expected a JSON array")
+        return days
+
+    def validate_credentials(self) -> bool:
+        """True when Alpaca accepts the secret's keys (GET /v2/account), False when it refuses them."""
+        try:
+            account = self._gateway().get("trading", "/account")
+        except AlpacaAuthError:
+            return False
+        return isinstance(account, dict) and "id" in account
+
+    def iter_bars(self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime, *,
+                  adjustment: str = "raw", feed: str | None = None) -> Iterator[pd.DataFrame]:
+        """One DataFrame per API page (up to 10,000 bars across symbols), stocks first, then crypto pairs."""
+        if timeframe not in TIMEFRAMES:
+            raise ValueError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
+        stocks = sorted({s for s in symbols if "/" not in s})
+        crypto = sorted({s for s in symbols if "/" in s})
+        window = {"timeframe": timeframe, "start": _rfc3339(start), "end": _rfc3339(end), "limit": PAGE_LIMIT, "sort": "asc"}
+        if stocks:
+            stock_params = {**window, "adjustment": adjustment, **({"feed": feed} if feed else {})}
+            yield from self._pages("stocks", "/stocks/bars", stocks, stock_params)
+        if crypto:
+            yield from self._pages("crypto", "/crypto/us/bars", crypto, window)
+
+    def _pages(self, kind: str, path: str, symbols: list[str], params: dict) -> Iterator[pd.DataFrame]:
+        gateway, token = self._gateway(), None
+        while True:
+            page = gateway.get(kind, path, {**params, "symbols": ",".join(symbols), **({"page_token": token} if token else {})})
+            frame, token = bars_page_frame(page, path)
+            yield frame
+            if not token:
+                return
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def bars_page_frame(page: Any, path: str) -> tuple[pd.DataFrame, str | None]:
+    """One bars page as a DataFrame with BAR_COLUMNS, plus the next page token."""
+    if not isinstance(page, dict) or "bars" not in page:
+        raise AlpacaResponseError(f"{path} answered without a 'bars' object")
+    bars = page["bars"] or {}
+    token = page.get("next_page_token")
+    if not isinstance(bars, dict) or not (token is None or isinstance(token, str)):
+        raise AlpacaResponseError(f"{path} answered 'bars' of type {type(bars).__name__}, expected an object by symbol")
+    rows = [(symbol, b) for symbol, items in bars.items() for b in (items or [])]
+    try:
+        frame = pd.DataFrame({
+            "symbol": [symbol for symbol, _ in rows],
+            "timestamp": pd.to_datetime([b["t"] for _, b in rows], utc=True, format="ISO8601"),
+            "open": pd.array([b["o"] for _, b in rows], dtype="float64"),
+            "high": pd.array([b["h"] for _, b in rows], dtype="float64"),
+            "low": pd.array([b["l"] for _, b in rows], dtype="float64"),
+            "close": pd.array([b["c"] for _, b in rows], dtype="float64"),
+            "volume": pd.array([b["v"] for _, b in rows], dtype="float64"),
+            "trade_count": pd.array([b.get("n", 0) for _, b in rows], dtype="int64"),
+            "vwap": pd.array([b.get("vw") for _, b in rows], dtype="float64"),
+        }, columns=BAR_COLUMNS)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlpacaResponseError(f"{path} answered a bar missing or mistyping a field: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return frame, token or None

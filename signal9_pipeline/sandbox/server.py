@@ -153,9 +153,9 @@ class SandboxState:
             malformed = status is None and self.fault_rng.random() < f.malformed_rate
             return hang, status, malformed
 
-    def record(self, method: str, path: str, status: int) -> None:
+    def record(self, method: str, path: str, status: int, arrived: float) -> None:
         with self.lock:
-            self.requests.append({"t": time.time(), "method": method, "path": path, "status": status})
+            self.requests.append({"t": arrived, "method": method, "path": path, "status": status})
 
 
 class RateLimited(Exception):
@@ -391,13 +391,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(parsed.path)
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
         body = self._read_body()
+        self._arrived = time.time()  # stats carry arrival times, which is what rate windows count
         if path.startswith("/_sandbox/"):
             self._hook(state, method, path, body)
             return
         headers: dict[str, str] = {}
         try:
             state.authenticate(self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY"))
-            headers = state.admit(self.headers["APCA-API-KEY-ID"], time.time())
+            headers = state.admit(self.headers["APCA-API-KEY-ID"], self._arrived)
             hang, fault_status, malformed = state.draw_fault(path)
             if hang and state.stop.wait(hang):
                 return self._send(503, b'{"code":50300000,"message":"sandbox reset"}', headers, method, path)
@@ -462,7 +463,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: bytes, headers: dict[str, str], method: str | None, path: str) -> None:
         if method is not None:
-            self.server.state.record(method, path, status)
+            self.server.state.record(method, path, status, self._arrived)
         try:
             self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None)
             self.send_header("Content-Type", "application/json; charset=UTF-8")

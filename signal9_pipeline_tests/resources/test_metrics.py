@@ -1,0 +1,49 @@
+"""CloudWatch metrics from the access layer, and what happens when CloudWatch is down."""
+
+import logging
+from datetime import date
+
+import boto3
+
+from signal9_pipeline.resources.metrics import MetricsPublisher, MetricsResource
+
+
+def metric_names(namespace: str) -> set[str]:
+    pages = boto3.client("cloudwatch").get_paginator("list_metrics").paginate(Namespace=namespace)
+    return {m["MetricName"] for page in pages for m in page["Metrics"]}
+
+
+def test_api_calls_latency_and_failures_reach_cloudwatch(sandbox, resource_for):
+    resource = resource_for(sandbox, metrics_namespace="Signal9/Test/Access")
+    resource.get_calendar(date(2024, 1, 2), date(2024, 1, 3))
+    assert MetricsResource(namespace="Signal9/Test/Access").flush() > 0
+    assert {"AlpacaApiCalls", "AlpacaApiLatency"} <= metric_names("Signal9/Test/Access")
+    stats = boto3.client("cloudwatch").get_metric_statistics(
+        Namespace="Signal9/Test/Access", MetricName="AlpacaApiCalls", Dimensions=[{"Name": "Endpoint", "Value": "calendar"}],
+        StartTime="2020-01-01", EndTime="2100-01-01", Period=86400 * 365, Statistics=["Sum"])
+    assert sum(p["Sum"] for p in stats["Datapoints"]) == 1
+
+
+def test_assets_and_jobs_can_record_their_own_metrics(stack_env):
+    metrics = MetricsResource(namespace="Signal9/Test/Jobs")
+    metrics.put("AssetSyncSuccess", 1, Job="asset_sync_job")
+    metrics.put("ExecutionDuration", 1234.5, "Milliseconds", Job="asset_sync_job")
+    assert metrics.flush() == 2
+    assert metric_names("Signal9/Test/Jobs") == {"AssetSyncSuccess", "ExecutionDuration"}
+
+
+def test_cloudwatch_down_logs_a_warning_and_never_raises(stack_env, monkeypatch, caplog):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", "http://127.0.0.1:9")
+    publisher = MetricsPublisher("Signal9/Test/Down")
+    caplog.set_level(logging.WARNING, logger="signal9.metrics")
+    for i in range(3):
+        publisher.put("AlpacaApiCalls", 1, Endpoint="assets")
+    assert publisher.flush() == 0
+    assert publisher.failures == 1 and "metrics_dropped" in caplog.text
+
+
+def test_a_full_buffer_is_sent_without_waiting_for_the_end(stack_env):
+    publisher = MetricsPublisher("Signal9/Test/Batch")
+    for i in range(500):
+        publisher.put("AlpacaApiCalls", 1)
+    assert publisher.sent == 500 and publisher.flush() == 0
