@@ -1,11 +1,22 @@
-"""The pipeline's one code location: each domain's definitions plus the shared resources."""
+"""The pipeline's one code location: each domain's definitions plus the shared resources.
+
+Runs log through Dagster's console logger by default; run config
+`loggers: {json: {config: {log_level: INFO}}}` switches a run to JSON lines.
+"""
 
 import dagster as dg
 
 from signal9_pipeline.assets_sync import assets as assets_sync
 from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.resources.events import EventsResource
+from signal9_pipeline.resources.metrics import MetricsResource
 
 defs = dg.Definitions.merge(
     assets_sync.defs,
-    dg.Definitions(resources={"alpaca": AlpacaResource()}),
+    dg.Definitions(
+        resources={"alpaca": AlpacaResource(), "dynamodb": DynamoDBResource(), "events": EventsResource(),
+                   "metrics": MetricsResource()},
+        loggers={"console": dg.colored_console_logger, "json": dg.json_console_logger},
+    ),
 )

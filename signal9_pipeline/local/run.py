@@ -29,8 +29,10 @@ def summarize(result) -> str:
     lines = [f"asset_sync_job run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}"]
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        rows = mat.metadata.get("dagster/row_count")
-        lines.append(f"  {mat.asset_key.to_user_string()}: {rows.value if rows else '-'} rows")
+        shown = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
+                 "unchanged", "write_requests", "requests_used")
+        figures = ", ".join(f"{k.split('/')[-1]}={mat.metadata[k].value}" for k in shown if k in mat.metadata)
+        lines.append(f"  {mat.asset_key.to_user_string()}: {figures}")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:

@@ -15,6 +15,7 @@ and notebooks as well as inside Dagster runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -38,7 +39,7 @@ from dagster_aws.secretsmanager import SecretsManagerResource
 
 from signal9_pipeline import redaction
 from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for
-from signal9_pipeline.resources.rate_limit import shared_limiter
+from signal9_pipeline.resources.rate_limit import RateLimiterError, shared_limiter
 from signal9_pipeline.settings import Settings
 
 redaction.install()
@@ -89,6 +90,18 @@ class AlpacaRequestError(AlpacaError):
 
 
 RETRYABLE = (AlpacaRateLimitError, AlpacaTimeoutError, AlpacaUnavailableError, AlpacaResponseError)
+# Failures a step retry cannot fix: the run fails at once, naming the error.
+PERMANENT = (CredentialsError, AlpacaAuthError, AlpacaRequestError, RateLimiterError)
+
+
+@contextlib.contextmanager
+def fail_fast_on_permanent_errors() -> Iterator[None]:
+    """Inside a step: turn a permanent access error into a non-retryable Dagster failure that names it."""
+    try:
+        yield
+    except PERMANENT as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", metadata={"error_type": type(exc).__name__},
+                         allow_retries=False) from exc
 
 
 # --- credentials ---------------------------------------------------------------------------------

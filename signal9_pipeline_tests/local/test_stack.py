@@ -33,7 +33,8 @@ def test_provision_is_idempotent(stack_env):
     lines = provision(Settings.from_env())
     assert lines == [f"table {stack_env['SIGNAL9_ASSETS_TABLE']}: exists", f"table {stack_env['SIGNAL9_MARKET_DATA_TABLE']}: exists",
                      f"event bus {stack_env['SIGNAL9_EVENT_BUS']}: exists", f"secret {stack_env['ALPACA_SECRET_ID']}: exists"]
-    assert len(boto3.client("dynamodb").list_tables()["TableNames"]) == 2
+    names = boto3.client("dynamodb").list_tables()["TableNames"]
+    assert names.count(stack_env["SIGNAL9_ASSETS_TABLE"]) == 1 and names.count(stack_env["SIGNAL9_MARKET_DATA_TABLE"]) == 1
 
 
 def test_a_missing_secret_without_credentials_is_a_clear_error(stack_env):
@@ -92,3 +93,20 @@ def _cmdline(pid: str) -> str:
         return open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_local_run_syncs_and_stops_the_stack_it_started(tmp_path, default_universe):
+    import subprocess
+    import sys
+
+    universe = tmp_path / "universe.json"
+    universe.write_text(json.dumps(default_universe[:400]))
+    home = tmp_path / "home"
+    done = subprocess.run([sys.executable, "-m", "signal9_pipeline.local", "run", "--universe", str(universe)],
+                          env={**os.environ, "SIGNAL9_HOME": str(home)}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = sum(a["status"] == "active" and a["tradable"] for a in default_universe[:400])
+    assert "asset_sync_job run" in done.stdout and "SUCCESS" in done.stdout
+    assert f"assets_table: listed={listed}, new={listed}," in done.stdout
+    assert stack.status(home) == {}  # it stopped what it started
+    assert (home / "dynalite").is_dir()  # and the data stays for the next run

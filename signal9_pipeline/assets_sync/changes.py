@@ -1,0 +1,192 @@
+"""The plan of one sync: which items of the assets table change, and how. Pure logic, no I/O.
+
+The table keeps every asset it ever held and is keyed by symbol
+(`ASSET#{symbol}`). Only Alpaca's own fields decide whether an item changed (a
+content hash), so an unchanged universe plans zero writes. Everything a change
+owes downstream - a pending pollenation for a new symbol, an
+`assetStatusChanged` event - is written into the changed item itself (an
+outbox), in the same put as the change, so a crash can never separate the two.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+ALPACA_FIELDS = (
+    "alpaca_id", "symbol", "name", "exchange", "asset_class", "status", "tradable", "marginable", "shortable",
+    "easy_to_borrow", "fractionable", "maintenance_margin_requirement", "margin_requirement_long",
+    "margin_requirement_short", "min_order_size", "min_trade_increment", "price_increment", "attributes",
+)
+CHANGE_KINDS = ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged")
+HISTORY_LIMIT = 10
+POLLENATION_PENDING = "pending"
+STATUS_EVENT = "assetStatusChanged"
+DATA_SOURCE = "alpaca"
+
+
+def asset_key(symbol: str) -> str:
+    return f"ASSET#{symbol}"
+
+
+def content_hash(fields: dict[str, Any]) -> str:
+    canonical = json.dumps({k: fields.get(k) for k in ALPACA_FIELDS}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def is_listed(fields: dict[str, Any]) -> bool:
+    """Active and tradable: what downstream services may trade and analyse."""
+    return fields.get("status") == "active" and fields.get("tradable") is True
+
+
+@dataclass(frozen=True)
+class Change:
+    symbol: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class SyncPlan:
+    puts: list[dict[str, Any]] = field(default_factory=list)
+    counts: collections.Counter = field(default_factory=collections.Counter)
+    changes: list[Change] = field(default_factory=list)
+    listed_after: set[str] = field(default_factory=set)
+
+    def record(self, kind: str, symbol: str, detail: str = "", item: dict[str, Any] | None = None) -> None:
+        self.counts[kind] += 1
+        if kind != "unchanged":
+            self.changes.append(Change(symbol, kind, detail))
+        if item is not None:
+            self.puts.append(item)
+
+
+def plan_sync(rows: Iterable[dict[str, Any]], existing: Iterable[dict[str, Any]], *, now: str,
+              held_back: set[str] = frozenset()) -> SyncPlan:
+    """What to write so the table reflects `rows` (validated assets, unique symbols).
+
+    `existing` are the table's items; `held_back` are symbols whose rows were
+    quarantined this time: their items stay exactly as they are.
+    """
+    listed = {r["symbol"]: r for r in rows}
+    items = {i["symbol"]: i for i in existing if isinstance(i.get("symbol"), str)}
+    renames = _renames(listed, items, held_back)
+    renamed_from = {new: old for old, new in renames.items()}
+    plan = SyncPlan(counts=collections.Counter({k: 0 for k in CHANGE_KINDS}))
+
+    for symbol, row in listed.items():
+        if symbol in renamed_from:
+            old = renamed_from[symbol]
+            plan.record("renamed", symbol, f"renamed from {old}", _renamed_to_item(row, items.get(symbol), old, now))
+            plan.record("renamed", old, f"renamed to {symbol}", _renamed_from_item(items[old], symbol, now))
+            plan.counts["renamed"] -= 1  # one rename, two items
+        elif symbol in items:
+            _plan_existing(plan, items[symbol], row, now)
+        elif is_listed(row):
+            plan.record("new", symbol, f"{row['exchange']} {row['asset_class']}", _new_item(row, now))
+    for symbol, item in items.items():
+        if symbol in listed or symbol in renames or symbol in held_back:
+            continue
+        if is_listed(item):
+            plan.record("deactivated", symbol, "missing from Alpaca's list",
+                        _status_change(item, {**_alpaca_fields(item), "status": "inactive"}, now, "missing from Alpaca's list"))
+        else:
+            plan.counts["unchanged"] += 1
+
+    plan.listed_after = {s for s, r in listed.items() if is_listed(r)} | {s for s in held_back if s in items and is_listed(items[s])}
+    return plan
+
+
+def _renames(listed: dict[str, dict], items: dict[str, dict], held_back: set[str]) -> dict[str, str]:
+    """old symbol -> new symbol, for listed items whose Alpaca id now trades under another symbol."""
+    listed_by_id = {r["alpaca_id"]: s for s, r in listed.items() if is_listed(r)}
+    renames = {}
+    for symbol, item in items.items():
+        if symbol in held_back or not is_listed(item):
+            continue
+        new_symbol = listed_by_id.get(item.get("alpaca_id"))
+        still_listed_here = symbol in listed and listed[symbol]["alpaca_id"] == item.get("alpaca_id") and is_listed(listed[symbol])
+        if new_symbol and new_symbol != symbol and not still_listed_here:
+            renames[symbol] = new_symbol
+    return renames
+
+
+def _plan_existing(plan: SyncPlan, item: dict[str, Any], row: dict[str, Any], now: str) -> None:
+    symbol, was, will = row["symbol"], is_listed(item), is_listed(row)
+    if was and not will:
+        plan.record("deactivated", symbol, f"Alpaca status {row['status']}, tradable {row['tradable']}",
+                    _status_change(item, row, now, f"Alpaca status {row['status']}"))
+    elif will and not was:
+        plan.record("reactivated", symbol, "listed again", _status_change(item, row, now, "listed again"))
+    elif content_hash(row) != item.get("content_hash"):
+        changed = [k for k in ALPACA_FIELDS if row.get(k) != item.get(k)]
+        updated = {**_carry(item), **_alpaca_fields(row), "content_hash": content_hash(row), "updated_at": now,
+                   **({"last_seen_at": now} if will else {})}
+        plan.record("updated", symbol, ", ".join(changed), _with_outbox_marker(updated))
+    else:
+        plan.record("unchanged", symbol)
+
+
+def _alpaca_fields(source: dict[str, Any]) -> dict[str, Any]:
+    return {k: source.get(k) for k in ALPACA_FIELDS}
+
+
+def _carry(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as stored, minus what is recomputed for every write."""
+    return {k: v for k, v in item.items() if k not in ALPACA_FIELDS}
+
+
+def _new_item(row: dict[str, Any], now: str, *, history_note: str = "listed") -> dict[str, Any]:
+    item = {
+        "asset_id": asset_key(row["symbol"]), **_alpaca_fields(row), "content_hash": content_hash(row),
+        "data_source": DATA_SOURCE, "created_at": now, "updated_at": now, "first_seen_at": now, "last_seen_at": now,
+        "status_changed_at": now, "status_history": [{"status": "active", "at": now, "note": history_note}],
+        "pollenation_status": POLLENATION_PENDING, "pollenation_pending_since": now,
+    }
+    return _with_outbox_marker(item)
+
+
+def _status_change(item: dict[str, Any], fields: dict[str, Any], now: str, note: str, **extra: Any) -> dict[str, Any]:
+    old_status = "active" if is_listed(item) else "inactive"
+    new_status = "active" if is_listed(fields) else "inactive"
+    updated = {**_carry(item), **_alpaca_fields(fields), **extra, "content_hash": content_hash(fields), "updated_at": now,
+               "status_changed_at": now}
+    if new_status == "active":
+        updated["last_seen_at"] = now
+    updated["status_history"] = (list(item.get("status_history") or []) + [{"status": new_status, "at": now, "note": note}])[-HISTORY_LIMIT:]
+    event_detail = {"symbol": item["symbol"], "oldStatus": old_status, "newStatus": new_status,
+                    "alpacaId": item.get("alpaca_id"), "timestamp": now, "change": note}
+    event_detail.update({k: v for k, v in extra.items() if k == "renamedTo"})
+    updated["pending_events"] = list(item.get("pending_events") or []) + [_event(STATUS_EVENT, event_detail)]
+    return _with_outbox_marker(updated)
+
+
+def _renamed_from_item(item: dict[str, Any], new_symbol: str, now: str) -> dict[str, Any]:
+    fields = {**_alpaca_fields(item), "status": "inactive"}
+    return _status_change(item, fields, now, f"renamed to {new_symbol}", renamed_to=new_symbol, renamedTo=new_symbol) | {
+        "renamed_to": new_symbol}
+
+
+def _renamed_to_item(row: dict[str, Any], existing: dict[str, Any] | None, old_symbol: str, now: str) -> dict[str, Any]:
+    item = _new_item(row, now, history_note=f"renamed from {old_symbol}")
+    if existing:  # the new symbol was held before (an old listing): keep its origin dates
+        item.update({k: existing[k] for k in ("created_at", "first_seen_at") if k in existing})
+    item["renamed_from"] = old_symbol
+    return item
+
+
+def _event(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
+    identity = json.dumps([detail_type, detail], sort_keys=True)
+    return {"event_id": hashlib.sha256(identity.encode()).hexdigest()[:32], "detail_type": detail_type, "detail": detail}
+
+
+def _with_outbox_marker(item: dict[str, Any]) -> dict[str, Any]:
+    """`outbox_pending` is present only while the item owes something downstream (a sparse index key)."""
+    owes = item.get("pollenation_status") == POLLENATION_PENDING or bool(item.get("pending_events"))
+    item = {k: v for k, v in item.items() if k != "outbox_pending" and k != "renamedTo"}
+    if owes:
+        item["outbox_pending"] = "1"
+    return item

@@ -1,0 +1,120 @@
+"""DynamoDB access for the pipeline's two tables: scans, queries and batched writes that lose nothing.
+
+`BatchWriteItem` may accept a batch only in part (`UnprocessedItems`) or be
+throttled; both are retried with backoff until every item is written, or the
+write fails with `DynamoWriteError` naming how many items are still unwritten.
+Every write is a whole-item put computed from the source, so a run that fails
+half-way is repaired by the next run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Iterable, Iterator, Optional
+
+import boto3
+import dagster as dg
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from signal9_pipeline.settings import Settings
+
+BATCH_SIZE = 25
+MAX_BATCH_ROUNDS = 12
+THROTTLING_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+
+_serializer, _deserializer = TypeSerializer(), TypeDeserializer()
+
+
+class DynamoWriteError(RuntimeError):
+    """Items could not be written after every retry; a rerun writes them (writes are idempotent puts)."""
+
+
+def to_dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def from_dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; the pipeline stores only integers as numbers."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class DynamoDBResource(dg.ConfigurableResource):
+    """The assets and market-data tables (names from SIGNAL9_ASSETS_TABLE / SIGNAL9_MARKET_DATA_TABLE)."""
+
+    assets_table: Optional[str] = None
+    market_data_table: Optional[str] = None
+
+    def assets_table_name(self) -> str:
+        return self.assets_table or Settings.from_env().assets_table
+
+    def market_data_table_name(self) -> str:
+        return self.market_data_table or Settings.from_env().market_data_table
+
+    def client(self):
+        return boto3.client("dynamodb", config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+
+    def scan(self, table: str, *, projection: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of `table` (optionally only some attributes), page by page."""
+        kwargs: dict[str, Any] = {"TableName": table}
+        if projection:
+            kwargs["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(projection)))
+            kwargs["ExpressionAttributeNames"] = {f"#a{i}": name for i, name in enumerate(projection)}
+        for page in self.client().get_paginator("scan").paginate(**kwargs):
+            for item in page["Items"]:
+                yield from_dynamo(item)
+
+    def query(self, table: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for page in self.client().get_paginator("query").paginate(TableName=table, **kwargs):
+            for item in page["Items"]:
+                yield from_dynamo(item)
+
+    def put_items(self, table: str, items: Iterable[dict[str, Any]]) -> int:
+        """Write every item with BatchWriteItem (25 per request); returns the write requests made."""
+        return self.write_batches(table, ({"PutRequest": {"Item": to_dynamo(item)}} for item in items))
+
+    def write_batches(self, table: str, requests: Iterable[dict[str, Any]]) -> int:
+        client, sent, batch = self.client(), 0, []
+        for request in requests:
+            batch.append(request)
+            if len(batch) == BATCH_SIZE:
+                sent += _write_batch(client, table, batch)
+                batch = []
+        if batch:
+            sent += _write_batch(client, table, batch)
+        return sent
+
+
+def _write_batch(client, table: str, batch: list[dict]) -> int:
+    """One batch until DynamoDB has taken all of it; returns the BatchWriteItem calls it took."""
+    pending, calls = batch, 0
+    for round_number in range(MAX_BATCH_ROUNDS):
+        try:
+            calls += 1
+            answer = client.batch_write_item(RequestItems={table: pending})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in THROTTLING_CODES:
+                raise DynamoWriteError(f"writing {len(pending)} items to {table} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise DynamoWriteError(f"writing {len(pending)} items to {table} failed: {type(exc).__name__}: {exc}") from exc
+        else:
+            pending = answer.get("UnprocessedItems", {}).get(table, [])
+            if not pending:
+                return calls
+        time.sleep(min(5.0, 0.05 * 2**round_number) * random.uniform(0.5, 1.5))
+    raise DynamoWriteError(f"{len(pending)} items to {table} still unprocessed after {MAX_BATCH_ROUNDS} attempts; "
+                           "the next run writes them")

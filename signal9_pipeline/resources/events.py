@@ -1,0 +1,68 @@
+"""EventBridge publishing for the pipeline's `signal9.advisor` events, with nothing silently lost.
+
+`PutEvents` takes 10 entries per call and may reject some of them
+(`FailedEntryCount`); those are retried with backoff. Entries still failing
+are returned to the caller, which keeps them pending for a later attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import boto3
+import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
+
+from signal9_pipeline.settings import Settings
+
+SOURCE = "signal9.advisor"
+ENTRIES_PER_CALL = 10
+MAX_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Event:
+    detail_type: str
+    detail: dict[str, Any]
+    event_id: str  # idempotency id: consumers drop an id they have already seen
+
+
+class EventsResource(dg.ConfigurableResource):
+    """The pipeline's EventBridge bus (SIGNAL9_EVENT_BUS)."""
+
+    event_bus: Optional[str] = None
+
+    def bus(self) -> str:
+        return self.event_bus or Settings.from_env().event_bus
+
+    def publish(self, events: list[Event]) -> list[Event]:
+        """Publish every event; returns those that still failed after retries (empty when all were accepted)."""
+        client, failed = boto3.client("events"), []
+        for start in range(0, len(events), ENTRIES_PER_CALL):
+            failed += self._publish_chunk(client, events[start : start + ENTRIES_PER_CALL])
+        return failed
+
+    def _publish_chunk(self, client, chunk: list[Event]) -> list[Event]:
+        pending = chunk
+        for round_number in range(MAX_ROUNDS):
+            try:
+                answer = client.put_events(Entries=[self._entry(e) for e in pending])
+            except (BotoCoreError, ClientError):
+                answer = None
+            if answer is not None:
+                results = answer.get("Entries", [])
+                rejected = [e for e, r in zip(pending, results) if "ErrorCode" in r or "EventId" not in r]
+                pending = rejected + pending[len(results):]  # an entry without a result was not accepted either
+                if not pending:
+                    return []
+            time.sleep(min(2.0, 0.1 * 2**round_number) * random.uniform(0.5, 1.5))
+        return pending
+
+    def _entry(self, event: Event) -> dict[str, Any]:
+        detail = {**event.detail, "eventId": event.event_id}
+        return {"Source": SOURCE, "DetailType": event.detail_type, "Detail": json.dumps(detail, sort_keys=True),
+                "EventBusName": self.bus()}

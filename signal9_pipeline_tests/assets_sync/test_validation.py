@@ -1,0 +1,344 @@
+import json
+import re
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
+
+# The forms a DynamoDB key `ASSET#{symbol}` may hold, written out again so that a loosened
+# pattern in the module fails these tests.
+ALLOWED_SYMBOL = re.compile(r"[A-Z][A-Z0-9]{0,6}(\.[A-Z]{1,4})?|[A-Z0-9]{2,10}/[A-Z0-9]{2,10}")
+HOSTILE_STRINGS = [
+    "' OR '1'='1", "AAPL'; DROP TABLE assets;--", '{"$ne": null}', "$where", "../etc/passwd", "ASSET#X",
+    "\u0410APL", "AAPL\u200b", "AAPL\n", "\x00", "\u202eLPAA", "\ud800", "NaN", "1e400", "-1", "", " ", "A" * 300,
+]
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def equity(**fields) -> dict:
+    row = {
+        "id": str(uuid.uuid4()), "class": "us_equity", "exchange": "NASDAQ", "symbol": "AAPL",
+        "name": "Apple Inc. Common Stock", "status": "active", "tradable": True, "marginable": True,
+        "maintenance_margin_requirement": 30, "margin_requirement_long": "30", "margin_requirement_short": "30",
+        "shortable": True, "easy_to_borrow": True, "fractionable": True, "attributes": ["fractional_eh_enabled", "has_options"],
+    }
+    return row | fields
+
+
+def crypto(**fields) -> dict:
+    row = equity(**{
+        "class": "crypto", "exchange": "CRYPTO", "symbol": "BTC/USD", "name": "Bitcoin / US Dollar", "marginable": False,
+        "maintenance_margin_requirement": 100, "margin_requirement_long": "100", "margin_requirement_short": "100",
+        "shortable": False, "easy_to_borrow": False, "attributes": [], "min_order_size": "0.000000002",
+        "min_trade_increment": "0.000000001", "price_increment": "1",
+    })
+    return row | fields
+
+
+def without(row: dict, field: str) -> dict:
+    return {key: value for key, value in row.items() if key != field}
+
+
+def accepted(row: dict) -> dict:
+    """The valid record of a row that must pass on its own."""
+    result = validate_assets([row])
+    assert result.quarantined == [], result.quarantined
+    return result.valid.iloc[0].to_dict()
+
+
+def rejection(row: object) -> str:
+    """The reason a row that must be quarantined on its own is quarantined for."""
+    result = validate_assets([row])
+    assert result.valid.empty and len(result.quarantined) == 1
+    return result.quarantined[0].reason
+
+
+def assert_every_row_accounted_for(raw: list, result) -> None:
+    rows = [q.row for q in result.quarantined]
+    assert len(rows) == len(set(rows)) and all(0 <= row < len(raw) for row in rows)
+    assert len(result.valid) + len(rows) == len(raw)
+    assert list(result.valid.index) == list(range(len(result.valid)))
+    assert all(ALLOWED_SYMBOL.fullmatch(symbol) for symbol in result.valid.symbol)
+    assert all(q.reason and q.reason.isprintable() and len(q.reason) < 4_000 for q in result.quarantined)
+
+
+@pytest.fixture(scope="module")
+def universe_result(default_universe):
+    return validate_assets(default_universe)
+
+
+def test_default_universe_is_valid_except_its_five_inactive_duplicates(default_universe, universe_result):
+    assert_every_row_accounted_for(default_universe, universe_result)
+    AssetSchema.validate(universe_result.valid)
+    assert len(universe_result.quarantined) == 5
+    kept = dict(zip(universe_result.valid.symbol, universe_result.valid.status))
+    for q in universe_result.quarantined:
+        assert default_universe[q.row]["status"] == "inactive"
+        assert f"duplicate symbol '{q.symbol}'" in q.reason
+        assert kept[q.symbol] == "active"
+    assert universe_result.warnings == {}
+
+
+def test_default_universe_keeps_the_symbol_forms_naive_validators_reject(universe_result):
+    valid = universe_result.valid.set_index("symbol")
+    for symbol in ("AAPL", "BRK.B", "BF.B", "F.PRB", "FLYX.WS", "GRAF.U", "FACTW", "FATBP", "BTC/USD", "SUSHI/USDT", "ETH/BTC"):
+        assert symbol in valid.index
+    assert valid.loc["GLD", "exchange"] == "NYSEARCA"
+    assert valid.loc["BTC/USD", "asset_class"] == "crypto"
+    assert (valid.exchange == "OTC").sum() > 1_000
+
+
+def test_default_universe_names_are_trimmed_and_collapsed(default_universe, universe_result):
+    padded = [a for a in default_universe if a["name"] != a["name"].strip() or "  " in a["name"]]
+    assert padded
+    names = set(universe_result.valid.name)
+    assert all(name == name.strip() and "  " not in name for name in names)
+    assert all(" ".join(a["name"].split()) in names for a in padded)
+
+
+def test_default_universe_decimals_are_canonical_strings(universe_result):
+    valid = universe_result.valid.set_index("symbol")
+    assert valid.loc["AAPL", "maintenance_margin_requirement"] in {"30", "50", "100"}
+    assert valid.loc["AAPL", "min_order_size"] is None
+    increments = set(valid.loc[valid.asset_class == "crypto", "min_trade_increment"])
+    assert increments == {"0.000000001", "0.0001", "0.01"}
+
+
+@pytest.mark.parametrize("field", ["id", "symbol", "class", "exchange", "status", "tradable"])
+def test_a_row_without_a_required_field_is_quarantined(field):
+    assert rejection(without(equity(), field)) == f"{field} is missing"
+    assert field in rejection(equity(**{field: None}))
+
+
+def test_missing_optional_fields_take_their_defaults():
+    record = accepted({key: equity()[key] for key in ("id", "symbol", "class", "exchange", "status", "tradable")})
+    assert record["name"] == "" and record["attributes"] == []
+    assert not any(record[flag] for flag in ("marginable", "shortable", "easy_to_borrow", "fractionable"))
+    assert record["maintenance_margin_requirement"] is None and record["price_increment"] is None
+
+
+@pytest.mark.parametrize("alpaca_id", ["not-a-uuid", "' OR 1=1 --", "b0b6dd9d8b9b48a9ba46b9d54906e415x", "b0b6dd9d-8b9b-48a9-ba46-b9d54906e41\u0665"])
+def test_an_id_that_is_no_uuid_is_quarantined(alpaca_id):
+    assert rejection(equity(id=alpaca_id)).startswith(f"id {alpaca_id!r} is not a UUID")
+
+
+def test_an_id_that_is_not_a_string_is_quarantined():
+    assert rejection(equity(id={"$ne": None})) == "id must be a string, got dict"
+
+
+def test_an_uppercase_id_is_stored_lowercase():
+    assert accepted(equity(id="B0B6DD9D-8B9B-48A9-BA46-B9D54906E415"))["alpaca_id"] == "b0b6dd9d-8b9b-48a9-ba46-b9d54906e415"
+
+
+@pytest.mark.parametrize("symbol", ["BRK.B", "F.PRB", "FLYX.WS", "GRAF.U", "FACTW", "PJWEF", "A", "ABCDEFG.ABCD", "BTC/USD", "SUSHI/USDT", "PEPE/USD", "1INCH/USD"])
+def test_real_symbol_forms_are_valid(symbol):
+    assert accepted(equity(symbol=symbol))["symbol"] == symbol
+
+
+@pytest.mark.parametrize("symbol", [
+    "aapl", "BRK.b", "AA PL", "AB$C", "ASSET#X", "../etc/passwd", "\u0410APL", "AAPL\u200b", "AAPL\n", "' OR '1'='1",
+    '{"$gt": ""}', "1ABC", "ABCDEFGH", "BRK.BBBBB", "BRK.", ".B", "BTC/USD/EUR", "B/USD", "BTC/", "", "A" * 22,
+])
+def test_a_symbol_outside_the_listed_forms_is_quarantined(symbol):
+    reason = rejection(equity(symbol=symbol))
+    assert reason.startswith(f"symbol {symbol!r} ")
+
+
+def test_a_symbol_reason_names_the_field_and_the_problem():
+    assert rejection(equity(symbol="AB$C")) == "symbol 'AB$C' has characters outside A-Z 0-9 . /"
+    assert rejection(equity(symbol="BRK.BBBBB")) == "symbol 'BRK.BBBBB' is neither an equity symbol like BRK.B nor a crypto pair like BTC/USD"
+
+
+def test_a_symbol_that_is_not_a_string_is_quarantined():
+    assert rejection(equity(symbol=["AAPL"])) == "symbol must be a string, got list"
+
+
+def test_symbol_form_and_asset_class_are_judged_apart():
+    assert accepted(crypto(symbol="BTCUSD"))["asset_class"] == "crypto"
+    assert accepted(equity(symbol="BTC/USD"))["asset_class"] == "us_equity"
+
+
+def test_a_reason_echoes_at_most_64_characters_of_a_bad_value_escaped():
+    reason = rejection(equity(symbol="\x00" + "A" * 1_000_000))
+    assert reason == "symbol '\\x00" + "A" * 63 + "'... is longer than 21 characters"
+
+
+def test_a_quarantined_row_keeps_its_raw_symbol_and_id_clipped():
+    q = validate_assets([equity(symbol="a" * 100, id="x" * 100), 7]).quarantined
+    assert q[0] == Quarantined(0, "a" * 64, "x" * 64, q[0].reason)
+    assert (q[1].row, q[1].symbol, q[1].alpaca_id) == (1, None, None)
+
+
+@pytest.mark.parametrize("status", ["ACTIVE", "delisted", "", "active ", "' OR 1=1"])
+def test_a_status_other_than_active_or_inactive_is_quarantined(status):
+    assert rejection(equity(status=status)) == f"status {status!r} is neither 'active' nor 'inactive'"
+
+
+def test_unknown_exchange_class_and_attribute_are_kept_and_counted():
+    raw = [equity(symbol=f"NEW{n}", exchange="NEWX", attributes=["foo"]) for n in range(3)]
+    raw.append(equity(symbol="BOND", **{"class": "us_bond"}))
+    result = validate_assets(raw)
+    assert len(result.valid) == 4 and result.quarantined == []
+    assert result.warnings == {"unknown_exchange:NEWX": 3, "unknown_attribute:foo": 3, "unknown_class:us_bond": 1}
+
+
+@pytest.mark.parametrize("field", ["exchange", "class"])
+@pytest.mark.parametrize("value", [5, "", ["NYSE"], "X" * 65, "NY\tSE"])
+def test_an_exchange_or_class_that_is_not_a_short_printable_string_is_quarantined(field, value):
+    assert rejection(equity(**{field: value})).startswith(f"{field} ")
+
+
+@pytest.mark.parametrize("flag", ["tradable", "marginable", "shortable", "easy_to_borrow", "fractionable"])
+@pytest.mark.parametrize("value", ["true", 1, 0, "false", [True]])
+def test_a_flag_that_is_not_a_real_bool_is_quarantined(flag, value):
+    assert rejection(equity(**{flag: value})).startswith(f"{flag} must be true or false, got ")
+
+
+def test_a_null_tradable_is_quarantined_but_a_null_optional_flag_is_false():
+    assert rejection(equity(tradable=None)) == "tradable is missing"
+    assert accepted(equity(marginable=None))["marginable"] is False
+
+
+def test_names_are_trimmed_with_whitespace_runs_collapsed():
+    assert accepted(equity(name="  Apple \u00a0  Inc.\u3000Common Stock "))["name"] == "Apple Inc. Common Stock"
+    assert accepted(equity(name=None))["name"] == ""
+
+
+def test_a_name_is_data_so_injection_text_in_it_is_kept_verbatim():
+    name = "Robert'); DROP TABLE assets;-- {\"$ne\": null} ../etc/passwd"
+    assert accepted(equity(name=name))["name"] == name
+
+
+@pytest.mark.parametrize("name", ["Apple\x00Inc.", "Apple\nInc.", "Apple\tInc.", "Apple\x7f", "Apple\u200bInc.", "\u202eelppA", "Apple\ud800"])
+def test_a_name_with_control_or_invisible_characters_is_quarantined(name):
+    assert rejection(equity(name=name)) == f"name {name!r} has control or other non-printable characters"
+
+
+def test_a_one_megabyte_name_is_quarantined_with_a_short_reason():
+    reason = rejection(equity(name="A" * 1_048_576))
+    assert reason.endswith("is longer than 256 characters") and len(reason) < 200
+
+
+def test_a_name_that_is_not_a_string_is_quarantined():
+    assert rejection(equity(name=42)) == "name must be a string, got int"
+
+
+@pytest.mark.parametrize(("value", "canonical"), [
+    (30, "30"), (0.5, "0.5"), ("0.000000002", "0.000000002"), ("30.0", "30"), ("030", "30"), (1e-9, "0.000000001"),
+    (0, "0"), ("0.000", "0"), (0.1, "0.1"), (12.5, "12.5"),
+])
+def test_decimals_are_stored_as_canonical_strings(value, canonical):
+    assert accepted(crypto(min_order_size=value))["min_order_size"] == canonical
+
+
+@pytest.mark.parametrize("value", [
+    float("nan"), float("inf"), float("-inf"), 1e400, "1e400", "NaN", "Infinity", -5, -0.5, "-5", "abc", "30 ", "3_0", "",
+    "\u0663\u0660", 10**40, "1" * 19, "0." + "0" * 18 + "1",
+])
+def test_a_decimal_that_is_not_a_plain_non_negative_number_is_quarantined(value):
+    assert rejection(equity(margin_requirement_long=value)).startswith("margin_requirement_long ")
+
+
+@pytest.mark.parametrize("value", [True, False, [30], {"$gt": 0}])
+def test_a_decimal_of_the_wrong_type_is_quarantined(value):
+    assert rejection(equity(price_increment=value)) == f"price_increment must be a number or a numeric string, got {type(value).__name__}"
+
+
+def test_an_overflowing_json_number_is_quarantined():
+    row = json.loads(json.dumps(equity()).replace('"maintenance_margin_requirement": 30', '"maintenance_margin_requirement": 1e400'))
+    assert rejection(row) == "maintenance_margin_requirement 'Infinity' is not a non-negative decimal number with at most 18 digits before and after the point"
+
+
+def test_attributes_are_sorted_and_deduplicated():
+    assert accepted(equity(attributes=["has_options", "ipo", "has_options"]))["attributes"] == ["has_options", "ipo"]
+
+
+@pytest.mark.parametrize("attributes", ["has_options", {"has_options": True}, ["ipo", 3], [["ipo"]], ["x" * 65], ["ipo\x00"], [""], [f"a{n}" for n in range(33)]])
+def test_attributes_that_are_not_a_short_list_of_short_printable_strings_are_quarantined(attributes):
+    assert rejection(equity(attributes=attributes)).startswith("attributes ")
+
+
+@pytest.mark.parametrize("row", [None, 1, "AAPL", ["AAPL"], 1.5, True])
+def test_a_row_that_is_not_an_object_is_quarantined(row):
+    assert rejection(row) == f"row must be an object, got {type(row).__name__}"
+
+
+def test_an_input_that_is_not_a_list_gives_no_valid_row():
+    result = validate_assets({"code": 40010001, "message": "forbidden"})
+    assert result.valid.empty and [q.row for q in result.quarantined] == [0]
+    AssetSchema.validate(result.valid)
+
+
+@pytest.mark.parametrize("active_first", [True, False])
+def test_of_a_symbol_listed_active_and_inactive_the_active_listing_is_kept(active_first):
+    listings = [equity(status="active"), equity(status="inactive", tradable=False)]
+    raw = listings if active_first else listings[::-1]
+    result = validate_assets(raw)
+    assert list(result.valid.status) == ["active"]
+    assert [q.row for q in result.quarantined] == [1 if active_first else 0]
+    assert "duplicate symbol 'AAPL'" in result.quarantined[0].reason
+
+
+@pytest.mark.parametrize("status", ["active", "inactive"])
+def test_a_symbol_listed_twice_with_one_status_is_quarantined_twice(status):
+    result = validate_assets([equity(status=status), equity(status=status), equity(symbol="MSFT")])
+    assert list(result.valid.symbol) == ["MSFT"]
+    assert [q.row for q in result.quarantined] == [0, 1]
+    assert all("duplicate symbol 'AAPL'" in q.reason for q in result.quarantined)
+
+
+def test_an_id_listed_with_two_symbols_is_quarantined_twice():
+    shared = str(uuid.uuid4())
+    result = validate_assets([equity(id=shared, symbol="AAPL"), equity(id=shared, symbol="APPL"), equity(symbol="MSFT")])
+    assert list(result.valid.symbol) == ["MSFT"]
+    assert [q.row for q in result.quarantined] == [0, 1]
+    assert all(q.reason.startswith(f"duplicate id '{shared}'") for q in result.quarantined)
+
+
+def test_an_exact_duplicate_row_is_kept_once():
+    row = equity()
+    result = validate_assets([row, dict(row), equity(symbol="MSFT"), dict(row)])
+    assert list(result.valid.symbol) == ["AAPL", "MSFT"]
+    assert [q.row for q in result.quarantined] == [1, 3]
+    assert all(q.reason.startswith("duplicate of an earlier row") for q in result.quarantined)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30) | st.sampled_from(HOSTILE_STRINGS),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+field_names = st.sampled_from(sorted(crypto()) + ["unexpected"])
+
+
+@st.composite
+def rows_with_one_field_replaced(draw) -> dict:
+    row = draw(st.sampled_from([equity(), crypto(), equity(symbol="BRK.B", exchange="NYSE")]))
+    field = draw(field_names)
+    if draw(st.booleans()):
+        return without(row, field)
+    return row | {field: draw(json_values)}
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(json_values, max_size=8))
+def test_any_list_of_json_values_is_split_without_raising(raw):
+    assert_every_row_accounted_for(raw, validate_assets(raw))
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(rows_with_one_field_replaced(), max_size=6))
+def test_valid_rows_with_one_hostile_field_are_split_without_raising(raw):
+    assert_every_row_accounted_for(raw, validate_assets(raw))
+
+
+# Four listings in up to eight places: a hundred examples already cover every way to repeat them.
+@settings(PROPERTY_SETTINGS, max_examples=100)
+@given(st.lists(st.sampled_from([equity(), equity(status="inactive"), equity(symbol="MSFT"), crypto()]), max_size=8))
+def test_repeated_listings_never_leave_a_symbol_or_id_twice(raw):
+    result = validate_assets(raw)
+    assert_every_row_accounted_for(raw, result)
+    assert result.valid.symbol.is_unique and result.valid.alpaca_id.is_unique
