@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -44,6 +45,30 @@ def stack_env(local_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> d
         monkeypatch.setenv(key, value)
     requests.post(f"{local_stack['SIGNAL9_SANDBOX_URL']}/_sandbox/reset", timeout=10).raise_for_status()
     return local_stack
+
+
+@pytest.fixture
+def sync_env(stack_env, monkeypatch, default_universe):
+    """The stack with an empty assets table of this test's own; the sandbox's universe restored afterwards."""
+    from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+    from signal9_pipeline_tests.support import put_universe
+
+    table = f"signal9-assets-test-{uuid.uuid4().hex[:10]}"
+    ensure_table(table, *TABLE_KEYS["assets"], indexes=ASSETS_INDEXES)
+    monkeypatch.setenv("SIGNAL9_ASSETS_TABLE", table)
+    yield {**stack_env, "SIGNAL9_ASSETS_TABLE": table}
+    put_universe(stack_env, default_universe)
+
+
+@pytest.fixture
+def bars_env(sync_env, monkeypatch):
+    """sync_env plus an empty market-data table of this test's own."""
+    from signal9_pipeline.local.provision import TABLE_KEYS, ensure_table
+
+    table = f"signal9-bars-test-{uuid.uuid4().hex[:10]}"
+    ensure_table(table, *TABLE_KEYS["market_data"])
+    monkeypatch.setenv("SIGNAL9_MARKET_DATA_TABLE", table)
+    return {**sync_env, "SIGNAL9_MARKET_DATA_TABLE": table}
 
 
 @pytest.fixture

@@ -36,3 +36,14 @@ def test_dg_launch_materializes_alpaca_assets_against_the_local_stack(cli_env):
         event = instance.get_latest_materialization_event(dg.AssetKey("alpaca_assets"))
         assert event.run_id == runs[0].run_id
         assert event.asset_materialization.metadata["dagster/row_count"].value == 32212
+
+
+def test_dg_launch_backfills_a_partition_range_as_one_run(cli_env):
+    env = {**cli_env, "SIGNAL9_INTRADAY_WATCHLIST": "SPY,BTC/USD"}
+    done = run([str(VENV_BIN / "dg"), "launch", "--assets", "ohlc_bars", "--partition-range", "2024-06-03|1Hour...2024-06-05|1Hour"], env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
+        runs = instance.get_runs()
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
+        partitions = instance.get_materialized_partitions(dg.AssetKey("ohlc_bars"))
+        assert partitions == {"2024-06-03|1Hour", "2024-06-04|1Hour", "2024-06-05|1Hour"}

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from signal9_pipeline.assets_sync.changes import asset_key, is_listed, plan_sync
+from signal9_pipeline.assets_sync.changes import is_listed, plan_sync
+from signal9_pipeline.assets_sync.status_events import asset_status_events
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_fast_on_permanent_errors
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -216,7 +217,7 @@ def record_sync_failure(context: dg.HookContext) -> None:
 
 
 asset_sync_job = dg.define_asset_job(
-    "asset_sync_job", selection=[alpaca_assets, validated_assets, assets_table],
+    "asset_sync_job", selection=[alpaca_assets, validated_assets, assets_table, asset_status_events],
     hooks={record_sync_success, record_sync_failure},
     description="The daily asset sync: Alpaca's list, validated, into the assets table.",
 )
@@ -226,5 +227,5 @@ daily_asset_sync_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-defs = dg.Definitions(assets=[alpaca_assets, validated_assets, assets_table], jobs=[asset_sync_job],
+defs = dg.Definitions(assets=[alpaca_assets, validated_assets, assets_table, asset_status_events], jobs=[asset_sync_job],
                       schedules=[daily_asset_sync_schedule])

@@ -24,6 +24,7 @@ ALPACA_FIELDS = (
 CHANGE_KINDS = ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged")
 HISTORY_LIMIT = 10
 POLLENATION_PENDING = "pending"
+POLLENATION_MARKER, EVENTS_MARKER = "pollenation_pending", "events_pending"
 STATUS_EVENT = "assetStatusChanged"
 DATA_SOURCE = "alpaca"
 
@@ -184,9 +185,14 @@ def _event(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def _with_outbox_marker(item: dict[str, Any]) -> dict[str, Any]:
-    """`outbox_pending` is present only while the item owes something downstream (a sparse index key)."""
-    owes = item.get("pollenation_status") == POLLENATION_PENDING or bool(item.get("pending_events"))
-    item = {k: v for k, v in item.items() if k != "outbox_pending" and k != "renamedTo"}
-    if owes:
-        item["outbox_pending"] = "1"
+    """Sparse index keys, present only while the item owes something downstream.
+
+    `pollenation_pending` while its pollenation is pending, `events_pending`
+    while it holds unpublished events; each consumer removes its own marker.
+    """
+    item = {k: v for k, v in item.items() if k not in (POLLENATION_MARKER, EVENTS_MARKER, "renamedTo")}
+    if item.get("pollenation_status") == POLLENATION_PENDING:
+        item[POLLENATION_MARKER] = "1"
+    if item.get("pending_events"):
+        item[EVENTS_MARKER] = "1"
     return item

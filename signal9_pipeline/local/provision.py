@@ -43,13 +43,15 @@ TABLE_KEYS = {
     "assets": ([("asset_id", "HASH")], [("asset_id", "S")]),
     "market_data": ([("series", "HASH"), ("day", "RANGE")], [("series", "S"), ("day", "S")]),
 }
+# Sparse indexes of the assets table: an item appears only while it carries the marker attribute.
+ASSETS_INDEXES = {"pollenation-pending": "pollenation_pending", "events-pending": "events_pending"}
 
 
 def provision(settings: Settings, credentials: AlpacaCredentials | None = None) -> list[str]:
     """Create whatever is missing; returns one line per resource saying what was done."""
     try:
         done = [
-            ensure_table(settings.assets_table, *TABLE_KEYS["assets"]),
+            ensure_table(settings.assets_table, *TABLE_KEYS["assets"], indexes=ASSETS_INDEXES),
             ensure_table(settings.market_data_table, *TABLE_KEYS["market_data"]),
             ensure_event_bus(settings.event_bus),
             ensure_secret(settings.alpaca_secret_id, credentials or _seed_credentials()),
@@ -64,21 +66,58 @@ def _seed_credentials() -> AlpacaCredentials | None:
     return AlpacaCredentials(key, secret) if key and secret else None
 
 
-def ensure_table(name: str, key_schema: list[tuple[str, str]], attributes: list[tuple[str, str]]) -> str:
+def ensure_table(name: str, key_schema: list[tuple[str, str]], attributes: list[tuple[str, str]],
+                 indexes: dict[str, str] | None = None) -> str:
+    """Create the table (on-demand billing) with its sparse indexes, or add the indexes it lacks."""
     client = boto3.client("dynamodb")
+    indexes = indexes or {}
     try:
-        client.describe_table(TableName=name)
-        return f"table {name}: exists"
+        table = client.describe_table(TableName=name)["Table"]
     except client.exceptions.ResourceNotFoundException:
-        pass
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": a, "KeyType": k} for a, k in key_schema],
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in attributes],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    return f"table {name}: created"
+        table = None
+    if table is None:
+        client.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": a, "KeyType": k} for a, k in key_schema],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in attributes] + _index_attributes(indexes),
+            BillingMode="PAY_PER_REQUEST",
+            **({"GlobalSecondaryIndexes": [_index(i, a, key_schema) for i, a in indexes.items()]} if indexes else {}),
+        )
+        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        return f"table {name}: created"
+    present = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+    missing = {i: a for i, a in indexes.items() if i not in present}
+    for index, attribute in missing.items():  # one index per UpdateTable call, as DynamoDB requires
+        _add_index(client, name, attributes, index, attribute, key_schema)
+    present = {i["IndexName"] for i in client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])}
+    if set(indexes) - present:
+        raise ProvisionError(f"table {name} lacks the indexes {sorted(set(indexes) - present)} and this DynamoDB did not "
+                             "add them (dynalite cannot): for the local stack, remove .signal9/dynalite and run `up` again")
+    return f"table {name}: added indexes {', '.join(sorted(missing))}" if missing else f"table {name}: exists"
+
+
+def _add_index(client, table: str, attributes, index: str, attribute: str, key_schema) -> None:
+    definitions = _index_attributes({index: attribute}) + [{"AttributeName": a, "AttributeType": t} for a, t in attributes]
+    create = _index(index, attribute, key_schema)
+    try:
+        client.update_table(TableName=table, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[{"Create": create}])
+    except ClientError as exc:
+        if "provisionedThroughput" not in str(exc):
+            raise
+        # dynalite wants a throughput even for on-demand tables; AWS refuses one there.
+        create["ProvisionedThroughput"] = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+        client.update_table(TableName=table, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[{"Create": create}])
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def _index_attributes(indexes: dict[str, str]) -> list[dict[str, str]]:
+    return [{"AttributeName": a, "AttributeType": "S"} for a in sorted(set(indexes.values()))]
+
+
+def _index(name: str, attribute: str, key_schema: list[tuple[str, str]]) -> dict:
+    return {"IndexName": name, "KeySchema": [{"AttributeName": attribute, "KeyType": "HASH"},
+                                              {"AttributeName": key_schema[0][0], "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"}}
 
 
 def ensure_event_bus(name: str) -> str:

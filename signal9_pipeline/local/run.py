@@ -1,14 +1,23 @@
-"""`make run`: the daily pipeline once, end to end, against the local stack."""
+"""`make run`: the daily pipeline once, end to end, against the local stack.
+
+The asset sync, one tick of the new-symbols sensor with the pollenation runs it
+asks for, and yesterday's 1Day market-data partition; a summary of each.
+"""
 
 from __future__ import annotations
 
 import os
+from datetime import date, timedelta
 
 from signal9_pipeline.local import stack
 
+SHOWN = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
+         "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_per_request", "delivered")
+
 
 def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None) -> int:
-    was_running = bool(stack.status()) and all(stack.status().values())
+    running = stack.status()
+    was_running = bool(running) and all(running.values())
     env = stack.up(rate_limit_per_minute=rate_limit_per_minute, seed=seed, universe=universe)
     os.environ.update(env)
     try:
@@ -17,24 +26,61 @@ def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None)
         from signal9_pipeline.definitions import defs
 
         with dg.DagsterInstance.get() as instance:
-            result = defs.resolve_job_def("asset_sync_job").execute_in_process(instance=instance, raise_on_error=False)
-        print(summarize(result))
-        return 0 if result.success else 1
+            sync = defs.resolve_job_def("asset_sync_job").execute_in_process(instance=instance, raise_on_error=False)
+            print(summarize("asset_sync_job", sync))
+            if not sync.success:
+                return 1
+            results = [tick_pollenation(defs, instance)]
+            day = last_trading_day()
+            bars = defs.resolve_job_def("daily_bars_job").execute_in_process(
+                instance=instance, raise_on_error=False, partition_key=dg.MultiPartitionKey({"date": day, "timeframe": "1Day"}))
+            print(summarize(f"daily_bars_job {day}|1Day", bars))
+            results.append(bars.success)
+        return 0 if all(results) else 1
     finally:
         if not was_running:
             stack.down()
 
 
-def summarize(result) -> str:
-    lines = [f"asset_sync_job run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}"]
+def tick_pollenation(defs, instance) -> bool:
+    """One evaluation of new_symbols_sensor and the pollenation runs it requests."""
+    import dagster as dg
+
+    from signal9_pipeline.resources.dynamodb import DynamoDBResource
+
+    sensor = defs.resolve_sensor_def("new_symbols_sensor")
+    requested = sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()}))
+    if not isinstance(requested, list):
+        print(f"new_symbols_sensor: {requested.skip_message}")
+        return True
+    ok = True
+    for request in requested:
+        result = defs.resolve_job_def("pollenation_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key})
+        print(summarize(f"pollenation_job ({request.tags['signal9/symbol_count']} symbols)", result))
+        ok &= result.success
+    return ok
+
+
+def last_trading_day() -> str:
+    from signal9_pipeline.market_data.days import is_session
+
+    day = date.today() - timedelta(days=1)
+    while not is_session(day):
+        day -= timedelta(days=1)
+    return day.isoformat()
+
+
+def summarize(name: str, result) -> str:
+    lines = [f"{name} run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}"]
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        shown = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
-                 "unchanged", "write_requests", "requests_used")
-        figures = ", ".join(f"{k.split('/')[-1]}={mat.metadata[k].value}" for k in shown if k in mat.metadata)
-        lines.append(f"  {mat.asset_key.to_user_string()}: {figures}")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                lines.append(f"  failed step {event.step_key}: {event.event_specific_data.error.message.strip()}")
+        figures = ", ".join(f"{k.split('/')[-1]}={mat.metadata[k].value}" for k in SHOWN if k in mat.metadata)
+        lines.append(f"  {mat.asset_key.to_user_string()}{f' [{mat.partition}]' if mat.partition else ''}: {figures}")
+    for event in result.all_events:
+        if event.event_type_value == "STEP_OUTPUT" or not event.step_key:
+            continue
+        if event.is_step_failure:
+            lines.append(f"  failed step {event.step_key}: {event.event_specific_data.error.message.strip()[:500]}")
     return "\n".join(lines)

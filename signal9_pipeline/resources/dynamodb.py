@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import boto3
 import dagster as dg
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -50,6 +50,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Binary):
+        return bytes(value.value)
     return value
 
 
@@ -82,6 +84,35 @@ class DynamoDBResource(dg.ConfigurableResource):
         for page in self.client().get_paginator("query").paginate(TableName=table, **kwargs):
             for item in page["Items"]:
                 yield from_dynamo(item)
+
+    def get_items(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items with these keys (BatchGetItem, 100 per request, unprocessed keys retried); missing ones omitted."""
+        client, found = self.client(), []
+        for start in range(0, len(keys), 100):
+            pending = [to_dynamo(k) for k in keys[start : start + 100]]
+            for round_number in range(MAX_BATCH_ROUNDS):
+                answer = client.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
+                found += [from_dynamo(i) for i in answer.get("Responses", {}).get(table, [])]
+                pending = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+                if not pending:
+                    break
+                time.sleep(min(5.0, 0.05 * 2**round_number) * random.uniform(0.5, 1.5))
+            else:
+                raise DynamoWriteError(f"{len(pending)} keys of {table} still unprocessed after {MAX_BATCH_ROUNDS} attempts")
+        return found
+
+    def update_if(self, table: str, key: dict[str, Any], update: str, condition: str, values: dict[str, Any],
+                  names: dict[str, str] | None = None) -> bool:
+        """One conditional UpdateItem; False when the condition no longer holds (someone else changed the item)."""
+        try:
+            self.client().update_item(TableName=table, Key=to_dynamo(key), UpdateExpression=update,
+                                      ConditionExpression=condition, ExpressionAttributeValues=to_dynamo(values),
+                                      **({"ExpressionAttributeNames": names} if names else {}))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
 
     def put_items(self, table: str, items: Iterable[dict[str, Any]]) -> int:
         """Write every item with BatchWriteItem (25 per request); returns the write requests made."""

@@ -34,7 +34,7 @@ WINDOW_S = 60.0
 ASSET_CLASSES = {"us_equity", "us_option", "crypto"}
 ADJUSTMENTS = {"raw", "split", "dividend", "all"}
 FEEDS = {"sip", "iex", "otc", "boats", "delayed_sip"}
-FAULT_KEYS = {"error_rate", "error_statuses", "hang_s", "hang_every", "malformed_rate", "paths"}
+FAULT_KEYS = {"error_rate", "error_statuses", "hang_s", "hang_every", "malformed_rate", "paths", "invalid_bar_symbols"}
 
 
 class ApiError(Exception):
@@ -54,6 +54,7 @@ class Faults:
     hang_every: int = 0
     malformed_rate: float = 0.0
     paths: list[str] = field(default_factory=list)  # empty: every API path
+    invalid_bar_symbols: list[str] = field(default_factory=list)  # their first bar in a page gets a negative low
 
     @classmethod
     def parse(cls, body: Any) -> "Faults":
@@ -65,6 +66,7 @@ class Faults:
             faults.hang_s, faults.hang_every = float(faults.hang_s), int(faults.hang_every)
             faults.error_statuses = [int(s) for s in faults.error_statuses]
             faults.paths = [str(p) for p in faults.paths]
+            faults.invalid_bar_symbols = [str(p) for p in faults.invalid_bar_symbols]
         except (TypeError, ValueError) as exc:
             raise ApiError(422, f"invalid faults: {exc}") from None
         if not (0 <= faults.error_rate <= 1 and 0 <= faults.malformed_rate <= 1) or faults.hang_s < 0 or faults.hang_every < 0:
@@ -426,10 +428,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return route_account(state)
         if path == "/v2/calendar":
             return route_calendar(query)
-        if path == "/v2/stocks/bars":
-            return json.dumps(BarsQuery(query, state.bar_symbols["us_equity"], crypto=False).page()).encode()
-        if path == "/v1beta3/crypto/us/bars":
-            return json.dumps(BarsQuery(query, state.bar_symbols["crypto"], crypto=True).page()).encode()
+        if path in ("/v2/stocks/bars", "/v1beta3/crypto/us/bars"):
+            crypto = path.startswith("/v1beta3")
+            page = BarsQuery(query, state.bar_symbols["crypto" if crypto else "us_equity"], crypto=crypto).page()
+            for symbol in state.faults.invalid_bar_symbols:
+                if page["bars"].get(symbol):
+                    page["bars"][symbol][0]["l"] = -1.0
+            return json.dumps(page).encode()
         raise ApiError(404, f"no such endpoint: {path}", 40410000)
 
     def _hook(self, state: SandboxState, method: str, path: str, body: bytes) -> None:

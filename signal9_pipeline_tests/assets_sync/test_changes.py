@@ -24,7 +24,7 @@ def test_first_sync_stores_only_listed_assets_with_pending_pollenation():
     plan, table = table_after([row("AAA"), row("BBB", status="inactive", tradable=False), row("CCC", tradable=False)])
     assert set(table) == {"AAA"} and plan.counts["new"] == 1
     item = table["AAA"]
-    assert item["asset_id"] == "ASSET#AAA" and item["pollenation_status"] == "pending" and item["outbox_pending"] == "1"
+    assert item["asset_id"] == "ASSET#AAA" and item["pollenation_status"] == "pending" and item["pollenation_pending"] == "1"
     assert item["first_seen_at"] == item["created_at"] == NOW and item["content_hash"] == content_hash(row("AAA"))
 
 
@@ -40,7 +40,7 @@ def test_a_field_change_is_an_update_that_keeps_bookkeeping():
     plan, after = table_after([row("AAA", name="AAA Holdings")], table.values(), now=LATER)
     assert plan.counts["updated"] == 1 and plan.changes[0].detail == "name"
     assert after["AAA"]["pollenation_status"] == "done" and after["AAA"]["created_at"] == NOW
-    assert after["AAA"]["updated_at"] == LATER and "outbox_pending" not in after["AAA"]
+    assert after["AAA"]["updated_at"] == LATER and "pollenation_pending" not in after["AAA"]
 
 
 def test_missing_or_inactive_assets_are_marked_inactive_with_an_event_never_deleted():
@@ -49,7 +49,7 @@ def test_missing_or_inactive_assets_are_marked_inactive_with_an_event_never_dele
     assert plan.counts["deactivated"] == 2 and set(after) == {"AAA", "BBB", "CCC"}
     for symbol in ("BBB", "CCC"):
         item = after[symbol]
-        assert item["status"] == "inactive" and item["status_changed_at"] == LATER and item["outbox_pending"] == "1"
+        assert item["status"] == "inactive" and item["status_changed_at"] == LATER and item["events_pending"] == "1"
         event = item["pending_events"][-1]
         assert event["detail_type"] == "assetStatusChanged" and event["detail"]["oldStatus"] == "active"
         assert event["detail"]["newStatus"] == "inactive" and event["detail"]["alpacaId"] == f"id-{symbol}"
@@ -59,7 +59,7 @@ def test_missing_or_inactive_assets_are_marked_inactive_with_an_event_never_dele
 def test_reactivation_keeps_first_seen_and_is_not_pollenated_again():
     _, table = table_after([row("AAA")])
     table["AAA"].update(pollenation_status="done")
-    table["AAA"].pop("outbox_pending")
+    table["AAA"].pop("pollenation_pending")
     _, table = table_after([], table.values(), now=LATER)
     plan, after = table_after([row("AAA")], table.values(), now="2026-11-25T04:00:00Z")
     assert plan.counts["reactivated"] == 1 and after["AAA"]["status"] == "active"

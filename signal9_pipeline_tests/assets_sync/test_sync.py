@@ -8,18 +8,11 @@ import pytest
 from signal9_pipeline.assets_sync.changes import asset_key
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.sandbox.churn import churn, is_listed
-from signal9_pipeline_tests.assets_sync.conftest import check_results, put_universe, run_sync, sync_counts
+from signal9_pipeline_tests.support import EventTap, check_results, put_universe, run_sync, small_universe, sync_counts
 
 
 def table_items(env) -> dict[str, dict]:
     return {i["symbol"]: i for i in DynamoDBResource().scan(env["SIGNAL9_ASSETS_TABLE"])}
-
-
-def small_universe(default_universe, n=300):
-    equities = [a for a in default_universe if is_listed(a) and a["class"] == "us_equity"][:n]
-    crypto = [a for a in default_universe if a["class"] == "crypto"][:10]
-    inactive = [a for a in default_universe if a["status"] == "inactive"][:50]
-    return equities + crypto + inactive
 
 
 def test_first_sync_loads_every_listed_asset_and_a_second_writes_nothing(sync_env, default_universe):
@@ -34,7 +27,7 @@ def test_first_sync_loads_every_listed_asset_and_a_second_writes_nothing(sync_en
     assert brk["asset_id"] == asset_key("BRK.B") and brk["data_source"] == "alpaca" and brk["status"] == "active"
     for field in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "status_changed_at", "alpaca_id", "attributes"):
         assert brk[field]
-    assert brk["pollenation_status"] == "pending" and brk["outbox_pending"] == "1"
+    assert brk["pollenation_status"] == "pending" and brk["pollenation_pending"] == "1"
     assert items["BTC/USD"]["min_order_size"] and items["BTC/USD"]["asset_class"] == "crypto"
     assert all(item["name"] == item["name"].strip() and "  " not in item["name"] for item in items.values())
     assert all(check_results(first).values())
@@ -72,15 +65,14 @@ def test_listings_delistings_reactivations_and_renames_are_exactly_what_changes(
         item = after[symbol]
         assert item["status"] == "inactive" and item["status_changed_at"] > before[symbol]["status_changed_at"]
         assert item["status_history"][-1]["status"] == "inactive"
-        assert item["pending_events"][-1]["detail"] == {**item["pending_events"][-1]["detail"], "symbol": symbol,
-                                                        "oldStatus": "active", "newStatus": "inactive"}
+        assert "pending_events" not in item and "events_pending" not in item  # published by asset_status_events
     for symbol in day.reactivated:
         assert after[symbol]["status"] == "active" and after[symbol]["status_history"][-1]["status"] == "active"
         assert after[symbol]["first_seen_at"] == before[symbol]["first_seen_at"]
     for old, new in day.renamed.items():
         assert after[old]["status"] == "inactive" and after[old]["renamed_to"] == new
         assert after[new]["renamed_from"] == old and after[new]["alpaca_id"] == after[old]["alpaca_id"]
-        assert after[old]["pending_events"][-1]["detail"]["renamedTo"] == new
+        assert after[old]["status_history"][-1]["note"] == f"renamed to {new}"
     assert len(after) == len(before) + 50 + 2  # nothing deleted, ever
     assert all(check_results(result).values())
 
@@ -161,18 +153,9 @@ def test_alpaca_refusing_the_keys_fails_with_the_typed_error_and_leaves_the_tabl
 
 
 def test_sync_complete_event_carries_the_counts(sync_env, default_universe):
-    import json
-
-    events = boto3.client("events")
-    sqs = boto3.client("sqs")
-    queue = sqs.create_queue(QueueName="sync-complete-test")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = sync_env["SIGNAL9_EVENT_BUS"]
-    events.put_rule(Name="sync-complete-test", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["assetSyncComplete"]}))
-    events.put_targets(Rule="sync-complete-test", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    tap = EventTap(sync_env["SIGNAL9_EVENT_BUS"], "sync-complete-test", ["assetSyncComplete"])
     put_universe(sync_env, small_universe(default_universe, n=20))
     result = run_sync()
     assert result.success
-    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
-    details = [json.loads(m["Body"])["detail"] for m in messages]
+    details = [e["detail"] for e in tap.drain()]
     assert len(details) == 1 and details[0]["new"] == 30 and details[0]["eventId"].endswith(result.run_id)

@@ -1,0 +1,99 @@
+"""Benchmark: OHLC bar backfills against the sandbox at Alpaca's 200 requests/min.
+
+1. a 1Day backfill of the full listed universe (12,062 symbols) over 60 trading days, one run;
+2. one 1Min day for 500 symbols.
+Reports bars, requests, bars per request, the most requests in any 60 s window (from the sandbox's
+own stats), the request rate while fetching, wall time, peak RSS and DynamoDB write requests. Each
+backfill runs in a fresh process, like a run launched by Dagster.
+
+    python -m benchmarks.ohlc_bars
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from signal9_pipeline.local import stack
+from signal9_pipeline.resources.alpaca import AlpacaResource
+
+LIMIT = 200
+
+
+def one_backfill(timeframe: str, first: str, last: str, watchlist: str) -> None:
+    """Child process: one single-run backfill; prints its figures as JSON."""
+    from signal9_pipeline_tests.support import materialize_bars
+
+    started = time.monotonic()
+    result = materialize_bars(timeframe, first, last, watchlist)
+    wall = time.monotonic() - started
+    metadata = result.asset_materializations_for_node("ohlc_bars")[0].metadata
+    print(json.dumps({"success": result.success, "wall_s": round(wall, 1),
+                      **{k: metadata[k].value for k in ("bars_written", "requests_used", "bars_per_request", "write_requests")},
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def busiest_window(stamps: list[float]) -> int:
+    stamps, best, lo = sorted(stamps), 0, 0
+    for hi, t in enumerate(stamps):
+        while t - stamps[lo] >= 60:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def run(env: dict[str, str], *args: str) -> dict:
+    sandbox = env["SIGNAL9_SANDBOX_URL"]
+    requests.post(f"{sandbox}/_sandbox/reset", timeout=10)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ohlc_bars", "--one", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    stats = [r for r in requests.get(f"{sandbox}/_sandbox/stats", timeout=10).json()["requests"] if "/bars" in r["path"]]
+    stamps = [r["t"] for r in stats]
+    figures["max_in_60s"] = busiest_window(stamps)
+    span = max(stamps) - min(stamps) if len(stamps) > 1 else 0
+    figures["rate_per_min"] = round((len(stamps) - 1) / span * 60, 1) if span else 0
+    figures["status_429"] = sum(r["status"] == 429 for r in stats)
+    return figures
+
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="signal9-bench-bars-"))
+    env = stack.up(home, rate_limit_per_minute=LIMIT)
+    try:
+        os.environ.update(env)
+        subprocess.run([sys.executable, "-m", "signal9_pipeline.local", "run"], env={**os.environ, **env},
+                       capture_output=True, check=True, timeout=900)  # fills the assets table: the 1Day universe
+        symbols = sorted(a["symbol"] for a in AlpacaResource().list_assets(status="active")
+                         if a["tradable"] and a["class"] == "us_equity")[:500]
+        rows = [
+            ("1Day, 12,062 symbols x 60 trading days", run(env, "1Day", "2024-03-01", "2024-05-28", "")),
+            ("1Min, 500 symbols x 1 day", run(env, "1Min", "2024-06-03", "2024-06-03", ",".join(symbols))),
+        ]
+    finally:
+        stack.down(home)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"sandbox and limiter at {LIMIT} requests/min; command: python -m benchmarks.ohlc_bars")
+    print("| backfill | bars | requests | bars/request | max requests in 60 s | rate while fetching (/min) | 429s | wall (s) | peak RSS (MB) | DynamoDB write requests |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, f in rows:
+        print(f"| {name} | {f['bars_written']} | {f['requests_used']} | {f['bars_per_request']} | {f['max_in_60s']} | "
+              f"{f['rate_per_min']} | {f['status_429']} | {f['wall_s']} | {f['peak_rss_mb']} | {f['write_requests']} |")
+
+
+if __name__ == "__main__":
+    if "--one" in sys.argv:
+        one_backfill(*sys.argv[sys.argv.index("--one") + 1 :])
+    else:
+        main()

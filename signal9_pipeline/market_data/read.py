@@ -1,0 +1,62 @@
+"""read_bars: the bars a downstream service or notebook asks for, from the market-data table.
+
+One paginated Query per symbol-range (`series = SYMBOL#TIMEFRAME`, `day`
+between the range's days), each item decoded from its compact block; decoded
+days are kept in an in-process LRU cache keyed by their checksum, so hot
+symbols are decoded once and a re-ingested day is never served stale.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+
+from signal9_pipeline.market_data.codec import decode
+from signal9_pipeline.market_data.days import TIMEFRAMES
+from signal9_pipeline.resources.dynamodb import DynamoDBResource
+
+COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+
+
+def series_key(symbol: str, timeframe: str) -> str:
+    return f"{symbol}#{timeframe}"
+
+
+def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime,
+              dynamodb: DynamoDBResource | None = None) -> pd.DataFrame:
+    """Bars of `symbol` with start <= timestamp <= end (naive datetimes are UTC), sorted by time."""
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
+    start, end = _utc(start), _utc(end)
+    if end < start:
+        raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
+    dynamodb = dynamodb or DynamoDBResource()
+    # A trading day's bars can carry timestamps of the neighbouring UTC dates (New York evenings, crypto days).
+    first, last = (start - timedelta(days=1)).date().isoformat(), (end + timedelta(days=1)).date().isoformat()
+    items = dynamodb.query(dynamodb.market_data_table_name(), ProjectionExpression="#d, bars, checksum",
+                           ExpressionAttributeNames={"#s": "series", "#d": "day"},
+                           KeyConditionExpression="#s = :series AND #d BETWEEN :first AND :last",
+                           ExpressionAttributeValues={":series": {"S": series_key(symbol, timeframe)},
+                                                      ":first": {"S": first}, ":last": {"S": last}})
+    frames = [_decoded(bytes(item["bars"]), item["checksum"]) for item in items]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else "float64") for c in COLUMNS})
+    bars = pd.concat(frames, ignore_index=True)
+    inside = (bars["timestamp"] >= start) & (bars["timestamp"] <= end)
+    return bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(block: bytes, checksum: str) -> pd.DataFrame:
+    frame, actual = decode(block)
+    if actual != checksum:
+        raise ValueError(f"stored bars fail their checksum ({actual} != {checksum}); re-materialize the partition")
+    return frame
+
+
+def _utc(moment: datetime) -> pd.Timestamp:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return pd.Timestamp(moment).tz_convert("UTC")

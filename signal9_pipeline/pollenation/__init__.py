@@ -1,0 +1,1 @@
+"""Pollenation of newly listed symbols: the sensor that finds them, the job that announces them."""

@@ -1,0 +1,75 @@
+"""pollenation_job: announce a batch of newly listed symbols, then mark them done.
+
+Each symbol gets one `pollenationNeeded` event with an idempotency id that is
+stable for the symbol's pending episode, so a rerun after a crash re-sends the
+same id and consumers drop the duplicate. A symbol is marked pollenated only
+after its event was accepted; a symbol whose event failed stays pending for a
+later sensor tick, and the run fails naming it.
+"""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from signal9_pipeline import failpoints
+from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION_PENDING, asset_key
+from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
+from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.resources.events import Event, EventsResource
+from signal9_pipeline.resources.metrics import MetricsResource
+
+OP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+class PollenationConfig(dg.Config):
+    symbols: list[str]
+
+
+@dg.op(retry_policy=OP_RETRY, out=dg.Out(dict))
+def announce_new_symbols(context: dg.OpExecutionContext, config: PollenationConfig, dynamodb: DynamoDBResource,
+                         events: EventsResource, metrics: MetricsResource) -> dict:
+    """Publish pollenationNeeded for the batch's symbols that are still pending; which were delivered, which not."""
+    table = dynamodb.assets_table_name()
+    items = dynamodb.get_items(table, [{"asset_id": asset_key(s)} for s in sorted(set(config.symbols))])
+    pending = [i for i in items if i.get("pollenation_status") == POLLENATION_PENDING]
+    skipped = sorted(set(config.symbols) - {i["symbol"] for i in pending})
+    if skipped:
+        context.log.info(f"not pending any more (or unknown), skipped: {', '.join(skipped[:50])}")
+    batch = [Event("pollenationNeeded", pollenation_detail(i["symbol"]),
+                   pollenation_event_id(i["symbol"], i.get("alpaca_id"), i.get("pollenation_pending_since"))) for i in pending]
+    undelivered = {e.detail["assetId"] for e in events.publish(batch)}
+    delivered = [e for e in batch if e.detail["assetId"] not in undelivered]
+    metrics.put("PollenationEventsPublished", len(delivered))
+    context.add_output_metadata({
+        "symbols": dg.MetadataValue.text(", ".join(e.detail["assetId"] for e in delivered)),
+        "event_ids": dg.MetadataValue.json({e.detail["assetId"]: e.event_id for e in delivered}),
+        "delivered": dg.MetadataValue.int(len(delivered)),
+        "undelivered": dg.MetadataValue.int(len(undelivered)),
+        "skipped": dg.MetadataValue.int(len(skipped)),
+    })
+    failpoints.hit("pollenation.after_publish")
+    if undelivered:
+        context.log.error(f"EventBridge did not accept the events of {sorted(undelivered)}; they stay pending")
+    return {"delivered": [e.detail["assetId"] for e in delivered], "undelivered": sorted(undelivered)}
+
+
+@dg.op
+def mark_pollenated(context: dg.OpExecutionContext, announced: dict, dynamodb: DynamoDBResource) -> None:
+    """Mark delivered symbols done (only if still pending); fail naming those whose events were not delivered."""
+    table, now = dynamodb.assets_table_name(), datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    delivered, undelivered = announced["delivered"], announced["undelivered"]
+    marked = sum(dynamodb.update_if(
+        table, {"asset_id": asset_key(symbol)},
+        f"SET pollenation_status = :done, pollenated_at = :now REMOVE {POLLENATION_MARKER}",
+        "pollenation_status = :pending", {":done": "done", ":now": now, ":pending": POLLENATION_PENDING}) for symbol in delivered)
+    context.add_output_metadata({"marked_pollenated": dg.MetadataValue.int(marked)})
+    if undelivered:
+        raise dg.Failure(description=f"pollenationNeeded events not accepted for {len(undelivered)} symbol(s): "
+                                     f"{', '.join(undelivered[:20])}; they stay pending and a later tick retries them",
+                         metadata={"undelivered": dg.MetadataValue.text(", ".join(undelivered))})
+
+
+@dg.job(description="Announce a batch of newly listed symbols (pollenationNeeded events) and mark them pollenated.",
+        tags={"signal9/kind": "pollenation"})
+def pollenation_job():
+    mark_pollenated(announce_new_symbols())

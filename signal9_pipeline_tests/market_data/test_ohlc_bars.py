@@ -1,0 +1,117 @@
+"""ohlc_bars end to end: sandbox over HTTP -> dynalite -> read_bars, compared bar for bar with the sandbox."""
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+import pytest
+import requests
+
+from signal9_pipeline.market_data import read_bars
+from signal9_pipeline.market_data.assets import BARS_PARTITIONS, daily_bars_schedule, ohlc_bars, request_groups
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline_tests.support import check_results, materialize_bars, put_universe, run_sync, small_universe
+
+WATCHLIST = ["AAPL", "BRK.B", "F.PRB", "SPY", "BTC/USD", "ETH/BTC"]
+
+
+def served(symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """What the sandbox serves for the same range, fetched directly."""
+    pages = list(AlpacaResource().iter_bars([symbol], timeframe, start, end))
+    frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=["timestamp"])
+    return frame.drop(columns="symbol", errors="ignore").reset_index(drop=True)
+
+
+@pytest.fixture
+def loaded(bars_env, default_universe):
+    universe = small_universe(default_universe, n=40) + [a for a in default_universe if a["symbol"] in WATCHLIST]
+    put_universe(bars_env, universe)
+    assert run_sync().success
+    watchlist = ",".join(WATCHLIST)
+    for timeframe in ("1Min", "1Hour", "1Day"):
+        for first, last in (("2024-03-07", "2024-03-12"), ("2024-11-27", "2024-12-02")):
+            result = materialize_bars(timeframe, first, last, watchlist)
+            assert result.success and all(check_results(result).values()), timeframe
+    return bars_env
+
+
+def test_read_bars_equals_what_the_sandbox_serves_across_day_edges_dst_and_early_closes(loaded):
+    rng = random.Random(3)
+    windows = [(datetime(2024, 3, 7), datetime(2024, 3, 13)), (datetime(2024, 11, 27), datetime(2024, 12, 3))]
+    for _ in range(12):
+        symbol, timeframe = rng.choice(WATCHLIST), rng.choice(["1Min", "1Hour", "1Day"])
+        first, last = rng.choice(windows)
+        start = first + timedelta(minutes=rng.randrange(0, 4 * 1440))
+        end = min(last, start + timedelta(minutes=rng.randrange(60, 3 * 1440)))
+        stored = read_bars(symbol, timeframe, start, end)
+        expected = served(symbol, timeframe, start, end)
+        assert len(stored) == len(expected), (symbol, timeframe, start, end)
+        if len(expected):
+            pd.testing.assert_frame_equal(stored, expected[stored.columns.tolist()], check_dtype=False)
+    spy = read_bars("SPY", "1Min", datetime(2024, 11, 29), datetime(2024, 11, 30))
+    assert spy["timestamp"].iloc[-1] == pd.Timestamp("2024-11-29T17:59:00Z")  # early close, nothing after
+    assert read_bars("SPY", "1Day", datetime(2024, 11, 28), datetime(2024, 11, 28, 23)).empty  # Thanksgiving
+    btc = read_bars("BTC/USD", "1Day", datetime(2024, 11, 30), datetime(2024, 12, 1, 23))
+    assert len(btc) == 2  # crypto trades on the weekend
+
+
+def test_one_item_per_symbol_day_and_rematerializing_replaces_items_exactly(loaded, default_universe):
+    table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
+    items = list(DynamoDBResource().scan(table, projection=["series", "day", "bar_count", "checksum"]))
+    keys = [(i["series"], i["day"]) for i in items]
+    assert len(keys) == len(set(keys))
+    spy_days = sorted(i["day"] for i in items if i["series"] == "SPY#1Min")
+    assert spy_days == ["2024-03-07", "2024-03-08", "2024-03-11", "2024-03-12", "2024-11-27", "2024-11-29", "2024-12-02"]
+    before = {k: i for k, i in zip(keys, items)}
+    # The watchlist shrinks: its dropped symbols' items go, the others are rewritten identically.
+    result = materialize_bars("1Min", "2024-03-07", "2024-03-12", "SPY,BTC/USD")
+    assert result.success
+    after = {(i["series"], i["day"]): i for i in DynamoDBResource().scan(table, projection=["series", "day", "bar_count", "checksum"])}
+    def is_march_minute_bars(key):
+        return key[0].endswith("#1Min") and not key[0].startswith("#PARTITION") and key[1].startswith("2024-03")
+
+    march = {k for k in before if is_march_minute_bars(k)}
+    kept = {k for k in march if k[0] in ("SPY#1Min", "BTC/USD#1Min")}
+    assert {k for k in after if is_march_minute_bars(k)} == kept
+    assert all(after[k]["checksum"] == before[k]["checksum"] for k in kept)
+    assert result.asset_materializations_for_node("ohlc_bars")[0].metadata["stale_items_removed"].value == len(march - kept)
+
+
+def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
+    result = materialize_bars("1Day", "2024-01-02", "2024-06-28")
+    assert result.success
+    metadata = result.asset_materializations_for_node("ohlc_bars")[0].metadata
+    assert metadata["bars_written"].value >= 120 * 40
+    assert metadata["bars_per_request"].value >= 2000 and metadata["requests_used"].value <= 6
+    assert len(result.asset_materializations_for_node("ohlc_bars")) == 179  # every date of the range, one run
+
+
+def test_an_invalid_bar_fails_the_partition_naming_it_and_writes_none_of_that_symbol_day(loaded):
+    requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]}, timeout=10)
+    table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
+    DynamoDBResource().write_batches(table, [{"DeleteRequest": {"Key": {"series": {"S": "AAPL#1Hour"}, "day": {"S": "2024-03-07"}}}}])
+    result = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "AAPL 2024-03-07T14:00:00+00:00: price not positive" in failure.event_specific_data.error.message
+    stored = DynamoDBResource().get_items(table, [{"series": "AAPL#1Hour", "day": "2024-03-07"}, {"series": "SPY#1Hour", "day": "2024-03-07"}])
+    assert [i["series"] for i in stored] == ["SPY#1Hour"]
+
+
+def test_partitions_schedule_and_backfill_policy():
+    assert set(BARS_PARTITIONS.get_partition_keys(current_time=datetime(2024, 1, 4, 12, tzinfo=timezone.utc))) >= {
+        "2024-01-02|1Day", "2024-01-03|1Min"}
+    assert ohlc_bars.backfill_policy == dg.BackfillPolicy.single_run()
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc))
+    requests_made = list(daily_bars_schedule(context))
+    assert sorted(r.partition_key for r in requests_made) == sorted(
+        f"2026-11-23|{tf}" for tf in ("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"))
+
+
+def test_request_groups_keep_pages_full():
+    symbols = [f"S{i}" for i in range(12_000)]
+    groups = request_groups(symbols, workers=4, cap=2000, expected_bars=12_000 * 60)
+    assert len(groups) == 6 and sorted(s for g in groups for s in g) == sorted(symbols)
+    assert len(request_groups(symbols[:62], workers=4, cap=2000, expected_bars=62)) == 1

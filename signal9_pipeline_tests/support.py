@@ -1,0 +1,74 @@
+"""Helpers shared by the pipeline's end-to-end tests: drive the sandbox, run jobs, read what was delivered."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import dagster as dg
+import requests
+
+
+def put_universe(env, universe) -> None:
+    requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=universe, timeout=60).raise_for_status()
+
+
+def run_sync(allow_mass_delisting: bool = False, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    from signal9_pipeline.definitions import defs
+
+    config = {"ops": {"validated_assets": {"config": {"allow_mass_delisting": allow_mass_delisting}}}}
+    return defs.resolve_job_def("asset_sync_job").execute_in_process(run_config=config, raise_on_error=False, instance=instance)
+
+
+def sync_counts(result: dg.ExecuteInProcessResult) -> dict[str, int]:
+    metadata = result.asset_materializations_for_node("assets_table")[0].metadata
+    return {k: metadata[k].value for k in ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged", "write_requests")}
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.event_specific_data.check_name: e.event_specific_data.passed
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+class EventTap:
+    """An SQS queue behind an EventBridge rule on the pipeline's bus: what consumers really receive."""
+
+    def __init__(self, bus: str, name: str, detail_types: list[str] | None = None):
+        self.sqs = boto3.client("sqs")
+        self.queue = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = boto3.client("events")
+        pattern = {"source": ["signal9.advisor"], **({"detail-type": detail_types} if detail_types else {})}
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+
+    def drain(self) -> list[dict]:
+        """Every event delivered since the last drain, as EventBridge envelopes."""
+        received = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            if not messages:
+                return received
+            for message in messages:
+                received.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+def small_universe(default_universe: list[dict], n: int = 300) -> list[dict]:
+    """A slice of the default universe: n listed equities, 10 crypto pairs, 50 inactive equities."""
+    listed = [a for a in default_universe if a["status"] == "active" and a["tradable"] and a["class"] == "us_equity"][:n]
+    crypto = [a for a in default_universe if a["class"] == "crypto"][:10]
+    inactive = [a for a in default_universe if a["status"] == "inactive"][:50]
+    return listed + crypto + inactive
+
+
+def materialize_bars(timeframe: str, first: str, last: str, watchlist: str = "", raise_on_error: bool = False,
+                     instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """One run over dates first..last of one timeframe, as a single-run backfill launches it."""
+    from signal9_pipeline.definitions import defs
+
+    config = {"ops": {"ohlc_bars": {"config": {"intraday_watchlist": watchlist or "SPY"}}}}
+    return defs.resolve_job_def("daily_bars_job").execute_in_process(
+        run_config=config, raise_on_error=raise_on_error, instance=instance,
+        tags={"dagster/asset_partition_range_start": f"{first}|{timeframe}",
+              "dagster/asset_partition_range_end": f"{last}|{timeframe}"})
