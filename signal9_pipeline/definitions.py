@@ -6,10 +6,12 @@ Runs log through Dagster's console logger by default; run config
 
 import dagster as dg
 
+from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
 from signal9_pipeline.assets_sync import assets as assets_sync
 from signal9_pipeline.market_data import assets as market_data
 from signal9_pipeline.pollenation.jobs import pollenation_job
 from signal9_pipeline.pollenation.sensor import new_symbols_sensor
+from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
@@ -18,9 +20,9 @@ from signal9_pipeline.resources.metrics import MetricsResource
 defs = dg.Definitions.merge(
     assets_sync.defs,
     market_data.defs,
-    dg.Definitions(jobs=[pollenation_job], sensors=[new_symbols_sensor]),
+    dg.Definitions(jobs=[pollenation_job], sensors=[new_symbols_sensor, pipeline_run_failure_alert]),
     dg.Definitions(
-        resources={"alpaca": AlpacaResource(), "dynamodb": DynamoDBResource(), "events": EventsResource(),
+        resources={"alpaca": AlpacaResource(), "alerts": AlertsResource(), "dynamodb": DynamoDBResource(), "events": EventsResource(),
                    "metrics": MetricsResource()},
         loggers={"console": dg.colored_console_logger, "json": dg.json_console_logger},
     ),

@@ -1,4 +1,4 @@
-"""Idempotent provisioning of what the pipeline needs in AWS: tables, event bus, credentials secret.
+"""Idempotent provisioning of what the pipeline needs in AWS: tables, event bus, secret, alerts topic, alarms.
 
 The same code provisions the local stack (boto3 pointed at dynalite and moto by
 `AWS_ENDPOINT_URL*`) and a real AWS account. Running it twice changes nothing.
@@ -14,6 +14,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from signal9_pipeline import redaction
+from signal9_pipeline.alerting.alarms import ensure_alarms
+from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.settings import Settings
 
 redaction.install()
@@ -56,6 +58,8 @@ def provision(settings: Settings, credentials: AlpacaCredentials | None = None) 
             ensure_event_bus(settings.event_bus),
             ensure_secret(settings.alpaca_secret_id, credentials or _seed_credentials()),
         ]
+        topic_arn = AlertsResource().topic_arn()
+        done += [f"alerts topic {topic_arn}: configured", *ensure_alarms(settings.metrics_namespace, topic_arn)]
     except (BotoCoreError, ClientError) as exc:
         raise ProvisionError(f"provisioning failed: {exc}; check AWS_ENDPOINT_URL* and AWS credentials") from exc
     return done

@@ -151,6 +151,8 @@ def _settings_env(home: Path, started: dict[str, dict], rate_limit_per_minute: i
         "SIGNAL9_ASSETS_TABLE": "signal9-assets",
         "SIGNAL9_MARKET_DATA_TABLE": "signal9-market-data",
         "SIGNAL9_EVENT_BUS": "signal9-events",
+        "SIGNAL9_ALERTS_TOPIC": "signal9-alerts",
+        "SIGNAL9_DAGSTER_URL": "http://127.0.0.1:3000",
         "SIGNAL9_RATE_LIMITER_URL": f"sqlite:///{home / 'alpaca-rate-limit.sqlite'}",
         "SIGNAL9_HOME": str(home),
         "DAGSTER_HOME": str(_dagster_home(home)),

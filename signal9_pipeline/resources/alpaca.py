@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.secretsmanager import SecretsManagerResource
 
 from signal9_pipeline import redaction
+from signal9_pipeline.resources import run_scope
 from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for
 from signal9_pipeline.resources.rate_limit import RateLimiterError, shared_limiter
 from signal9_pipeline.settings import Settings
@@ -89,9 +90,13 @@ class AlpacaRequestError(AlpacaError):
     """Alpaca rejected the request itself (4xx other than auth and rate limit); retrying cannot help."""
 
 
+class RunTimeBudgetExceeded(AlpacaError):
+    """The run used up its time budget (run tag signal9/time_budget_s); it stops instead of running on."""
+
+
 RETRYABLE = (AlpacaRateLimitError, AlpacaTimeoutError, AlpacaUnavailableError, AlpacaResponseError)
 # Failures a step retry cannot fix: the run fails at once, naming the error.
-PERMANENT = (CredentialsError, AlpacaAuthError, AlpacaRequestError, RateLimiterError)
+PERMANENT = (CredentialsError, AlpacaAuthError, AlpacaRequestError, RateLimiterError, RunTimeBudgetExceeded)
 
 
 @contextlib.contextmanager
@@ -270,6 +275,9 @@ class _Gateway:
         except APIError as exc:
             raise self._typed(exc, endpoint) from None
         except requests.Timeout:
+            remaining = run_scope.current().remaining_s()
+            if remaining is not None and remaining <= 0:
+                self._budget_exceeded()
             raise AlpacaTimeoutError(f"no answer from {endpoint} within {self.config.request_timeout_s:g} s") from None
         except requests.ConnectionError as exc:
             raise AlpacaUnavailableError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
@@ -310,7 +318,13 @@ class _Gateway:
     def send(self, request: Callable[..., requests.Response], method: str, url: str, **kwargs) -> requests.Response:
         self._wait_for_server_quota()
         waited = self._take_token()
-        kwargs["timeout"] = (self.config.request_timeout_s, self.config.request_timeout_s)
+        timeout = self.config.request_timeout_s
+        remaining = run_scope.current().remaining_s()
+        if remaining is not None:
+            if remaining <= 0:
+                self._budget_exceeded()
+            timeout = min(timeout, remaining)  # a hung request cannot carry the run past its budget
+        kwargs["timeout"] = (timeout, timeout)
         path = requests.utils.urlparse(url).path
         started = time.monotonic()
         status: int | str = "error"
@@ -331,6 +345,14 @@ class _Gateway:
             with self._lock:
                 self.requests_sent += 1
             self._record(method, path, status, latency_ms, remaining, waited)
+
+    def _budget_exceeded(self) -> None:
+        scope = run_scope.current()
+        self.metrics.put("RunTimeBudgetExceeded", 1, Job=scope.job or "none")
+        self.metrics.flush()
+        raise RunTimeBudgetExceeded(f"run of {scope.job} used its time budget of {scope.budget_s:.0f} s "
+                                    f"({scope.elapsed_s():.0f} s elapsed); stopped instead of running on. "
+                                    "Check Alpaca's latency and the run's step durations, then rerun")
 
     def _wait_for_server_quota(self) -> None:
         pause = self._quota_reset_at - time.time()
@@ -364,11 +386,15 @@ class _Gateway:
                  "latency_ms": round(latency_ms, 1), "attempt": attempt, "remaining": remaining,
                  "limiter_wait_ms": round(waited_s * 1000, 1)}
         log.info(json.dumps(entry))
-        endpoint = _endpoint_name(path)
-        self.metrics.put("AlpacaApiCalls", 1, Endpoint=endpoint)
+        endpoint, job = _endpoint_name(path), run_scope.current().job
+        # Each figure by its dimension, for dashboards, and as a plain total (plus by job), which the alarms watch.
+        for dims in ({"Endpoint": endpoint}, {}, *([{"Job": job}] if job else [])):
+            self.metrics.put("AlpacaApiCalls", 1, **dims)
         self.metrics.put("AlpacaApiLatency", latency_ms, "Milliseconds", Endpoint=endpoint)
+        self.metrics.put("AlpacaApiLatency", latency_ms, "Milliseconds")
         if status != 200:
-            self.metrics.put("AlpacaApiFailures", 1, ErrorType=_failure_type(status))
+            for dims in ({"ErrorType": _failure_type(status)}, {}, *([{"Job": job}] if job else [])):
+                self.metrics.put("AlpacaApiFailures", 1, **dims)
         if status == 429:
             self.metrics.put("AlpacaRateLimitExceeded", 1)
 
@@ -434,6 +460,9 @@ class AlpacaResource(dg.ConfigurableResource):
     circuit_failure_threshold: int = 10
     circuit_reset_s: float = 30.0
     metrics_namespace: Optional[str] = None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run_scope.enter_from(context)
 
     def _gateway(self) -> _Gateway:
         env = Settings.from_env()

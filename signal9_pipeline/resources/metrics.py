@@ -111,5 +111,15 @@ class MetricsResource(dg.ConfigurableResource):
     def flush(self) -> int:
         return publisher_for(self.namespace).flush()
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from signal9_pipeline.resources import run_scope
+
+        run_scope.enter_from(context)
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        from signal9_pipeline.resources import run_scope
+
+        scope = run_scope.current()
+        if scope.job:  # how long the run has taken so far: the time-budget alarm watches its maximum
+            self.put("RunDuration", scope.elapsed_s() * 1000, "Milliseconds", Job=scope.job)
         self.flush()

@@ -96,6 +96,8 @@ def test_an_invalid_bar_fails_the_partition_naming_it_and_writes_none_of_that_sy
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "AAPL 2024-03-07T14:00:00+00:00: price not positive" in failure.event_specific_data.error.message
+    checks = check_results(result)
+    assert checks["ohlc_consistent"] is False and checks["timestamps_valid"] is True
     stored = DynamoDBResource().get_items(table, [{"series": "AAPL#1Hour", "day": "2024-03-07"}, {"series": "SPY#1Hour", "day": "2024-03-07"}])
     assert [i["series"] for i in stored] == ["SPY#1Hour"]
 

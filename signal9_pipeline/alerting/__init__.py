@@ -1,0 +1,1 @@
+"""Alerting: CloudWatch alarms on the pipeline's metrics and the Dagster run-failure sensor."""

@@ -1,0 +1,53 @@
+"""pipeline_run_failure_alert: one alert for every failed run of a Signal9 job.
+
+The alert (an SNS message and a `pipelineRunFailed` EventBridge event, whose id
+is the run id so a repeat is dropped) says which job, which step, which typed
+error and its message, and links to the run in the Dagster UI
+(SIGNAL9_DAGSTER_URL). Error messages are the pipeline's own and never carry
+credentials.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from signal9_pipeline.resources.alerts import AlertsResource
+from signal9_pipeline.resources.events import Event, EventsResource
+from signal9_pipeline.settings import env_str
+
+WRAPPERS = ("Failure", "RetryRequestedFromPolicy", "DagsterExecutionStepExecutionError")
+
+
+def error_type(error) -> str:
+    """The typed error behind Dagster's wrappers (Failure, step retries), e.g. AlpacaAuthError."""
+    while error is not None and error.cls_name in WRAPPERS and error.cause is not None:
+        error = error.cause
+    return error.cls_name if error is not None else "unknown"
+
+
+def build_alert(run: dg.DagsterRun, step_failures: list) -> dict:
+    failure = step_failures[0] if step_failures else None
+    error = failure.event_specific_data.error if failure else None
+    base = env_str("SIGNAL9_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
+    return {
+        "job": run.job_name,
+        "runId": run.run_id,
+        "step": failure.step_key if failure else None,
+        "errorType": error_type(error) if error else "unknown",
+        "message": (error.message.strip() if error else "the run failed before any step ran")[:1000],
+        "runUrl": f"{base}/runs/{run.run_id}",
+        "partition": run.tags.get("dagster/partition"),
+    }
+
+
+@dg.run_failure_sensor(name="pipeline_run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Publishes an SNS alert and a pipelineRunFailed event for every failed run.")
+def pipeline_run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource, events: EventsResource):
+    alert = build_alert(context.dagster_run, context.get_step_failure_events())
+    subject = f"Signal9: {alert['job']} failed at {alert['step'] or 'start'}: {alert['errorType']}"
+    alerts.publish(subject, json.dumps(alert, indent=2))
+    undelivered = events.publish([Event("pipelineRunFailed", alert, event_id=f"pipelineRunFailed:{alert['runId']}")])
+    if undelivered:
+        context.log.warning("the pipelineRunFailed event was not accepted; the SNS alert was sent")
