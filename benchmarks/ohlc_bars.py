@@ -1,7 +1,9 @@
 """Benchmark: OHLC bar backfills against the sandbox at Alpaca's 200 requests/min.
 
 1. a 1Day backfill of the full listed universe (12,062 symbols) over 60 trading days, one run;
-2. one 1Min day for 500 symbols.
+2. one 1Min day for 500 symbols;
+3. one 1Min day for the whole listed universe (the 512 MB memory budget);
+4. read_bars of one year of 1Min bars of one symbol (after loading that year), cold and cached.
 Reports bars, requests, bars per request, the most requests in any 60 s window (from the sandbox's
 own stats), the request rate while fetching, wall time, peak RSS and DynamoDB write requests. Each
 backfill runs in a fresh process, like a run launched by Dagster.
@@ -68,6 +70,20 @@ def run(env: dict[str, str], *args: str) -> dict:
     return figures
 
 
+def time_reads() -> dict[str, tuple[int, float]]:
+    """read_bars of the loaded year, first in a fresh process state (cold) and again (decoded days cached)."""
+    from datetime import datetime
+
+    from signal9_pipeline.market_data import read_bars
+
+    figures = {}
+    for name in ("cold", "cached"):
+        started = time.perf_counter()
+        bars = read_bars("SPY", "1Min", datetime(2024, 6, 5), datetime(2025, 6, 5))
+        figures[name] = (len(bars), time.perf_counter() - started)
+    return figures
+
+
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="signal9-bench-bars-"))
     env = stack.up(home, rate_limit_per_minute=LIMIT)
@@ -80,7 +96,10 @@ def main() -> None:
         rows = [
             ("1Day, 12,062 symbols x 60 trading days", run(env, "1Day", "2024-03-01", "2024-05-28", "")),
             ("1Min, 500 symbols x 1 day", run(env, "1Min", "2024-06-03", "2024-06-03", ",".join(symbols))),
+            ("1Min, 12,062 symbols x 1 day", run(env, "1Min", "2024-06-04", "2024-06-04", "all")),
+            ("1Min, SPY x 1 year", run(env, "1Min", "2024-06-05", "2025-06-04", "SPY")),
         ]
+        reads = time_reads()
     finally:
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
@@ -90,6 +109,11 @@ def main() -> None:
     for name, f in rows:
         print(f"| {name} | {f['bars_written']} | {f['requests_used']} | {f['bars_per_request']} | {f['max_in_60s']} | "
               f"{f['rate_per_min']} | {f['status_429']} | {f['wall_s']} | {f['peak_rss_mb']} | {f['write_requests']} |")
+    print()
+    print("| read_bars(\"SPY\", \"1Min\", one year) | bars | seconds |")
+    print("|---|---|---|")
+    for name, (count, seconds) in reads.items():
+        print(f"| {name} | {count} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

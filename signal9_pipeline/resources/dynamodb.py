@@ -9,7 +9,9 @@ half-way is repaired by the next run.
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
 from typing import Any, Iterable, Iterator, Optional
 
@@ -26,6 +28,8 @@ MAX_BATCH_ROUNDS = 12
 THROTTLING_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
+_clients = threading.local()
+_client_lock = threading.Lock()
 
 
 class DynamoWriteError(RuntimeError):
@@ -68,7 +72,16 @@ class DynamoDBResource(dg.ConfigurableResource):
         return self.market_data_table or Settings.from_env().market_data_table
 
     def client(self):
-        return boto3.client("dynamodb", config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+        """A client per thread (boto3 clients are built from a session that threads must not share)."""
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+        cached = getattr(_clients, "by_endpoint", None)
+        if cached is None:
+            cached = _clients.by_endpoint = {}
+        if endpoint not in cached:
+            with _client_lock:
+                cached[endpoint] = boto3.session.Session().client(
+                    "dynamodb", config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=16))
+        return cached[endpoint]
 
     def scan(self, table: str, *, projection: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of `table` (optionally only some attributes), page by page."""
@@ -85,13 +98,17 @@ class DynamoDBResource(dg.ConfigurableResource):
             for item in page["Items"]:
                 yield from_dynamo(item)
 
-    def get_items(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def get_items(self, table: str, keys: list[dict[str, Any]], projection: list[str] | None = None) -> list[dict[str, Any]]:
         """The items with these keys (BatchGetItem, 100 per request, unprocessed keys retried); missing ones omitted."""
         client, found = self.client(), []
+        request: dict[str, Any] = {"ConsistentRead": True}
+        if projection:
+            request["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(projection)))
+            request["ExpressionAttributeNames"] = {f"#a{i}": name for i, name in enumerate(projection)}
         for start in range(0, len(keys), 100):
             pending = [to_dynamo(k) for k in keys[start : start + 100]]
             for round_number in range(MAX_BATCH_ROUNDS):
-                answer = client.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
+                answer = client.batch_get_item(RequestItems={table: {"Keys": pending, **request}})
                 found += [from_dynamo(i) for i in answer.get("Responses", {}).get(table, [])]
                 pending = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
                 if not pending:

@@ -117,3 +117,19 @@ def test_request_groups_keep_pages_full():
     groups = request_groups(symbols, workers=4, cap=2000, expected_bars=12_000 * 60)
     assert len(groups) == 6 and sorted(s for g in groups for s in g) == sorted(symbols)
     assert len(request_groups(symbols[:62], workers=4, cap=2000, expected_bars=62)) == 1
+
+
+def test_read_back_covers_every_item_of_a_run_or_a_sample_of_a_long_one(bars_env, monkeypatch):
+    from signal9_pipeline.market_data import assets as market_assets
+
+    dynamodb = DynamoDBResource()
+    table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
+    dynamodb.put_items(table, [{"series": f"S{i}#1Day", "day": "2024-01-02", "checksum": f"c{i}"} for i in range(30)])
+    written = {(f"S{i}#1Day", "2024-01-02"): f"c{i}" for i in range(30)}
+    assert market_assets.stored_mismatches(dynamodb, written) == ([], 30)
+    written[("S3#1Day", "2024-01-02")] = "other"
+    written[("GONE#1Day", "2024-01-02")] = "c"
+    mismatches, checked = market_assets.stored_mismatches(dynamodb, written)
+    assert sorted(mismatches) == ["GONE#1Day 2024-01-02", "S3#1Day 2024-01-02"] and checked == 31
+    monkeypatch.setattr(market_assets, "READBACK_SAMPLE", 10)
+    assert market_assets.stored_mismatches(dynamodb, written)[1] == 10
