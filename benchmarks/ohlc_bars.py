@@ -26,6 +26,7 @@ from pathlib import Path
 import requests
 
 from signal9_pipeline.local import stack
+from signal9_pipeline.resources import metrics
 from signal9_pipeline.resources.alpaca import AlpacaResource
 
 LIMIT = 200
@@ -101,6 +102,7 @@ def main() -> None:
         ]
         reads = time_reads()
     finally:
+        metrics._flush_all()  # while the local CloudWatch still listens
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"sandbox and limiter at {LIMIT} requests/min; command: python -m benchmarks.ohlc_bars")

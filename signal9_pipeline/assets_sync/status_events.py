@@ -10,7 +10,7 @@ the two re-sends the same ids next time; consumers drop the duplicates.
 import dagster as dg
 
 from signal9_pipeline.assets_sync.changes import EVENTS_MARKER
-from signal9_pipeline.resources.dynamodb import DynamoDBResource, to_dynamo
+from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
 

@@ -21,8 +21,11 @@ def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None)
     env = stack.up(rate_limit_per_minute=rate_limit_per_minute, seed=seed, universe=universe)
     os.environ.update(env)
     try:
+        import warnings
+
         import dagster as dg
 
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)  # Dagster's own notes on beta APIs, not ours to act on
         from signal9_pipeline.definitions import defs
 
         with dg.DagsterInstance.get() as instance:

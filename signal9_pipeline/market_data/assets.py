@@ -33,6 +33,7 @@ from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.metrics import MetricsResource
 from signal9_pipeline.settings import env_int, env_str
 
+READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sample beyond
 BARS_PARTITIONS = dg.MultiPartitionsDefinition({
     "date": dg.DailyPartitionsDefinition(start_date=env_str("SIGNAL9_BARS_START_DATE", "2024-01-02"),
                                          timezone="America/New_York"),
@@ -57,7 +58,23 @@ class RunTally:
     write_requests: int = 0
     problems: list[BarProblem] = field(default_factory=list)
     symbols_with_bars: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))
-    written: dict[tuple[str, str], str] = field(default_factory=dict)  # (series, day) -> checksum
+    written: dict[tuple[str, str], str] = field(default_factory=dict)  # a sample of (series, day) -> checksum
+    sample_keys: list[tuple[str, str]] = field(default_factory=list)
+    items_seen: int = 0
+    sampler: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def remember(self, key: tuple[str, str], checksum: str) -> None:
+        """Reservoir sampling: a uniform sample of at most READBACK_SAMPLE written items, memory bounded."""
+        self.items_seen += 1
+        if len(self.sample_keys) < READBACK_SAMPLE:
+            self.sample_keys.append(key)
+        else:
+            slot = self.sampler.randrange(self.items_seen)
+            if slot >= READBACK_SAMPLE:
+                return
+            del self.written[self.sample_keys[slot]]
+            self.sample_keys[slot] = key
+        self.written[key] = checksum
 
 
 def universe(timeframe: str, config: BarsConfig, dynamodb: DynamoDBResource) -> list[str]:
@@ -74,7 +91,8 @@ def request_groups(symbols: list[str], workers: int, cap: int, expected_bars: in
     """As few groups as keep the workers busy and URLs short: only each group's last page comes back partial."""
     if not symbols:
         return []
-    count = max(-(-len(symbols) // cap), min(workers, -(-expected_bars // 10_000)), 1)
+    # Each group should span several pages, so the one partial page at its end costs little.
+    count = max(-(-len(symbols) // cap), min(workers, -(-expected_bars // (8 * 10_000))), 1)
     return [symbols[i::count] for i in range(count) if symbols[i::count]]
 
 
@@ -179,7 +197,7 @@ def _store(frame: pd.DataFrame, timeframe: str, days: set[str], tally: RunTally,
                        "bars": block, "bar_count": int(end - start), "checksum": checksum,
                        "first_ts": _iso(seconds[start]), "last_ts": _iso(seconds[end - 1]),
                        "feed": "crypto" if is_crypto(symbol) else "sip", "adjustment": config.adjustment, "ingested_at": now})
-        tally.written[(series_key(symbol, timeframe), day)] = checksum
+        tally.remember((series_key(symbol, timeframe), day), checksum)
         tally.symbols_with_bars[day].add(symbol)
         tally.bars += int(end - start)
 
@@ -250,18 +268,9 @@ def replace_manifests(dynamodb: DynamoDBResource, timeframe: str, dates: list[da
     return len(stale)
 
 
-READBACK_SAMPLE = 25_000
-
-
 def stored_mismatches(dynamodb: DynamoDBResource, written: dict[tuple[str, str], str]) -> tuple[list[str], int]:
-    """Items whose stored checksum differs from the one written, and how many were read back.
-
-    Every item of a run up to READBACK_SAMPLE items; a seeded random sample of that size beyond (a long
-    backfill would otherwise read back as much as it wrote).
-    """
+    """Items (of the run's read-back sample) whose stored checksum differs from the one written; how many were read."""
     keys = sorted(written)
-    if len(keys) > READBACK_SAMPLE:
-        keys = random.Random(len(keys)).sample(keys, READBACK_SAMPLE)
     stored = {(i["series"], i["day"]): i.get("checksum") for i in dynamodb.get_items(
         dynamodb.market_data_table_name(), [{"series": s, "day": d} for s, d in keys], projection=["series", "day", "checksum"])}
     return [f"{s} {d}" for s, d in keys if stored.get((s, d)) != written[(s, d)]], len(keys)

@@ -119,17 +119,27 @@ def test_request_groups_keep_pages_full():
     assert len(request_groups(symbols[:62], workers=4, cap=2000, expected_bars=62)) == 1
 
 
-def test_read_back_covers_every_item_of_a_run_or_a_sample_of_a_long_one(bars_env, monkeypatch):
-    from signal9_pipeline.market_data import assets as market_assets
+def test_read_back_finds_changed_and_missing_items(bars_env):
+    from signal9_pipeline.market_data.assets import stored_mismatches
 
     dynamodb = DynamoDBResource()
     table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
     dynamodb.put_items(table, [{"series": f"S{i}#1Day", "day": "2024-01-02", "checksum": f"c{i}"} for i in range(30)])
     written = {(f"S{i}#1Day", "2024-01-02"): f"c{i}" for i in range(30)}
-    assert market_assets.stored_mismatches(dynamodb, written) == ([], 30)
+    assert stored_mismatches(dynamodb, written) == ([], 30)
     written[("S3#1Day", "2024-01-02")] = "other"
     written[("GONE#1Day", "2024-01-02")] = "c"
-    mismatches, checked = market_assets.stored_mismatches(dynamodb, written)
+    mismatches, checked = stored_mismatches(dynamodb, written)
     assert sorted(mismatches) == ["GONE#1Day 2024-01-02", "S3#1Day 2024-01-02"] and checked == 31
-    monkeypatch.setattr(market_assets, "READBACK_SAMPLE", 10)
-    assert market_assets.stored_mismatches(dynamodb, written)[1] == 10
+
+
+def test_the_read_back_sample_is_bounded_and_uniform(monkeypatch):
+    from signal9_pipeline.market_data import assets as market_assets
+
+    monkeypatch.setattr(market_assets, "READBACK_SAMPLE", 100)
+    tally = market_assets.RunTally()
+    for i in range(10_000):
+        tally.remember((f"S{i}", "d"), str(i))
+    assert len(tally.written) == len(tally.sample_keys) == 100 and tally.items_seen == 10_000
+    positions = sorted(int(k[0][1:]) for k in tally.written)
+    assert positions[0] < 2_000 and positions[-1] > 8_000  # spread over the whole run, not only its end
