@@ -53,6 +53,6 @@ def current() -> RunScope:
 
 def enter_from(context) -> None:
     """From a resource's init context (no-op outside a run)."""
-    run = getattr(context, "dagster_run", None)
+    run = getattr(context, "run", None)
     if run is not None:
         enter(run.run_id, run.job_name, dict(run.tags))
