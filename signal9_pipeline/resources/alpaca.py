@@ -450,7 +450,7 @@ class AlpacaResource(dg.ConfigurableResource):
 
     trading_url: Optional[str] = None
     data_url: Optional[str] = None
-    paper: bool = True
+    paper: Optional[bool] = None  # None: ALPACA_PAPER (default true)
     credentials_secret_id: Optional[str] = None
     credentials_ttl_s: float = 300.0
     rate_limit_per_minute: Optional[int] = None
@@ -469,7 +469,7 @@ class AlpacaResource(dg.ConfigurableResource):
         return _gateway(GatewayConfig(
             trading_url=self.trading_url or env.alpaca_trading_url,
             data_url=self.data_url or env.alpaca_data_url,
-            paper=self.paper,
+            paper=self.paper if self.paper is not None else env.alpaca_paper,
             secret_id=self.credentials_secret_id or env.alpaca_secret_id,
             credentials_ttl_s=self.credentials_ttl_s,
             rate_limit_per_minute=self.rate_limit_per_minute or env.rate_limit_per_minute,

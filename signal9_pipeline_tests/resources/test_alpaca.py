@@ -258,3 +258,12 @@ def test_a_spent_server_quota_pauses_requests_until_its_reset(sandbox, resource_
     started = time.monotonic()
     gateway._wait_for_server_quota()  # the reset has passed: no more waiting
     assert time.monotonic() - started < 1.0
+
+
+def test_paper_or_live_host_follows_alpaca_paper_when_no_url_is_set(monkeypatch, stack_env):
+    monkeypatch.delenv("ALPACA_TRADING_URL")
+    monkeypatch.setenv("ALPACA_PAPER", "false")
+    assert "paper" not in AlpacaResource()._gateway().client("trading")._base_url
+    monkeypatch.setenv("ALPACA_PAPER", "true")
+    assert "paper-api" in AlpacaResource()._gateway().client("trading")._base_url
+    assert "paper" not in AlpacaResource(paper=False)._gateway().client("trading")._base_url
