@@ -152,6 +152,8 @@ def _settings_env(home: Path, started: dict[str, dict], rate_limit_per_minute: i
         "SIGNAL9_MARKET_DATA_TABLE": "signal9-market-data",
         "SIGNAL9_EVENT_BUS": "signal9-events",
         "SIGNAL9_ALERTS_TOPIC": "signal9-alerts",
+        # Local runs load a month of history per new symbol, not five years: minutes on a laptop.
+        "SIGNAL9_POLLENATION_HISTORY_DAYS": "30",
         "SIGNAL9_DAGSTER_URL": "http://127.0.0.1:3000",
         "SIGNAL9_RATE_LIMITER_URL": f"sqlite:///{home / 'alpaca-rate-limit.sqlite'}",
         "SIGNAL9_HOME": str(home),

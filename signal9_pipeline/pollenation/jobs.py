@@ -1,28 +1,41 @@
-"""pollenation_job: announce a batch of newly listed symbols, then mark them done.
+"""pollenation_job: announce a batch of newly listed symbols, load their daily history, mark them done.
 
 Each symbol gets one `pollenationNeeded` event with an idempotency id that is
 stable for the symbol's pending episode, so a rerun after a crash re-sends the
 same id and consumers drop the duplicate. A symbol is marked pollenated only
-after its event was accepted; a symbol whose event failed stays pending for a
-later sensor tick, and the run fails naming it.
+after its event was accepted and its daily-bar history (SIGNAL9_POLLENATION_HISTORY_DAYS,
+default five years) was stored through ohlc_bars' storage, under the same
+shared rate limit; a symbol that missed either stays pending for a later
+sensor tick, and the run fails naming it.
 """
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from typing import Optional
 
 import dagster as dg
 
 from signal9_pipeline import failpoints
 from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION_PENDING, asset_key
 from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
+from signal9_pipeline.market_data.assets import BarsConfig, RunTally, ingest
+from signal9_pipeline.resources.alpaca import AlpacaResource, fail_fast_on_permanent_errors
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
+from signal9_pipeline.settings import env_int
 
 OP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 class PollenationConfig(dg.Config):
     symbols: list[str]
+
+
+class HistoryConfig(dg.Config):
+    days: Optional[int] = None  # None: SIGNAL9_POLLENATION_HISTORY_DAYS, default five years
+
+    def lookback(self) -> int:
+        return self.days or env_int("SIGNAL9_POLLENATION_HISTORY_DAYS", 5 * 365 + 1)
 
 
 @dg.op(retry_policy=OP_RETRY, out=dg.Out(dict))
@@ -53,6 +66,25 @@ def announce_new_symbols(context: dg.OpExecutionContext, config: PollenationConf
     return {"delivered": [e.detail["assetId"] for e in delivered], "undelivered": sorted(undelivered)}
 
 
+@dg.op(pool="alpaca_api", retry_policy=OP_RETRY, out=dg.Out(dict))
+def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announced: dict, alpaca: AlpacaResource,
+                 dynamodb: DynamoDBResource) -> dict:
+    """Daily bars of the announced symbols up to yesterday, one item per symbol-day like ohlc_bars."""
+    symbols = announced["delivered"]
+    if not symbols:
+        return announced
+    last = date.today() - timedelta(days=1)
+    dates = [last - timedelta(days=n) for n in range(config.lookback())][::-1]
+    tally = RunTally()
+    with fail_fast_on_permanent_errors():
+        ingest(alpaca, dynamodb, "1Day", dates, symbols, BarsConfig(), tally)
+    failed = sorted({p.symbol for p in tally.problems})
+    context.add_output_metadata({"bars_written": dg.MetadataValue.int(tally.bars),
+                                 "history_days": dg.MetadataValue.int(config.lookback()),
+                                 "symbols_with_invalid_bars": dg.MetadataValue.text(", ".join(failed) or "none")})
+    return {"delivered": [s for s in symbols if s not in failed], "undelivered": announced["undelivered"] + failed}
+
+
 @dg.op
 def mark_pollenated(context: dg.OpExecutionContext, announced: dict, dynamodb: DynamoDBResource) -> None:
     """Mark delivered symbols done (only if still pending); fail naming those whose events were not delivered."""
@@ -64,12 +96,13 @@ def mark_pollenated(context: dg.OpExecutionContext, announced: dict, dynamodb: D
         "pollenation_status = :pending", {":done": "done", ":now": now, ":pending": POLLENATION_PENDING}) for symbol in delivered)
     context.add_output_metadata({"marked_pollenated": dg.MetadataValue.int(marked)})
     if undelivered:
-        raise dg.Failure(description=f"pollenationNeeded events not accepted for {len(undelivered)} symbol(s): "
+        raise dg.Failure(description=f"event or history missing for {len(undelivered)} symbol(s): "
                                      f"{', '.join(undelivered[:20])}; they stay pending and a later tick retries them",
                          metadata={"undelivered": dg.MetadataValue.text(", ".join(undelivered))})
 
 
-@dg.job(description="Announce a batch of newly listed symbols (pollenationNeeded events) and mark them pollenated.",
+@dg.job(description="Announce a batch of newly listed symbols (pollenationNeeded events), load their daily history "
+                    "and mark them pollenated.",
         tags={"signal9/kind": "pollenation"})
 def pollenation_job():
-    mark_pollenated(announce_new_symbols())
+    mark_pollenated(load_history(announce_new_symbols()))

@@ -68,6 +68,12 @@ def test_listings_and_delistings_deliver_each_event_exactly_once(sync_env, defau
         items = {i["symbol"]: i for i in DynamoDBResource().scan(sync_env["SIGNAL9_ASSETS_TABLE"])}
         assert not any("pending_events" in i or "events_pending" in i or "pollenation_pending" in i for i in items.values())
         assert {items[s]["pollenation_status"] for s in day.listed} == {"done"}
+        from datetime import datetime, timedelta
+
+        from signal9_pipeline.market_data import read_bars
+
+        history = read_bars(day.listed[0], "1Day", datetime.now() - timedelta(days=31), datetime.now())
+        assert 15 <= len(history) <= 23  # the month of daily bars pollenation loaded (SIGNAL9_POLLENATION_HISTORY_DAYS=30)
 
 
 def test_a_run_killed_after_sending_its_events_is_repaired_by_the_next_run(sync_env, default_universe):
