@@ -46,6 +46,8 @@ test: install
 benchmark: install
 	$(PY) -m benchmarks.sandbox
 	$(PY) -m benchmarks.asset_sync
+	$(PY) -m benchmarks.sensor_tick
+	$(PY) -m benchmarks.ohlc_bars
 
 clean:
 	rm -rf $(VENV) node_modules .signal9 .coverage .coverage.* .pytest_cache
