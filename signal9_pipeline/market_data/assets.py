@@ -58,6 +58,7 @@ class RunTally:
     write_requests: int = 0
     problems: list[BarProblem] = field(default_factory=list)
     symbols_with_bars: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))
+    held_back: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))  # invalid now: old items stay
     written: dict[tuple[str, str], str] = field(default_factory=dict)  # a sample of (series, day) -> checksum
     sample_keys: list[tuple[str, str]] = field(default_factory=list)
     items_seen: int = 0
@@ -183,6 +184,8 @@ def _store(frame: pd.DataFrame, timeframe: str, days: set[str], tally: RunTally,
     problems = bar_problems(bars, timeframe)
     tally.problems += problems
     bad = {(p.symbol, p.day) for p in problems}
+    for symbol, day in bad:
+        tally.held_back[day].add(symbol)
     symbols, day_of_bar = bars["symbol"].to_numpy(), bars["day"].to_numpy()
     seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
     columns = {c: bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume", "vwap", "trade_count")}
@@ -258,13 +261,13 @@ def replace_manifests(dynamodb: DynamoDBResource, timeframe: str, dates: list[da
     series = f"#PARTITION#{timeframe}"
     keys = [{"series": series, "day": d.isoformat()} for d in dates]
     stale = []
+    holding = {d.isoformat(): set(tally.symbols_with_bars.get(d.isoformat(), set())) for d in dates}
     for manifest in dynamodb.get_items(table, keys):
-        now_present = tally.symbols_with_bars.get(manifest["day"], set())
-        stale += [{"series": series_key(s, timeframe), "day": manifest["day"]}
-                  for s in manifest.get("symbols", []) if s not in now_present]
+        day, before = manifest["day"], set(manifest.get("symbols", []))
+        holding[day] |= before & tally.held_back.get(day, set())  # a symbol-day refused now keeps its old item
+        stale += [{"series": series_key(s, timeframe), "day": day} for s in sorted(before - holding[day])]
     dynamodb.write_batches(table, ({"DeleteRequest": {"Key": {k: {"S": v} for k, v in key.items()}}} for key in stale))
-    dynamodb.put_items(table, [{"series": series, "day": d.isoformat(),
-                                "symbols": sorted(tally.symbols_with_bars.get(d.isoformat(), set()))} for d in dates])
+    dynamodb.put_items(table, [{"series": series, "day": day, "symbols": sorted(symbols)} for day, symbols in holding.items()])
     return len(stale)
 
 
@@ -311,6 +314,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
         tf_share, tf_missing = completeness(symbols, dates, tally)
         share, missing = min(share, tf_share), missing + tf_missing
         tally.symbols_with_bars.clear()
+        tally.held_back.clear()
         context.log.info(f"{timeframe}: {len(dates)} date(s), {len(symbols)} symbol(s), completeness {tf_share:.1%}")
     requests_used = alpaca.requests_sent - requests_before
     mismatches, read_back = stored_mismatches(dynamodb, tally.written)

@@ -89,17 +89,21 @@ def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
 
 
 def test_an_invalid_bar_fails_the_partition_naming_it_and_writes_none_of_that_symbol_day(loaded):
-    requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]}, timeout=10)
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
-    DynamoDBResource().write_batches(table, [{"DeleteRequest": {"Key": {"series": {"S": "AAPL#1Hour"}, "day": {"S": "2024-03-07"}}}}])
+    keys = [{"series": "AAPL#1Hour", "day": "2024-03-07"}, {"series": "SPY#1Hour", "day": "2024-03-07"}]
+    before = {i["series"]: i for i in DynamoDBResource().get_items(table, keys)}
+    requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]}, timeout=10)
     result = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "AAPL 2024-03-07T14:00:00+00:00: price not positive" in failure.event_specific_data.error.message
     checks = check_results(result)
     assert checks["ohlc_consistent"] is False and checks["timestamps_valid"] is True
-    stored = DynamoDBResource().get_items(table, [{"series": "AAPL#1Hour", "day": "2024-03-07"}, {"series": "SPY#1Hour", "day": "2024-03-07"}])
-    assert [i["series"] for i in stored] == ["SPY#1Hour"]
+    after = {i["series"]: i for i in DynamoDBResource().get_items(table, keys)}
+    assert after["AAPL#1Hour"] == before["AAPL#1Hour"]  # nothing of the refused symbol-day written, nothing lost
+    assert after["SPY#1Hour"]["ingested_at"] >= before["SPY#1Hour"]["ingested_at"]
+    manifest = DynamoDBResource().get_items(table, [{"series": "#PARTITION#1Hour", "day": "2024-03-07"}])[0]
+    assert "AAPL" in manifest["symbols"]  # still owned by the partition, so a clean rerun replaces it
 
 
 def test_partitions_schedule_and_backfill_policy():
