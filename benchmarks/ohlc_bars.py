@@ -28,6 +28,7 @@ import requests
 from signal9_pipeline.local import stack
 from signal9_pipeline.resources import metrics
 from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline_tests.support import max_in_any_window
 
 LIMIT = 200
 
@@ -45,15 +46,6 @@ def one_backfill(timeframe: str, first: str, last: str, watchlist: str) -> None:
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
-def busiest_window(stamps: list[float]) -> int:
-    stamps, best, lo = sorted(stamps), 0, 0
-    for hi, t in enumerate(stamps):
-        while t - stamps[lo] >= 60:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def run(env: dict[str, str], *args: str) -> dict:
     sandbox = env["SIGNAL9_SANDBOX_URL"]
     requests.post(f"{sandbox}/_sandbox/reset", timeout=10)
@@ -64,7 +56,7 @@ def run(env: dict[str, str], *args: str) -> dict:
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     stats = [r for r in requests.get(f"{sandbox}/_sandbox/stats", timeout=10).json()["requests"] if "/bars" in r["path"]]
     stamps = [r["t"] for r in stats]
-    figures["max_in_60s"] = busiest_window(stamps)
+    figures["max_in_60s"] = max_in_any_window(stamps)
     span = max(stamps) - min(stamps) if len(stamps) > 1 else 0
     figures["rate_per_min"] = round((len(stamps) - 1) / span * 60, 1) if span else 0
     figures["status_429"] = sum(r["status"] == 429 for r in stats)

@@ -72,3 +72,14 @@ def materialize_bars(timeframe: str, first: str, last: str, watchlist: str = "",
         run_config=config, raise_on_error=raise_on_error, instance=instance,
         tags={"dagster/asset_partition_range_start": f"{first}|{timeframe}",
               "dagster/asset_partition_range_end": f"{last}|{timeframe}"})
+
+
+def max_in_any_window(stamps: list[float], window_s: float = 60.0) -> int:
+    """The most timestamps that fall into any window of window_s seconds."""
+    stamps = sorted(stamps)
+    best, lo = 0, 0
+    for hi, t in enumerate(stamps):
+        while t - stamps[lo] >= window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

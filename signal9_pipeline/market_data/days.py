@@ -18,8 +18,9 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
+from signal9_pipeline.resources.alpaca import TIMEFRAMES  # noqa: F401 - the one list of timeframes
+
 NEW_YORK = ZoneInfo("America/New_York")
-TIMEFRAMES = ("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day")
 STEP_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": None}
 
 

@@ -10,19 +10,10 @@ import requests
 
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.rate_limit import RateLimiterError, shared_limiter
+from signal9_pipeline_tests.support import max_in_any_window
 
 LIMIT = 60
 RUN_S = 70
-
-
-def max_in_any_window(stamps: list[float], window_s: float = 60.0) -> int:
-    stamps = sorted(stamps)
-    best, lo = 0, 0
-    for hi, t in enumerate(stamps):
-        while t - stamps[lo] >= window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 @pytest.mark.slow
