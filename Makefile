@@ -5,14 +5,15 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: install run dev test up down benchmark clean
+.PHONY: install services run dev test up down benchmark clean
 
 install: $(STAMP_PY) $(STAMP_NODE)
 
-$(STAMP_PY): pyproject.toml
+# deploy/requirements.lock pins every run-time package: the tests run on what the image ships.
+$(STAMP_PY): pyproject.toml deploy/requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c deploy/requirements.lock -e '.[dev]'
 	touch $@
 
 $(STAMP_NODE): package.json package-lock.json
@@ -35,8 +36,14 @@ up: install
 down:
 	$(PY) -m signal9_pipeline.local down
 
-# Full suite with coverage; the suite starts (and stops) its own local stack.
-test: install
+# PostgreSQL and Redis servers (Debian packages) for the production-like tests.
+services:
+	scripts/install-services.sh
+
+# Full suite with coverage; the suite starts (and stops) its own local stack, and its own
+# PostgreSQL, Redis and Dagster services for the production-like test
+# (`pytest -m "not production_like"` leaves that one out locally).
+test: install services
 	rm -f .coverage .coverage.*
 	$(VENV)/bin/coverage run -m pytest
 	$(VENV)/bin/coverage combine --quiet

@@ -2,9 +2,14 @@
 
 Runs log through Dagster's console logger by default; run config
 `loggers: {json: {config: {log_level: INFO}}}` switches a run to JSON lines.
+
+Step outputs (the asset list between `alpaca_assets` and `validated_assets`) go to
+the local filesystem by default; with `SIGNAL9_IO_MANAGER_BUCKET` set they go to S3,
+so a run re-executed from a failed step in a new ECS task finds them.
 """
 
 import dagster as dg
+from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
 from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
 from signal9_pipeline.assets_sync import assets as assets_sync
@@ -16,6 +21,15 @@ from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
+from signal9_pipeline.settings import env_str
+
+
+def _io_managers() -> dict:
+    bucket = env_str("SIGNAL9_IO_MANAGER_BUCKET")
+    if not bucket:
+        return {}
+    return {"io_manager": S3PickleIOManager(s3_resource=S3Resource(), s3_bucket=bucket, s3_prefix="dagster/io")}
+
 
 defs = dg.Definitions.merge(
     assets_sync.defs,
@@ -23,7 +37,7 @@ defs = dg.Definitions.merge(
     dg.Definitions(jobs=[pollenation_job], sensors=[new_symbols_sensor, pipeline_run_failure_alert]),
     dg.Definitions(
         resources={"alpaca": AlpacaResource(), "alerts": AlertsResource(), "dynamodb": DynamoDBResource(), "events": EventsResource(),
-                   "metrics": MetricsResource()},
+                   "metrics": MetricsResource(), **_io_managers()},
         loggers={"console": dg.colored_console_logger, "json": dg.json_console_logger},
     ),
 )
