@@ -1,11 +1,12 @@
 """Checks a production container's configuration before Dagster starts, and names what is wrong.
 
-Left to itself, Dagster reports only the first `{env: X}` of dagster.yaml it finds unset, at
-the bottom of a traceback, and an unreachable PostgreSQL or Redis shows up as retries and
-timeouts in whichever run touches it first. The image's entrypoint runs this first
-(`python -m signal9_pipeline.preflight -- dagster-daemon run ...`): it lists every missing
-variable at once, says which service at which address does not answer, refuses a per-task
-rate limiter where runs are ECS tasks, and only then replaces itself with the command.
+Left to itself, Dagster names an unset `{env: X}` of dagster.yaml at the bottom of a long
+traceback, one config section at a time; a variable the ECS launcher forwards to run tasks
+is missed only when a run is launched; and an unreachable PostgreSQL or Redis shows up as
+retries and timeouts in whichever run touches it first. The image's entrypoint runs this
+first (`python -m signal9_pipeline.preflight -- dagster-daemon run ...`): it lists every
+missing variable at once, says which service at which address does not answer, refuses a
+per-task rate limiter where runs are ECS tasks, and only then replaces itself with the command.
 """
 
 from __future__ import annotations
@@ -48,12 +49,21 @@ def _workspace_files(command: list[str]) -> list[Path]:
     return [Path(command[i + 1]) for i, arg in enumerate(command[:-1]) if arg in ("-w", "--workspace")]
 
 
-def missing_variables(documents: dict[Path, dict], environ: dict[str, str]) -> list[str]:
+def forwarded_env_vars(instance: dict) -> list[str]:
+    """The variables the ECS run launcher copies from this process into every run task."""
+    config = (instance.get("run_launcher") or {}).get("config") or {}
+    return [name for name in config.get("env_vars") or [] if isinstance(name, str) and "=" not in name]
+
+
+def missing_variables(documents: dict[Path, dict], environ: dict[str, str], instance_path: Path | None) -> list[str]:
     problems = []
     for path, config in documents.items():
         for name in dict.fromkeys(referenced_env_vars(config)):
             if not environ.get(name):
                 problems.append(f"{name} is not set ({path} reads it)")
+        if path == instance_path:
+            problems += [f"{name} is not set (the run launcher in {path} passes it to every run task)"
+                         for name in forwarded_env_vars(config) if name not in environ]
     return problems
 
 
@@ -98,7 +108,7 @@ def problems(command: list[str], environ: dict[str, str]) -> list[str]:
     home = environ.get("DAGSTER_HOME")
     instance_path = Path(home) / "dagster.yaml" if home else None
     documents = {p: _load(p) for p in [instance_path, *_workspace_files(command)] if p is not None and p.exists()}
-    found = missing_variables(documents, environ)
+    found = missing_variables(documents, environ, instance_path)
     if found:  # the services cannot even be located until these are set
         return found
     instance = documents.get(instance_path, {}) if instance_path else {}

@@ -83,3 +83,22 @@ def max_in_any_window(stamps: list[float], window_s: float = 60.0) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+def drive_sensor(instance) -> int:
+    """Evaluate the sensor and run what it asks for, until it asks for nothing; returns runs executed."""
+    executed = 0
+    while True:
+        from signal9_pipeline.pollenation.sensor import new_symbols_sensor
+        from signal9_pipeline.resources.dynamodb import DynamoDBResource
+
+        context = dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()})
+        requests = new_symbols_sensor(context)
+        if not isinstance(requests, list):
+            return executed
+        for request in requests:
+            from signal9_pipeline.definitions import defs
+
+            defs.resolve_job_def("pollenation_job").execute_in_process(
+                run_config=request.run_config, tags={**request.tags, "dagster/run_key": request.run_key}, instance=instance)
+            executed += 1

@@ -10,26 +10,10 @@ import sys
 
 import dagster as dg
 
-from signal9_pipeline.pollenation.sensor import new_symbols_sensor, pending_symbols
+from signal9_pipeline.pollenation.sensor import pending_symbols
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.sandbox.churn import churn
-from signal9_pipeline_tests.support import EventTap, put_universe, run_sync, small_universe
-
-
-def drive_sensor(instance) -> int:
-    """Evaluate the sensor and run what it asks for, until it asks for nothing; returns runs executed."""
-    executed = 0
-    while True:
-        context = dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()})
-        requests = new_symbols_sensor(context)
-        if not isinstance(requests, list):
-            return executed
-        for request in requests:
-            from signal9_pipeline.definitions import defs
-
-            defs.resolve_job_def("pollenation_job").execute_in_process(
-                run_config=request.run_config, tags={**request.tags, "dagster/run_key": request.run_key}, instance=instance)
-            executed += 1
+from signal9_pipeline_tests.support import EventTap, drive_sensor, put_universe, run_sync, small_universe
 
 
 def by_type(envelopes: list[dict]) -> dict[str, list[dict]]:
