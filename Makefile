@@ -55,6 +55,7 @@ benchmark: install
 	$(PY) -m benchmarks.asset_sync
 	$(PY) -m benchmarks.sensor_tick
 	$(PY) -m benchmarks.ohlc_bars
+	$(PY) -m benchmarks.capacity
 
 clean:
 	rm -rf $(VENV) node_modules .signal9 .coverage .coverage.* .pytest_cache

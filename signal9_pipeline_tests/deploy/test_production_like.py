@@ -127,6 +127,7 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
     # A backfill over dates x timeframes as concurrent runs, all under the shared limit.
     dates = _separate_sessions(DATES)
     sandbox_stats_before = len(_sandbox_requests(sandbox))
+    launched_at = time.time()
     backfill = deployed.launch_backfill("ohlc_bars", [f"{d}|{tf}" for d in dates for tf in TIMEFRAMES])
     runs = deployed.wait_for(lambda: _backfill_finished(deployed, backfill), 600, f"backfill {backfill} to finish", every_s=3)
     backfilled = time.monotonic()
@@ -141,7 +142,8 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
         print(f"\nproduction-like backfill: {len(runs)} runs, at most {in_flight} in flight at once; "
               f"{len(backfill_requests)} Alpaca requests; busiest 60 s window {busiest} of {LIMIT_PER_MINUTE} allowed; "
               f"statuses {sorted(statuses)}; sync {synced - started:.0f} s, pollenation {pollenation_done - synced:.0f} s, "
-              f"backfill {backfilled - pollenation_done:.0f} s")
+              f"backfill {backfilled - pollenation_done:.0f} s; runs started {min(r['startTime'] for r in runs) - launched_at:.0f} s "
+              f"to {max(r['startTime'] for r in runs) - launched_at:.0f} s after the backfill was launched")
     assert not failures, failures
     assert len(runs) == len(dates)
     assert in_flight >= 3
