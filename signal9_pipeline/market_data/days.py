@@ -83,7 +83,8 @@ def bar_problems(bars: pd.DataFrame, timeframe: str) -> list[BarProblem]:
         (finite & ((o <= 0) | (h <= 0) | (low <= 0) | (c <= 0)), "price not positive"),
         (finite & ((h < np.maximum(o, c)) | (low > np.minimum(o, c))), "high/low do not bound open/close"),
         (finite & (v < 0), "negative volume"),
-        (finite & np.isfinite(vw) & ((vw < low - 1e-9) | (vw > h + 1e-9)), "vwap outside [low, high]"),
+        # A missing vwap is NaN and allowed; an infinite one is not a vwap.
+        (np.isinf(vw) | (finite & np.isfinite(vw) & ((vw < low - 1e-9) | (vw > h + 1e-9))), "vwap outside [low, high]"),
         (same_symbol & (np.diff(seconds, prepend=seconds[:1]) == 0), "duplicate timestamp"),
         (~_on_grid(bars, timeframe), f"timestamp off the {timeframe} grid"),
         (~_in_session(bars, timeframe), "timestamp outside the trading session"),

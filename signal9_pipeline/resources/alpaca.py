@@ -24,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 import dagster as dg
 import pandas as pd
@@ -281,6 +281,8 @@ class _Gateway:
             raise AlpacaTimeoutError(f"no answer from {endpoint} within {self.config.request_timeout_s:g} s") from None
         except requests.ConnectionError as exc:
             raise AlpacaUnavailableError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
+        except requests.exceptions.ChunkedEncodingError:  # the connection closed before the whole body arrived
+            raise AlpacaUnavailableError(f"answer from {endpoint} cut short: the connection closed mid-body") from None
         except ValueError as exc:  # requests' JSONDecodeError
             raise AlpacaResponseError(f"malformed JSON from {endpoint}: {exc}") from None
 
@@ -527,7 +529,7 @@ class AlpacaResource(dg.ConfigurableResource):
         gateway, token = self._gateway(), None
         while True:
             page = gateway.get(kind, path, {**params, "symbols": ",".join(symbols), **({"page_token": token} if token else {})})
-            frame, token = bars_page_frame(page, path)
+            frame, token = bars_page_frame(page, path, requested=symbols)
             yield frame
             if not token:
                 return
@@ -539,27 +541,47 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def bars_page_frame(page: Any, path: str) -> tuple[pd.DataFrame, str | None]:
-    """One bars page as a DataFrame with BAR_COLUMNS, plus the next page token."""
+def bars_page_frame(page: Any, path: str, requested: Collection[str] | None = None) -> tuple[pd.DataFrame, str | None]:
+    """One bars page as a DataFrame with BAR_COLUMNS, plus the next page token.
+
+    Symbols become DynamoDB keys, so a page with bars of a symbol that was not `requested` is refused.
+    """
     if not isinstance(page, dict) or "bars" not in page:
         raise AlpacaResponseError(f"{path} answered without a 'bars' object")
     bars = page["bars"] or {}
     token = page.get("next_page_token")
     if not isinstance(bars, dict) or not (token is None or isinstance(token, str)):
         raise AlpacaResponseError(f"{path} answered 'bars' of type {type(bars).__name__}, expected an object by symbol")
+    unexpected = sorted(set(bars) - set(requested)) if requested is not None else []
+    if unexpected:
+        raise AlpacaResponseError(f"{path} answered bars of {len(unexpected)} symbol(s) not asked for, "
+                                  f"e.g. {unexpected[0][:64]!r}")
     rows = [(symbol, b) for symbol, items in bars.items() for b in (items or [])]
     try:
         frame = pd.DataFrame({
             "symbol": [symbol for symbol, _ in rows],
-            "timestamp": pd.to_datetime([b["t"] for _, b in rows], utc=True, format="ISO8601"),
-            "open": pd.array([b["o"] for _, b in rows], dtype="float64"),
-            "high": pd.array([b["h"] for _, b in rows], dtype="float64"),
-            "low": pd.array([b["l"] for _, b in rows], dtype="float64"),
-            "close": pd.array([b["c"] for _, b in rows], dtype="float64"),
-            "volume": pd.array([b["v"] for _, b in rows], dtype="float64"),
-            "trade_count": pd.array([b.get("n", 0) for _, b in rows], dtype="int64"),
-            "vwap": pd.array([b.get("vw") for _, b in rows], dtype="float64"),
+            "timestamp": pd.to_datetime(_field(rows, "t", (str,)), utc=True, format="ISO8601"),
+            "open": pd.array(_field(rows, "o", _NUMBER), dtype="float64"),
+            "high": pd.array(_field(rows, "h", _NUMBER), dtype="float64"),
+            "low": pd.array(_field(rows, "l", _NUMBER), dtype="float64"),
+            "close": pd.array(_field(rows, "c", _NUMBER), dtype="float64"),
+            "volume": pd.array(_field(rows, "v", _NUMBER), dtype="float64"),
+            "trade_count": pd.array(_field(rows, "n", (int,), default=0), dtype="int64"),
+            "vwap": pd.array(_field(rows, "vw", (*_NUMBER, type(None)), default=None), dtype="float64"),
         }, columns=BAR_COLUMNS)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise AlpacaResponseError(f"{path} answered a bar missing or mistyping a field: {type(exc).__name__}: {str(exc)[:200]}") from None
     return frame, token or None
+
+
+_NUMBER = (int, float)
+_REQUIRED = object()
+
+
+def _field(rows: list[tuple[str, dict]], name: str, types: tuple[type, ...], default: object = _REQUIRED) -> list:
+    """One field of every bar; exact JSON types, since pandas would read true as 1.0 and "101.5" as 101.5."""
+    values = [b[name] for _, b in rows] if default is _REQUIRED else [b.get(name, default) for _, b in rows]
+    strange = set(map(type, values)) - set(types)
+    if strange:
+        raise TypeError(f"field {name!r} holds {', '.join(sorted(t.__name__ for t in strange))}")
+    return values
