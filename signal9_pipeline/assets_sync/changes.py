@@ -81,9 +81,10 @@ def plan_sync(rows: Iterable[dict[str, Any]], existing: Iterable[dict[str, Any]]
     for symbol, row in listed.items():
         if symbol in renamed_from:
             old = renamed_from[symbol]
-            plan.record("renamed", symbol, f"renamed from {old}", _renamed_to_item(row, items.get(symbol), old, now))
+            if not _renamed_to_written(items.get(symbol), row, old):
+                plan.record("renamed", symbol, f"renamed from {old}", _renamed_to_item(row, items.get(symbol), old, now))
+                plan.counts["renamed"] -= 1  # one rename, two items
             plan.record("renamed", old, f"renamed to {symbol}", _renamed_from_item(items[old], symbol, now))
-            plan.counts["renamed"] -= 1  # one rename, two items
         elif symbol in items:
             _plan_existing(plan, items[symbol], row, now)
         elif is_listed(row):
@@ -169,6 +170,16 @@ def _renamed_from_item(item: dict[str, Any], new_symbol: str, now: str) -> dict[
     fields = {**_alpaca_fields(item), "status": "inactive"}
     return _status_change(item, fields, now, f"renamed to {new_symbol}", renamed_to=new_symbol, renamedTo=new_symbol) | {
         "renamed_to": new_symbol}
+
+
+def _renamed_to_written(item: dict[str, Any] | None, row: dict[str, Any], old_symbol: str) -> bool:
+    """The new symbol's item of this rename is already written: a run died between the rename's two puts.
+
+    Writing it again would restart its pollenation (a new pending episode, so a second
+    pollenationNeeded under a new id) if a sensor tick pollenated it in between.
+    """
+    return (item is not None and item.get("renamed_from") == old_symbol and is_listed(item)
+            and item.get("content_hash") == content_hash(row))
 
 
 def _renamed_to_item(row: dict[str, Any], existing: dict[str, Any] | None, old_symbol: str, now: str) -> dict[str, Any]:

@@ -108,3 +108,14 @@ def test_event_ids_are_stable_for_the_same_change():
     first = plan_sync([], list(table.values()), now=LATER).puts[0]["pending_events"][0]["event_id"]
     again = plan_sync([], list(table.values()), now=LATER).puts[0]["pending_events"][0]["event_id"]
     assert first == again and len(first) == 32
+
+
+def test_rerun_of_a_half_written_rename_leaves_the_pollenated_new_symbol_alone():
+    """A sync died between a rename's two puts and the sensor pollenated the new symbol meanwhile."""
+    _, table = table_after([row("OLD", alpaca_id="X")])
+    rename = plan_sync([row("NEW", alpaca_id="X")], list(table.values()), now=LATER)
+    new_item = next(p for p in rename.puts if p["symbol"] == "NEW")
+    pollenated = {k: v for k, v in new_item.items() if k != "pollenation_pending"} | {"pollenation_status": "done"}
+    rerun = plan_sync([row("NEW", alpaca_id="X")], [table["OLD"], pollenated], now="2026-11-24T05:00:00Z")
+    assert [p["symbol"] for p in rerun.puts] == ["OLD"]
+    assert rerun.puts[0]["renamed_to"] == "NEW" and rerun.counts["renamed"] == 1
