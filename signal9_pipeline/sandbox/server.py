@@ -4,8 +4,8 @@ It speaks the live API closely enough that alpaca-py's clients work against it
 unchanged (`url_override`): the same paths, query parameters, JSON shapes,
 paging with `next_page_token`, auth headers, Alpaca-style error bodies and
 `X-RateLimit-*` headers. The `/_sandbox/*` hooks let tests replace the
-universe, inject faults (errors, hangs, malformed JSON) and read which
-requests were served.
+universe, inject faults (errors, hangs, malformed JSON, bodies cut short)
+and read which requests were served.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ WINDOW_S = 60.0
 ASSET_CLASSES = {"us_equity", "us_option", "crypto"}
 ADJUSTMENTS = {"raw", "split", "dividend", "all"}
 FEEDS = {"sip", "iex", "otc", "boats", "delayed_sip"}
-FAULT_KEYS = {"error_rate", "error_statuses", "hang_s", "hang_every", "malformed_rate", "paths", "invalid_bar_symbols"}
+FAULT_KEYS = {"error_rate", "error_statuses", "hang_s", "hang_every", "malformed_rate", "truncate_rate", "paths",
+              "invalid_bar_symbols"}
 
 
 class ApiError(Exception):
@@ -53,6 +54,7 @@ class Faults:
     hang_s: float = 0.0
     hang_every: int = 0
     malformed_rate: float = 0.0
+    truncate_rate: float = 0.0  # the body is cut short of its Content-Length and the connection closed
     paths: list[str] = field(default_factory=list)  # empty: every API path
     invalid_bar_symbols: list[str] = field(default_factory=list)  # their first bar in a page gets a negative low
 
@@ -63,13 +65,15 @@ class Faults:
         try:
             faults = cls(**body)
             faults.error_rate, faults.malformed_rate = float(faults.error_rate), float(faults.malformed_rate)
+            faults.truncate_rate = float(faults.truncate_rate)
             faults.hang_s, faults.hang_every = float(faults.hang_s), int(faults.hang_every)
             faults.error_statuses = [int(s) for s in faults.error_statuses]
             faults.paths = [str(p) for p in faults.paths]
             faults.invalid_bar_symbols = [str(p) for p in faults.invalid_bar_symbols]
         except (TypeError, ValueError) as exc:
             raise ApiError(422, f"invalid faults: {exc}") from None
-        if not (0 <= faults.error_rate <= 1 and 0 <= faults.malformed_rate <= 1) or faults.hang_s < 0 or faults.hang_every < 0:
+        rates = (faults.error_rate, faults.malformed_rate, faults.truncate_rate)
+        if not all(0 <= rate <= 1 for rate in rates) or faults.hang_s < 0 or faults.hang_every < 0:
             raise ApiError(422, "rates must be within [0, 1]; hang_s and hang_every must be >= 0")
         if not faults.error_statuses or any(not 400 <= s <= 599 for s in faults.error_statuses):
             raise ApiError(422, "error_statuses must be a non-empty list of 4xx/5xx statuses")
@@ -107,7 +111,7 @@ class SandboxState:
             for key in (asset.get("symbol"), asset.get("id")):
                 if isinstance(key, str):
                     by_key.setdefault(key, asset)
-            if isinstance(asset.get("symbol"), str) and asset.get("class") in bar_symbols:
+            if isinstance(asset.get("symbol"), str) and isinstance(asset.get("class"), str) and asset["class"] in bar_symbols:
                 bar_symbols[asset["class"]].add(asset["symbol"])
         with self.lock:
             self.universe = universe
@@ -143,17 +147,18 @@ class SandboxState:
             raise RateLimited(headers)
         return headers
 
-    def draw_fault(self, path: str) -> tuple[float, int | None, bool]:
-        """(seconds to hang, status to fail with, whether to send malformed JSON) for this request."""
+    def draw_fault(self, path: str) -> tuple[float, int | None, bool, bool]:
+        """(seconds to hang, status to fail with, whether to send malformed JSON, whether to cut the body short)."""
         with self.lock:
             self.api_requests_seen += 1
             f = self.faults
             if not f.applies_to(path):
-                return 0.0, None, False
+                return 0.0, None, False, False
             hang = f.hang_s if f.hang_every and self.api_requests_seen % f.hang_every == 0 else 0.0
             status = self.fault_rng.choice(f.error_statuses) if self.fault_rng.random() < f.error_rate else None
             malformed = status is None and self.fault_rng.random() < f.malformed_rate
-            return hang, status, malformed
+            truncated = status is None and not malformed and f.truncate_rate > 0 and self.fault_rng.random() < f.truncate_rate
+            return hang, status, malformed, truncated
 
     def record(self, method: str, path: str, status: int, arrived: float) -> None:
         with self.lock:
@@ -401,7 +406,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         try:
             state.authenticate(self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY"))
             headers = state.admit(self.headers["APCA-API-KEY-ID"], self._arrived)
-            hang, fault_status, malformed = state.draw_fault(path)
+            hang, fault_status, malformed, truncated = state.draw_fault(path)
             if hang and state.stop.wait(hang):
                 return self._send(503, b'{"code":50300000,"message":"sandbox reset"}', headers, method, path)
             if fault_status:
@@ -409,7 +414,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             payload = self._route(state, method, path, query)
             if malformed:
                 payload = payload[: max(1, len(payload) // 2)]
-            self._send(200, payload, headers, method, path)
+            self._send(200, payload, headers, method, path, cut_at=len(payload) // 2 if truncated else None)
         except RateLimited as exc:
             self._send(429, json.dumps({"code": 42910000, "message": "too many requests."}).encode(), exc.headers, method, path)
         except ApiError as exc:
@@ -466,7 +471,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, payload: bytes, headers: dict[str, str], method: str | None, path: str) -> None:
+    def _send(self, status: int, payload: bytes, headers: dict[str, str], method: str | None, path: str,
+              cut_at: int | None = None) -> None:
+        """Answer; with `cut_at`, announce the whole body but send only its first `cut_at` bytes, then hang up."""
         if method is not None:
             self.server.state.record(method, path, status, self._arrived)
         try:
@@ -476,7 +483,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(payload)
+            self.wfile.write(payload if cut_at is None else payload[:cut_at])
+            if cut_at is not None:
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (timeout); nothing to answer
 
