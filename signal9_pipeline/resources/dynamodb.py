@@ -21,9 +21,12 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from signal9_pipeline import failpoints
 from signal9_pipeline.settings import Settings
 
 BATCH_SIZE = 25
+# Counted crash points around every write request (BatchWriteItem, UpdateItem): sent / answered.
+WRITE_SENT, WRITE_ANSWERED = "dynamodb.write", "dynamodb.written"
 MAX_BATCH_ROUNDS = 12
 THROTTLING_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 
@@ -121,15 +124,18 @@ class DynamoDBResource(dg.ConfigurableResource):
     def update_if(self, table: str, key: dict[str, Any], update: str, condition: str, values: dict[str, Any],
                   names: dict[str, str] | None = None) -> bool:
         """One conditional UpdateItem; False when the condition no longer holds (someone else changed the item)."""
+        failpoints.hit_nth(WRITE_SENT)
         try:
             self.client().update_item(TableName=table, Key=to_dynamo(key), UpdateExpression=update,
                                       ConditionExpression=condition, ExpressionAttributeValues=to_dynamo(values),
                                       **({"ExpressionAttributeNames": names} if names else {}))
-            return True
+            applied = True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            applied = False
+        failpoints.hit_nth(WRITE_ANSWERED)
+        return applied
 
     def put_items(self, table: str, items: Iterable[dict[str, Any]]) -> int:
         """Write every item with BatchWriteItem (25 per request); returns the write requests made."""
@@ -153,7 +159,9 @@ def _write_batch(client, table: str, batch: list[dict]) -> int:
     for round_number in range(MAX_BATCH_ROUNDS):
         try:
             calls += 1
+            failpoints.hit_nth(WRITE_SENT)
             answer = client.batch_write_item(RequestItems={table: pending})
+            failpoints.hit_nth(WRITE_ANSWERED)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in THROTTLING_CODES:
                 raise DynamoWriteError(f"writing {len(pending)} items to {table} failed: {exc}") from exc
