@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: install services run dev test up down benchmark clean
+.PHONY: install services run dev test up down benchmark reliability clean
 
 install: $(STAMP_PY) $(STAMP_NODE)
 
@@ -56,6 +56,10 @@ benchmark: install
 	$(PY) -m benchmarks.sensor_tick
 	$(PY) -m benchmarks.ohlc_bars
 	$(PY) -m benchmarks.capacity
+
+# Crashes, faults, hostile input, secret scans and a 30-day soak; writes RELIABILITY.md from the run.
+reliability: install
+	$(PY) -m benchmarks.reliability --soak-days 30
 
 clean:
 	rm -rf $(VENV) node_modules .signal9 .coverage .coverage.* .pytest_cache
