@@ -37,7 +37,10 @@ def run_suite(ledger: Path) -> tuple[int, str, float]:
 
 def run_soak(days: int) -> tuple[int, str]:
     done = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--days", str(days)], cwd=ROOT, capture_output=True, text=True)
-    table = "\n".join(line for line in done.stdout.splitlines() if line.startswith(("|", "machine", "peak RSS")))
+    kept = [line for line in done.stdout.splitlines() if line.startswith(("|", "machine", "peak RSS"))]
+    # Blank lines around the table, so markdown renders it as one.
+    table = "\n".join(f"\n{line}" if line.startswith("peak RSS") else f"{line}\n" if line.startswith("machine") else line
+                      for line in kept)
     return done.returncode, table
 
 
