@@ -85,20 +85,18 @@ def max_in_any_window(stamps: list[float], window_s: float = 60.0) -> int:
     return best
 
 
-def drive_sensor(instance) -> int:
-    """Evaluate the sensor and run what it asks for, until it asks for nothing; returns runs executed."""
-    executed = 0
-    while True:
-        from signal9_pipeline.pollenation.sensor import new_symbols_sensor
-        from signal9_pipeline.resources.dynamodb import DynamoDBResource
+def drive_sensor(instance: dg.DagsterInstance, max_ticks: int = 10,
+                 raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
+    """Evaluate the sensor and run what it asks for, until a tick asks for nothing; the runs' results."""
+    from signal9_pipeline.definitions import defs
+    from signal9_pipeline.pollenation.sensor import new_symbols_sensor
+    from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
-        context = dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()})
-        requests = new_symbols_sensor(context)
+    job, results = defs.resolve_job_def("pollenation_job"), []
+    for _ in range(max_ticks):
+        requests = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()}))
         if not isinstance(requests, list):
-            return executed
-        for request in requests:
-            from signal9_pipeline.definitions import defs
-
-            defs.resolve_job_def("pollenation_job").execute_in_process(
-                run_config=request.run_config, tags={**request.tags, "dagster/run_key": request.run_key}, instance=instance)
-            executed += 1
+            return results
+        results += [job.execute_in_process(run_config=r.run_config, tags={**r.tags, "dagster/run_key": r.run_key},
+                                           instance=instance, raise_on_error=raise_on_error) for r in requests]
+    raise RuntimeError(f"symbols still pending after {max_ticks} sensor ticks")

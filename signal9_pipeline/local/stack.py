@@ -79,7 +79,7 @@ def up(home: Path | None = None, *, rate_limit_per_minute: int = 200, seed: int 
         Service("moto", [sys.executable, "-m", "signal9_pipeline.local.moto_server", "--host", "127.0.0.1", "--port", "0"],
                 "signal9_pipeline.local.moto_server", {}, "check that moto[server] is installed (`make install`)"),
         # dynalite treats --port 0 as "default port", so it gets a port picked here.
-        Service("dynalite", [dynalite_bin(), "--host", "127.0.0.1", "--port", str(_free_port()), "--path", str(home / "dynalite"),
+        Service("dynalite", [dynalite_bin(), "--host", "127.0.0.1", "--port", str(free_port()), "--path", str(home / "dynalite"),
                              "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"],
                 str(home / "dynalite"), {}, "run `make install` (npm ci); if the data folder is corrupt, remove it"),
         Service("sandbox", sandbox_args, "signal9_pipeline.sandbox", {
@@ -124,7 +124,8 @@ def _start(service: Service, home: Path) -> dict:
     raise StackError(f"{service.name} was not ready within {READY_TIMEOUT_S:.0f} s: {_tail(log_path)} (log: {log_path})")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now (for servers such as dynalite that cannot be given port 0)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

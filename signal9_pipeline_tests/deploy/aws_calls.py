@@ -31,7 +31,8 @@ def main(bars_date: str) -> None:
 
     with dg.instance_for_test() as instance:
         assert run_sync(instance=instance).success
-        assert drive_sensor(instance) >= 1
+        pollenated = drive_sensor(instance)
+        assert pollenated and all(r.success for r in pollenated)
         assert materialize_bars("1Day", bars_date, bars_date, instance=instance).success
     AlertsResource().publish("signal9 policy check", "the alerting path, as pipeline_run_failure_alert uses it")
     metrics._flush_all()

@@ -23,7 +23,7 @@ import requests
 import yaml
 
 from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
-from signal9_pipeline_tests.deploy.services import free_port
+from signal9_pipeline.local.stack import free_port
 
 DEPLOY = PROJECT_ROOT / "deploy"
 LOCATION, REPOSITORY = "signal9_pipeline", "__repository__"

@@ -12,13 +12,14 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from signal9_pipeline.local.stack import free_port
 
 
 class ServiceError(RuntimeError):
@@ -42,12 +43,6 @@ class Service:
                 self.process.kill()
                 self.process.wait(timeout=10)
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(service: Service, ready: Callable[[], bool], timeout_s: float = 60) -> Service:

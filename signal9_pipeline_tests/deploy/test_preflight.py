@@ -11,7 +11,7 @@ import yaml
 
 from signal9_pipeline_tests.conftest import PROJECT_ROOT
 from signal9_pipeline_tests.deploy.deployment import DEPLOY
-from signal9_pipeline_tests.deploy.services import free_port
+from signal9_pipeline.local.stack import free_port
 
 pytestmark = pytest.mark.production_like
 

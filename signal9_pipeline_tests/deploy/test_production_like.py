@@ -20,13 +20,14 @@ import exchange_calendars as xcals
 import pytest
 import redis
 import requests
+import yaml
 
 from signal9_pipeline.pollenation.sensor import pending_symbols
 from signal9_pipeline.resources.alpaca import read_credentials
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.rate_limit import BUCKET_NAME
-from signal9_pipeline_tests.deploy.deployment import LOCATION, REPOSITORY, Deployment, write_instance
-from signal9_pipeline_tests.deploy.services import free_port
+from signal9_pipeline_tests.deploy.deployment import DEPLOY, LOCATION, REPOSITORY, Deployment, write_instance
+from signal9_pipeline.local.stack import free_port
 from signal9_pipeline_tests.support import max_in_any_window, small_universe
 
 pytestmark = [pytest.mark.production_like, pytest.mark.slow]
@@ -196,9 +197,6 @@ def _sandbox_requests(sandbox) -> list[dict]:
 
 
 def test_instance_file_is_the_deployed_one_but_for_the_launcher(tmp_path):
-    from signal9_pipeline_tests.deploy.deployment import DEPLOY
-    import yaml
-
     deployed = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     tested = yaml.safe_load((write_instance(tmp_path) / "dagster.yaml").read_text())
     assert {k: v for k, v in deployed.items() if k != "run_launcher"} == tested

@@ -94,22 +94,14 @@ def _sync(instance, **_: Any) -> dict[str, Any]:
 
 def _pollenate(instance, **_: Any) -> dict[str, Any]:
     """Sensor ticks, each followed by the runs it asked for, until a tick asks for none."""
-    import dagster as dg
+    from signal9_pipeline_tests.support import drive_sensor
 
-    from signal9_pipeline.definitions import defs
-    from signal9_pipeline.pollenation.sensor import new_symbols_sensor
-    from signal9_pipeline.resources.dynamodb import DynamoDBResource
-
-    job, runs, failed = defs.resolve_job_def("pollenation_job"), 0, 0
-    for _ in range(MAX_SENSOR_TICKS):
-        requests = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()}))
-        if not isinstance(requests, list):
-            return {"success": failed == 0, "runs": runs, "failed_runs": failed}
-        for request in requests:
-            result = job.execute_in_process(run_config=request.run_config, instance=instance, raise_on_error=False,
-                                            tags={**request.tags, "dagster/run_key": request.run_key})
-            runs, failed = runs + 1, failed + (not result.success)
-    return {"success": False, "runs": runs, "failed_runs": failed, "error": f"still pending after {MAX_SENSOR_TICKS} ticks"}
+    try:
+        results = drive_sensor(instance, max_ticks=MAX_SENSOR_TICKS, raise_on_error=False)
+    except RuntimeError as exc:
+        return {"success": False, "runs": 0, "failed_runs": 0, "error": str(exc)}
+    failed = sum(not r.success for r in results)
+    return {"success": failed == 0, "runs": len(results), "failed_runs": failed}
 
 
 def _bars(instance, *, first: str, last: str, timeframe: str = "1Day", **_: Any) -> dict[str, Any]:

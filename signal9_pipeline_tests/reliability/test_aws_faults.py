@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import json
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
 from signal9_pipeline.assets_sync.changes import EVENTS_MARKER
+from signal9_pipeline.local.stack import free_port
 from signal9_pipeline.pollenation.sensor import pending_symbols
 from signal9_pipeline.resources import metrics as metrics_module
 from signal9_pipeline.resources.dynamodb import BATCH_SIZE, DynamoDBResource
@@ -348,16 +348,10 @@ def test_rejected_status_events_stay_in_their_items_until_published(alpaca, boto
 
 
 # --- CloudWatch down ------------------------------------------------------------------------------
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_cloudwatch_down_never_fails_a_run(alpaca, reference, monkeypatch, ledger):
     namespace = f"Signal9/Faults-{uuid.uuid4().hex[:8]}"  # a publisher of its own, built while CloudWatch is down
     monkeypatch.setenv("SIGNAL9_METRICS_NAMESPACE", namespace)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setattr(metrics_module, "_publishers", {})
     results = run_pipeline()
     failures = metrics_module.publisher_for(namespace).failures

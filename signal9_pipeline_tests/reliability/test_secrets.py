@@ -34,13 +34,13 @@ from signal9_pipeline.local.provision import (
     ensure_secret,
     ensure_table,
 )
-from signal9_pipeline.pollenation.sensor import new_symbols_sensor
 from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import publisher_for
 from signal9_pipeline_tests.support import (
     EventTap,
+    drive_sensor,
     materialize_bars,
     run_sync,
     small_universe,
@@ -142,15 +142,6 @@ def leak_probe_env(stack_env, sandbox_factory, default_universe, monkeypatch, tm
 
 
 # --- the runs ---------------------------------------------------------------------------------------------
-def tick_and_pollenate(instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
-    from signal9_pipeline.definitions import defs
-
-    requests_ = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()}))
-    assert isinstance(requests_, list) and requests_, requests_
-    return [defs.resolve_job_def("pollenation_job").execute_in_process(
-        run_config=r.run_config, tags={**r.tags, "dagster/run_key": r.run_key}, instance=instance) for r in requests_]
-
-
 def alert_for(instance: dg.DagsterInstance, run_id: str) -> None:
     """What `pipeline_run_failure_alert` sends for a failed run: an SNS message and a pipelineRunFailed event."""
     failure = next(e.dagster_event for e in instance.all_logs(run_id)
@@ -216,9 +207,9 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         sync = run_sync(instance=instance)
-        pollenated = tick_and_pollenate(instance)
+        pollenated = drive_sensor(instance)
         bars = materialize_bars("1Day", DAY, DAY, instance=instance)
-        assert sync.success and all(r.success for r in pollenated) and bars.success
+        assert sync.success and pollenated and all(r.success for r in pollenated) and bars.success
         symbol = min(i["symbol"] for i in DynamoDBResource().scan(env["SIGNAL9_ASSETS_TABLE"]))
         requests.post(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": [symbol]},
                       timeout=10).raise_for_status()
