@@ -108,7 +108,7 @@ def validated_assets(context: dg.AssetExecutionContext, config: SyncConfig, alpa
     }
     for name, count in sorted(result.warnings.items()):
         metadata[f"warning/{name}"] = dg.MetadataValue.int(count)
-        context.log.warning(f"accepted an unknown value, counted as warning {name}: {count} row(s)")
+        context.log.warning(f"kept with warning {name} (an unknown value, or a name that was normalised): {count} row(s)")
     for q in result.quarantined[:200]:
         context.log.warning(f"quarantined row {q.row} (symbol {q.symbol!r}): {q.reason}")
     metrics.put("AssetsQuarantined", len(result.quarantined))

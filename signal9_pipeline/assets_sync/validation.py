@@ -5,6 +5,15 @@ and of the listings the sync activates and deactivates, so one malformed, hostil
 row must neither reach a key nor stop the sync of the ~32,000 others. `validate_assets` splits
 the raw list into a frame that conforms to `AssetSchema` and quarantined rows with a reason each,
 and counts values that are well-formed but new to us (an exchange Alpaca adds) as warnings.
+
+Only what identifies or trades an asset can quarantine it: its id and symbol (the keys), class,
+exchange, status, flags, trading decimals and attributes. The name is free text that nothing keys
+or trades on, and real listings carry invisible characters in it (a soft hyphen, U+00AD), so a
+name never costs an asset: it is normalised to the form that is stored and compared for changes
+(see `_normalised_name`), and whatever had to be done to it is counted as a `name:*` warning:
+`name:not_a_string` (stored empty), `name:control_or_format_characters` (removed, or made a space
+if they were whitespace), `name:not_nfc` (recomposed), `name:truncated` (to 256 characters) and
+`name:empty` (nothing is left). Spaces Alpaca pads names with are trimmed without a warning.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import collections
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -33,11 +43,10 @@ _LISTED_SYMBOL = re.compile(r"[A-Z][A-Z0-9]{0,6}(?:\.[A-Z]{1,4})?|[A-Z0-9]{2,10}
 # At most 36 significant digits, so that every accepted value fits a DynamoDB number (38).
 _CANONICAL_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{0,17}[1-9])?")
 _PLAIN_DECIMAL = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")
-# Whitespace other than control characters, so that a tab or newline in a name is rejected, not hidden.
-_SPACE_RUN = re.compile(r"[^\S\x00-\x1f\x7f-\x9f]+")
 
 _ECHO_CHARS = 64
 _MAX_SYMBOL_CHARS = 21
+# Longer names are cut to this (with a warning): at most 1 KB of UTF-8, so an item stays far below DynamoDB's 400 KB.
 _MAX_NAME_CHARS = 256
 _MAX_CODE_CHARS = 64
 _MAX_ATTRIBUTES = 32
@@ -94,15 +103,15 @@ class AssetSchema(pa.DataFrameModel):
     def symbol_has_a_listed_form(cls, symbols: Series[str]) -> Series[bool]:
         return symbols.str.fullmatch(_LISTED_SYMBOL)
 
+    # `_normalised_name` makes every name pass these two; they state the stored form for the
+    # blocking schema_valid check, so they never quarantine a row.
     @pa.check("name", error=f"is longer than {_MAX_NAME_CHARS} characters")
     def name_is_short(cls, names: Series[str]) -> Series[bool]:
         return names.str.len() <= _MAX_NAME_CHARS
 
-    # isprintable rejects the categories Cc and Cf (zero-width space, bidi overrides) and also lone
-    # surrogates, which DynamoDB's UTF-8 encoding could not store.
-    @pa.check("name", element_wise=True, error="has control or other non-printable characters")
-    def name_is_printable(cls, name: str) -> bool:
-        return name.isprintable()
+    @pa.check("name", element_wise=True, error="is not normalised (printable, NFC, single spaces, trimmed)")
+    def name_is_normalised(cls, name: str) -> bool:
+        return name.isprintable() and unicodedata.is_normalized("NFC", name) and name == " ".join(name.split())
 
     @pa.check("exchange", "asset_class", error=f"is empty or longer than {_MAX_CODE_CHARS} characters")
     def code_is_short(cls, codes: Series[str]) -> Series[bool]:
@@ -166,8 +175,9 @@ def validate_assets(raw: list) -> ValidationResult:
         return ValidationResult(_frame({}), [Quarantined(0, None, None, reason)], {})
     records: dict[int, dict[str, object]] = {}
     reasons: dict[int, str] = {}
+    name_warnings: dict[int, list[str]] = {}
     for row, asset in enumerate(raw):
-        record, problems = _record(asset)
+        record, problems, name_warnings[row] = _record(asset)
         if problems:
             reasons[row] = "; ".join(problems)
         else:
@@ -177,23 +187,26 @@ def validate_assets(raw: list) -> ValidationResult:
         rejected = judge(frame)
         reasons |= rejected
         frame = frame.drop(index=list(rejected))
+    kept_name_warnings = [warning for row in frame.index for warning in name_warnings[row]]
     valid = frame.reset_index(drop=True)
     quarantined = [_quarantined(raw[row], row, reasons[row]) for row in sorted(reasons)]
-    return ValidationResult(valid, quarantined, _warnings(valid))
+    return ValidationResult(valid, quarantined, _warnings(valid, kept_name_warnings))
 
 
-def _record(asset: object) -> tuple[dict[str, object], list[str]]:
-    """The frame record of one raw asset, and its type-level problems, which pandera cannot judge row by row."""
+def _record(asset: object) -> tuple[dict[str, object], list[str], list[str]]:
+    """The frame record of one raw asset, its type-level problems (which pandera cannot judge row by row)
+    and the warnings about its name."""
     if not isinstance(asset, dict):
-        return {}, [f"row must be an object, got {type(asset).__name__}"]
+        return {}, [f"row must be an object, got {type(asset).__name__}"], []
     problems: list[str] = []
+    name_warnings: list[str] = []
     record = {column: _required_text(asset, field, problems) for field, column in _TEXT_FIELDS.items()}
     record["alpaca_id"] = _canonical_uuid(record["alpaca_id"])
-    record["name"] = _normalised_name(asset.get("name"), problems)
+    record["name"] = _normalised_name(asset.get("name"), name_warnings)
     record |= {flag: _flag(asset.get(flag), flag, problems) for flag in _FLAGS}
     record |= {field: _decimal(asset.get(field), field, problems) for field in _DECIMALS}
     record["attributes"] = _attributes(asset.get("attributes"), problems)
-    return record, problems
+    return record, problems, name_warnings
 
 
 def _required_text(asset: dict, field: str, problems: list[str]) -> object:
@@ -213,14 +226,42 @@ def _canonical_uuid(value: object) -> object:
     return value
 
 
-def _normalised_name(value: object, problems: list[str]) -> object:
-    # Alpaca pads some names with stray spaces; a missing name is not worth losing the asset for.
-    if value is None:
-        return ""
+def _normalised_name(value: object, warnings: list[str]) -> str:
+    """The name as stored and compared for changes; what had to be done to it goes to `warnings`.
+
+    Characters of the categories C* (controls, format characters such as U+00AD or U+200B, lone
+    surrogates that UTF-8 cannot encode, private-use and unassigned ones) are removed, or made a
+    space if they are whitespace (a tab, a newline); the rest is composed to NFC, its whitespace
+    runs made one space and trimmed, and it is cut to `_MAX_NAME_CHARS`. The result is the same
+    for the same input every day, so a listing's name does not count as a change again and again.
+    """
     if not isinstance(value, str):
-        problems.append(f"name must be a string, got {_kind(value)}")
-        return value
-    return _SPACE_RUN.sub(" ", value).strip(" ")
+        if value is not None:
+            warnings.append("name:not_a_string")
+        value = ""
+    # isprintable is False for C* and for whitespace other than " ": this spares the usual names a pass per character.
+    if not value.isprintable():
+        if any(unicodedata.category(character)[0] == "C" for character in value):
+            warnings.append("name:control_or_format_characters")
+        value = "".join(map(_visible, value))
+    composed = unicodedata.normalize("NFC", value)
+    if composed != value:
+        warnings.append("name:not_nfc")
+    name = " ".join(composed.split())
+    if len(name) > _MAX_NAME_CHARS:
+        warnings.append("name:truncated")
+        # A cut can part a character from the marks after it; composing the rest again keeps it NFC.
+        name = unicodedata.normalize("NFC", name[:_MAX_NAME_CHARS]).rstrip(" ")
+    if not name:
+        warnings.append("name:empty")
+    return name
+
+
+def _visible(character: str) -> str:
+    """A space for any whitespace, nothing for other C* characters, else the character."""
+    if character.isspace():
+        return " "
+    return "" if unicodedata.category(character)[0] == "C" else character
 
 
 def _flag(value: object, flag: str, problems: list[str]) -> object:
@@ -333,8 +374,10 @@ def _schema_reasons(frame: pd.DataFrame) -> dict[int, str]:
     return {}
 
 
-def _warnings(valid: pd.DataFrame) -> dict[str, int]:
-    counts = collections.Counter(f"unknown_exchange:{e}" for e in valid.exchange if e not in KNOWN_EXCHANGES)
+def _warnings(valid: pd.DataFrame, name_warnings: list[str]) -> dict[str, int]:
+    """Counts over the kept rows: unknown codes, and what normalising their names had to do."""
+    counts = collections.Counter(name_warnings)
+    counts.update(f"unknown_exchange:{e}" for e in valid.exchange if e not in KNOWN_EXCHANGES)
     counts.update(f"unknown_class:{c}" for c in valid.asset_class if c not in KNOWN_CLASSES)
     counts.update(f"unknown_attribute:{a}" for attributes in valid.attributes for a in attributes if a not in KNOWN_ATTRIBUTES)
     return dict(counts)

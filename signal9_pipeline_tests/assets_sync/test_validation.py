@@ -1,11 +1,13 @@
 import json
 import re
+import unicodedata
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from signal9_pipeline.assets_sync.changes import plan_sync
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
 
 # The forms a DynamoDB key `ASSET#{symbol}` may hold, written out again so that a loosened
@@ -47,6 +49,13 @@ def accepted(row: dict) -> dict:
     result = validate_assets([row])
     assert result.quarantined == [], result.quarantined
     return result.valid.iloc[0].to_dict()
+
+
+def kept_name(name: object) -> tuple[str, dict[str, int]]:
+    """The stored name of a sound equity with this name, which must be kept, and the warnings it gave."""
+    result = validate_assets([equity(name=name)])
+    assert result.quarantined == [] and len(result.valid) == 1, result.quarantined
+    return result.valid.name.iloc[0], result.warnings
 
 
 def rejection(row: object) -> str:
@@ -202,28 +211,94 @@ def test_a_null_tradable_is_quarantined_but_a_null_optional_flag_is_false():
     assert accepted(equity(marginable=None))["marginable"] is False
 
 
-def test_names_are_trimmed_with_whitespace_runs_collapsed():
-    assert accepted(equity(name="  Apple \u00a0  Inc.\u3000Common Stock "))["name"] == "Apple Inc. Common Stock"
-    assert accepted(equity(name=None))["name"] == ""
+def test_names_are_trimmed_with_whitespace_runs_collapsed_without_a_warning():
+    # Alpaca pads names with stray spaces every day: trimming them is routine, not worth a warning.
+    assert kept_name("  Apple \u00a0  Inc.\u3000Common Stock ") == ("Apple Inc. Common Stock", {})
+
+
+def test_a_listing_with_a_soft_hyphen_in_its_name_is_kept_with_the_hyphen_removed():
+    listing = {
+        "id": "4f5baf1e-0e9b-4d85-b88a-d874dc4a3c42", "class": "us_equity", "exchange": "NASDAQ", "symbol": "XYZ",
+        "name": "Foo\u00adbar Inc. Common Stock", "status": "active", "tradable": True, "marginable": True,
+        "maintenance_margin_requirement": 30, "margin_requirement_long": "30", "margin_requirement_short": "30",
+        "shortable": True, "easy_to_borrow": True, "fractionable": True, "attributes": ["fractional_eh_enabled", "has_options"],
+    }
+    result = validate_assets([listing])
+    assert result.quarantined == []
+    assert result.valid.iloc[0][["symbol", "name", "status", "tradable"]].to_list() == ["XYZ", "Foobar Inc. Common Stock", "active", True]
+    assert result.warnings == {"name:control_or_format_characters": 1}
+
+
+@pytest.mark.parametrize(("name", "stored"), [
+    ("Apple\u200bInc.", "AppleInc."), ("\ufeffApple Inc.", "Apple Inc."), ("\u202eelppA", "elppA"),
+    ("Apple\u2060Inc.\u00ad", "AppleInc."), ("Apple\x00Inc.", "AppleInc."), ("Apple\x7f", "Apple"),
+    ("Apple\ud800Inc.", "AppleInc."), ("Apple\tInc.", "Apple Inc."), ("Apple\r\nInc.\n", "Apple Inc."),
+    ("Apple \t\t  Inc.\x85 Common   Stock\x0b", "Apple Inc. Common Stock"),
+])
+def test_a_name_with_control_or_invisible_characters_is_kept_cleaned_with_a_warning(name, stored):
+    assert kept_name(name) == (stored, {"name:control_or_format_characters": 1})
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u200b", "\x00\t\n", None])
+def test_an_empty_name_is_kept_with_a_warning(name):
+    stored, warnings = kept_name(name)
+    assert stored == "" and "name:empty" in warnings
+
+
+def test_a_name_is_stored_composed_to_nfc():
+    assert kept_name("Soci\u0065\u0301t\u0065\u0301 G\u0065\u0301n\u0065\u0301rale") == ("Soci\u00e9t\u00e9 G\u00e9n\u00e9rale", {"name:not_nfc": 1})
 
 
 def test_a_name_is_data_so_injection_text_in_it_is_kept_verbatim():
     name = "Robert'); DROP TABLE assets;-- {\"$ne\": null} ../etc/passwd"
-    assert accepted(equity(name=name))["name"] == name
+    assert kept_name(name) == (name, {})
 
 
-@pytest.mark.parametrize("name", ["Apple\x00Inc.", "Apple\nInc.", "Apple\tInc.", "Apple\x7f", "Apple\u200bInc.", "\u202eelppA", "Apple\ud800"])
-def test_a_name_with_control_or_invisible_characters_is_quarantined(name):
-    assert rejection(equity(name=name)) == f"name {name!r} has control or other non-printable characters"
+def test_a_one_megabyte_name_is_kept_cut_to_256_characters_with_a_warning():
+    assert kept_name("A" * 1_048_576) == ("A" * 256, {"name:truncated": 1})
+    assert kept_name("abc " * 100) == (("abc " * 64)[:-1], {"name:truncated": 1})  # no trailing space after the cut
 
 
-def test_a_one_megabyte_name_is_quarantined_with_a_short_reason():
-    reason = rejection(equity(name="A" * 1_048_576))
-    assert reason.endswith("is longer than 256 characters") and len(reason) < 200
+@pytest.mark.parametrize("name", [42, 1.5, True, ["Apple"], {"en": "Apple"}, float("nan")])
+def test_a_name_that_is_not_a_string_is_kept_empty_with_a_warning(name):
+    assert kept_name(name) == ("", {"name:not_a_string": 1, "name:empty": 1})
 
 
-def test_a_name_that_is_not_a_string_is_quarantined():
-    assert rejection(equity(name=42)) == "name must be a string, got int"
+def test_a_bad_symbol_or_id_is_quarantined_whatever_the_name_and_its_name_is_not_counted():
+    result = validate_assets([equity(symbol="AA PL", name="Foo\u00adbar"), equity(symbol="MSFT", id="not-a-uuid", name="\x00"),
+                              equity(symbol="GOOG", name="Alpha\u200bbet")])
+    assert list(result.valid.symbol) == ["GOOG"]
+    assert [q.reason for q in result.quarantined] == ["symbol 'AA PL' has characters outside A-Z 0-9 . /",
+                                                      "id 'not-a-uuid' is not a UUID"]
+    assert result.warnings == {"name:control_or_format_characters": 1}
+
+
+def test_a_cleaned_name_is_stored_so_the_next_day_plans_no_change():
+    raw = [equity(symbol="XYZ", name="Foo\u00adbar\u200b  Inc.\tCommon Stock")]
+    first = plan_sync(validate_assets(raw).valid.to_dict("records"), [], now="2024-06-03T04:00:00Z")
+    assert [item["name"] for item in first.puts] == ["Foobar Inc. Common Stock"]
+    again = plan_sync(validate_assets(raw).valid.to_dict("records"), first.puts, now="2024-06-04T04:00:00Z")
+    assert again.puts == [] and again.counts["unchanged"] == 1
+
+
+def stored_names(names: list[object]) -> tuple[list[str], dict[str, int]]:
+    """The stored names of sound equities with these names, which must all be kept, and the warnings they gave."""
+    result = validate_assets([equity(symbol=f"N{n}", name=name) for n, name in enumerate(names)])
+    assert result.quarantined == [] and len(result.valid) == len(names), result.quarantined
+    return list(result.valid.name), result.warnings
+
+
+# Any text at all, lone surrogates included: every row is kept, with its name in the stored form.
+@settings(PROPERTY_SETTINGS, max_examples=25)
+@given(st.lists(st.text(st.characters(exclude_categories=()), max_size=300) | st.sampled_from(HOSTILE_STRINGS), min_size=1, max_size=30))
+def test_any_text_name_is_kept_in_a_stored_form_that_normalises_to_itself(names):
+    stored, _ = stored_names(names)
+    for name in stored:
+        assert len(name) <= 256 and name.isprintable() and unicodedata.is_normalized("NFC", name)
+        assert name == " ".join(name.split())
+        name.encode("utf-8")  # raises for a lone surrogate, which DynamoDB's UTF-8 could not store
+    again, warnings = stored_names(stored)
+    assert again == stored and set(warnings) <= {"name:empty"}
 
 
 @pytest.mark.parametrize(("value", "canonical"), [

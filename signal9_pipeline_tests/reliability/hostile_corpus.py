@@ -3,7 +3,8 @@
 `/v2/assets` is the only source of the symbols that become DynamoDB keys and the bars endpoints the only
 source of what `ohlc_bars` stores, so a compromised proxy, a vendor bug or a fuzzer can put anything there.
 This corpus names, for each hostile value, the field it corrupts, so a test can demand that the
-quarantine reason names that field too, and the ledger category it belongs to.
+quarantine reason names that field too, and the ledger category it belongs to. Hostile names are
+apart (`hostile_names`): a name never costs an asset, it is stored normalised with a warning.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ INJECTION = [
     "<script>alert(1)</script>", "%00", "AAPL%2F..%2F",
 ]
 PATHS = ["../etc/passwd", "..", "/", "AAPL/", "/AAPL", "A//B", "A/../B", "..\\..\\windows", "C:\\AAPL", "\\\\host\\share"]
+# Invisible characters real listings carry in names (a soft hyphen), and others of Unicode's category Cf or Cs.
+INVISIBLE = [
+    "Foo\u00adbar Inc. Common Stock", "Zero\u200bWidth Corp", "\ufeffBOM Holdings", "Word\u2060Joiner Ltd",
+    "\u202eLPAA", "Lone \ud800 Surrogate Inc",
+]
 # Cyrillic and other look-alikes of the Latin symbols Alpaca lists, and invisible characters around them.
 CONFUSABLES = [
     "\u0410APL", "MSF\u0422", "\u0412RK.B", "\u0405PY", "AAP\u04c0", "\uff21\uff21\uff30\uff2c", "\u212aO",
@@ -57,11 +63,11 @@ def template(symbol: str, **fields: object) -> dict:
     return row | fields
 
 
-def _spoiler(names: Iterator[int]) -> Callable[[str, str, list], list[HostileAsset]]:
+def _spoiler(names: Iterator[int], prefix: str = "HZQ") -> Callable[[str, str, list], list[HostileAsset]]:
     def spoiled(category: str, field: str, values: list) -> list[HostileAsset]:
         # Each row gets a sound symbol of its own (unless the symbol is what is spoiled), so that
         # no two corpus rows are duplicates of each other and each is judged for its one field.
-        return [HostileAsset(category, field, template(f"HZQ{next(names)}") | {field: value}) for value in values]
+        return [HostileAsset(category, field, template(f"{prefix}{next(names)}") | {field: value}) for value in values]
     return spoiled
 
 
@@ -76,13 +82,13 @@ def hostile_assets() -> list[HostileAsset]:
         *_spoiled("unicode confusables", "id", [uuid_text.replace(c, "\u0430") for c in "abcdef" if c in uuid_text][:1]
                   + ["\uff10" + uuid_text[1:]]),
         *_spoiled("unicode confusables", "status", ["\u0430ctive", "activ\u0435", "ACTIVE"]),
-        *_spoiled("control characters", "symbol", CONTROL), *_spoiled("control characters", "name", CONTROL[:-2]),
+        *_spoiled("control characters", "symbol", CONTROL),
         *_spoiled("control characters", "exchange", CONTROL[:3]), *_spoiled("control characters", "class", CONTROL[:3]),
         *_spoiled("control characters", "id", [uuid_text + "\n"]),
         *_spoiled("control characters", "attributes", [["has_options\n"], ["\x1b[0m"]]),
-        *_spoiled("NUL", "symbol", NUL), *_spoiled("NUL", "name", NUL), *_spoiled("NUL", "id", NUL),
+        *_spoiled("NUL", "symbol", NUL), *_spoiled("NUL", "id", NUL),
         *_spoiled("NUL", "exchange", NUL[:1]), *_spoiled("NUL", "attributes", [["\x00"]]),
-        *_spoiled("1 MB values", "symbol", HUGE_TEXT), *_spoiled("1 MB values", "name", HUGE_TEXT[:1]),
+        *_spoiled("1 MB values", "symbol", HUGE_TEXT),
         *_spoiled("1 MB values", "id", HUGE_TEXT[:1]), *_spoiled("1 MB values", "exchange", HUGE_TEXT[:1]),
         *_spoiled("1 MB values", "attributes", [["A" * ONE_MEGABYTE], [f"a{n}" for n in range(40)]]),
         *_spoiled("huge numbers", "min_order_size", HUGE_NUMBERS),
@@ -90,10 +96,10 @@ def hostile_assets() -> list[HostileAsset]:
         *_spoiled("huge numbers", "symbol", HUGE_NUMBERS[:2]),
         *_spoiled("NaN and infinity", "min_order_size", NON_FINITE),
         *_spoiled("NaN and infinity", "margin_requirement_long", NON_FINITE[:3]),
-        *_spoiled("NaN and infinity", "symbol", NON_FINITE[:3]), *_spoiled("NaN and infinity", "name", NON_FINITE[:2]),
+        *_spoiled("NaN and infinity", "symbol", NON_FINITE[:3]),
         *_spoiled("NaN and infinity", "tradable", NON_FINITE[:1]),
         *_spoiled("wrong types", "symbol", [*WRONG_TYPES, None]), *_spoiled("wrong types", "id", [*WRONG_TYPES, None]),
-        *_spoiled("wrong types", "name", WRONG_TYPES), *_spoiled("wrong types", "exchange", [*WRONG_TYPES, None]),
+        *_spoiled("wrong types", "exchange", [*WRONG_TYPES, None]),
         *_spoiled("wrong types", "class", [*WRONG_TYPES, None]), *_spoiled("wrong types", "status", [*WRONG_TYPES, None]),
         *_spoiled("wrong types", "tradable", ["true", 1, 0, None, [], {}]),
         *_spoiled("wrong types", "fractionable", ["false", 1]),
@@ -113,6 +119,16 @@ def _duplicates() -> list[HostileAsset]:
         # One symbol listed active under two ids: which listing is real cannot be told either.
         HostileAsset("duplicate symbols with different ids", "symbol", template("HZQDUPC")),
         HostileAsset("duplicate symbols with different ids", "symbol", template("HZQDUPC")),
+    ]
+
+
+def hostile_names() -> list[HostileAsset]:
+    """Sound rows with a hostile name each: kept, their name stored normalised and safe, with a `name:*` warning."""
+    _spoiled = _spoiler(itertools.count(), prefix="HZQN")
+    return [
+        *_spoiled("invisible characters", "name", INVISIBLE), *_spoiled("control characters", "name", CONTROL[:-2]),
+        *_spoiled("NUL", "name", NUL), *_spoiled("1 MB values", "name", HUGE_TEXT[:1]),
+        *_spoiled("NaN and infinity", "name", NON_FINITE[:2]), *_spoiled("wrong types", "name", WRONG_TYPES),
     ]
 
 
@@ -139,8 +155,11 @@ UNSOUND_BARS = [
     HostileBar("NaN and infinity", "v", -math.inf), HostileBar("NaN and infinity", "vw", math.inf),
     HostileBar("negative values", "l", -1.0), HostileBar("negative values", "v", -5),
     HostileBar("negative values", "o", 0), HostileBar("high below low", "h", 0.01),
-    HostileBar("huge numbers", "o", 1e308), HostileBar("huge numbers", "vw", 1e300),
+    HostileBar("huge numbers", "o", 1e308), HostileBar("negative values", "vw", -1.0),
 ]
+# Unusual but not impossible: a traded bar's vwap outside [low, high] (Alpaca's vwap counts trades its OHLC
+# leaves out) is stored and counted as a warning.
+WARNED_BARS = [HostileBar("vwap outside the range", "vw", 1e300), HostileBar("vwap outside the range", "vw", 0.5)]
 # Values of the wrong JSON type, or too big for a float: the whole page is refused as not Alpaca's shape.
 MISTYPED_BARS = [
     HostileBar("wrong types", "o", True), HostileBar("wrong types", "o", None), HostileBar("wrong types", "c", "101.5"),
