@@ -47,6 +47,7 @@ class Settings:
     alpaca_trading_url: str | None
     alpaca_data_url: str | None
     alpaca_paper: bool
+    alpaca_feed: str
     rate_limit_per_minute: int
     rate_limiter_url: str
     request_timeout_s: int
@@ -63,6 +64,7 @@ class Settings:
             alpaca_trading_url=env_str("ALPACA_TRADING_URL"),
             alpaca_data_url=env_str("ALPACA_DATA_URL"),
             alpaca_paper=env_bool("ALPACA_PAPER", True),
+            alpaca_feed=env_str("ALPACA_FEED", "iex"),
             rate_limit_per_minute=env_int("ALPACA_RATE_LIMIT_PER_MINUTE", 200),
             rate_limiter_url=env_str(
                 "SIGNAL9_RATE_LIMITER_URL", f"sqlite:///{os.path.join(tempfile.gettempdir(), 'signal9-alpaca-rate-limit.sqlite')}"

@@ -1,10 +1,19 @@
-"""Trading days, windows and bar validation for `ohlc_bars`. Pure logic, no I/O.
+"""Trading days, windows, sessions and bar screening for `ohlc_bars`. Pure logic, no I/O.
 
-A partition's date is a New York trading date. Equities' bars belong to the
-New York date of their timestamp (a daily bar is stamped midnight New York);
-crypto trades around the clock and its day is the UTC day (a daily bar is
-stamped midnight UTC) - the same boundary the sandbox and Alpaca's crypto
-daily bars use.
+What Alpaca really returns (the contract corpus in the tests holds the recorded
+responses):
+- US equities: a partition's date is the New York trading date. Intraday bars
+  cover 04:00-20:00 New York in every intraday timeframe - pre-market, the
+  regular session and post-market, the 16:00 bar included - and Alpaca has no
+  server-side filter for regular hours; a daily bar is stamped midnight New York.
+- Crypto trades around the clock; its day is the UTC day. Daily bars carry one
+  of two stamps: midnight UTC (current data) or midnight US Central (older data,
+  05:00Z in summer, 06:00Z in winter). Both fall on the UTC date of their own
+  midnight, so both map to the same day; a day never keeps two daily bars.
+- A minute without trades can come back as a bar with `v: 0, n: 0, vw: 0`: it is
+  valid whatever its vwap.
+
+A bar is held back only when it is impossible; everything else is stored.
 """
 
 from __future__ import annotations
@@ -18,14 +27,16 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
-from signal9_pipeline.resources.alpaca import TIMEFRAMES  # noqa: F401 - the one list of timeframes
-
-NEW_YORK = ZoneInfo("America/New_York")
+TIMEFRAMES = ("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day")
 STEP_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": None}
-
-
-def is_crypto(symbol: str) -> bool:
-    return "/" in symbol
+NEW_YORK = ZoneInfo("America/New_York")
+US_CENTRAL = "America/Chicago"
+EQUITY, CRYPTO = "us_equity", "crypto"
+ASSET_CLASSES = (EQUITY, CRYPTO)
+# Alpaca's extended-hours window for equities, New York time: pre-market opens 04:00, post-market closes 20:00.
+EXTENDED_OPEN_MINUTE, EXTENDED_CLOSE_MINUTE = 4 * 60, 20 * 60
+SESSIONS = ("all", "regular", "extended")
+PRE, REGULAR, POST = 0, 1, 2
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,78 +56,150 @@ def fetch_window(first: date, last: date, *, crypto: bool) -> tuple[datetime, da
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
-def day_of(timestamps: pd.Series, *, crypto: bool) -> pd.Series:
-    """The trading day (YYYY-MM-DD) each bar belongs to."""
-    local = timestamps if crypto else timestamps.dt.tz_convert(NEW_YORK)
-    return local.dt.strftime("%Y-%m-%d")
+def with_days(bars: pd.DataFrame, *, crypto: bool) -> pd.DataFrame:
+    """Bars of many symbols of one asset class, sorted by symbol and time, with each bar's trading `day`."""
+    bars = bars.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
+    local = bars["timestamp"] if crypto else bars["timestamp"].dt.tz_convert(NEW_YORK)
+    return bars.assign(day=local.dt.strftime("%Y-%m-%d"))
 
 
 @dataclass(frozen=True)
 class BarProblem:
+    """Why one bar was held back: the symbol, its day and time, the field at fault and the reason."""
+
     symbol: str
     day: str
     timestamp: str
+    field: str
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.symbol} {self.timestamp}: {self.reason}"
+        return f"{self.symbol} {self.timestamp} {self.field}: {self.reason}"
 
 
-def with_days(bars: pd.DataFrame) -> pd.DataFrame:
-    """Bars of many symbols, sorted by symbol and time, with each bar's trading `day`."""
-    bars = bars.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
-    crypto = bars["symbol"].str.contains("/", regex=False).to_numpy()
-    days = day_of(bars["timestamp"], crypto=False).to_numpy(dtype=object)
-    if crypto.any():
-        days[crypto] = day_of(bars.loc[crypto, "timestamp"], crypto=True).to_numpy(dtype=object)
-    return bars.assign(day=days, crypto=crypto)
+@dataclass
+class Screening:
+    """The verdict on a frame of bars (from `with_days`), row-aligned with it."""
+
+    held_back: np.ndarray  # bool per bar: impossible, not stored
+    problems: list[BarProblem]  # one per held-back bar, its first reason
+    session: np.ndarray  # PRE / REGULAR / POST per bar (REGULAR for crypto and daily bars)
+    zero_trade: np.ndarray  # bool per bar: v == 0
+    vwap_outside: np.ndarray  # bool per bar: traded, vwap outside [low, high] - stored, counted as a warning
 
 
-def bar_problems(bars: pd.DataFrame, timeframe: str) -> list[BarProblem]:
-    """Why bars (from `with_days`) must not be stored: every bad bar with its reason (empty when all are sound)."""
+def screen(bars: pd.DataFrame, timeframe: str, *, crypto: bool) -> Screening:
+    """Which bars are impossible (held back, with reasons) and how the rest break down."""
     o, h, low, c, v, vw = (bars[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close", "volume", "vwap"))
+    n = bars["trade_count"].to_numpy()
+    seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
     finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(low) & np.isfinite(c) & np.isfinite(v)
-    same_symbol = np.concatenate([[False], bars["symbol"].to_numpy()[1:] == bars["symbol"].to_numpy()[:-1]])
-    seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
-    checks = [
-        (~finite, "non-finite price or volume"),
-        (finite & ((o <= 0) | (h <= 0) | (low <= 0) | (c <= 0)), "price not positive"),
-        (finite & ((h < np.maximum(o, c)) | (low > np.minimum(o, c))), "high/low do not bound open/close"),
-        (finite & (v < 0), "negative volume"),
-        # A missing vwap is NaN and allowed; an infinite one is not a vwap.
-        (np.isinf(vw) | (finite & np.isfinite(vw) & ((vw < low - 1e-9) | (vw > h + 1e-9))), "vwap outside [low, high]"),
-        (same_symbol & (np.diff(seconds, prepend=seconds[:1]) == 0), "duplicate timestamp"),
-        (~_on_grid(bars, timeframe), f"timestamp off the {timeframe} grid"),
-        (~_in_session(bars, timeframe), "timestamp outside the trading session"),
-    ]
-    problems = []
-    for mask, reason in checks:
-        for row in bars.loc[mask].itertuples():
-            problems.append(BarProblem(row.symbol, row.day, row.timestamp.isoformat(), reason))
-    return problems
+    with np.errstate(invalid="ignore"):
+        checks = [  # (bad mask, field, reason): the first that applies is the bar's reason
+            *((~np.isfinite(x), name, "not a finite number") for x, name in ((o, "o"), (h, "h"), (low, "l"), (c, "c"), (v, "v"))),
+            *((x <= 0, name, "price not positive") for x, name in ((o, "o"), (h, "h"), (low, "l"), (c, "c"))),
+            (h < np.maximum(o, c), "h", "high below open or close"),
+            (low > np.minimum(o, c), "l", "low above open or close"),
+            (v < 0, "v", "negative volume"),
+            (n < 0, "n", "negative trade count"),
+            (np.isinf(vw) | (vw < 0), "vw", "vwap infinite or negative"),  # a missing vwap (NaN) is allowed
+            (~_on_grid(bars, seconds, timeframe, crypto), "t", f"timestamp off the {timeframe} grid"),
+            (~_in_trading_hours(bars, seconds, timeframe, crypto),
+             "t", "outside 04:00-20:00 New York or on a day without an XNYS session"),
+            *_duplicates(bars, seconds, timeframe, crypto, o, h, low, c, v, vw, n),
+        ]
+    held_back = np.zeros(len(bars), dtype=bool)
+    problems: list[BarProblem] = []
+    for mask, name, reason in checks:
+        new = mask & ~held_back
+        held_back |= new
+        for row in bars.loc[new, ["symbol", "day", "timestamp"]].itertuples(index=False):
+            problems.append(BarProblem(row.symbol, row.day, row.timestamp.isoformat(), name, reason))
+    session = np.full(len(bars), REGULAR) if crypto or timeframe == "1Day" else session_codes(bars["timestamp"], timeframe)
+    with np.errstate(invalid="ignore"):
+        vwap_outside = finite & (v > 0) & np.isfinite(vw) & ((vw < low - 1e-9) | (vw > h + 1e-9))
+    return Screening(held_back, problems, session, finite & (v == 0), vwap_outside & ~held_back)
 
 
-def _on_grid(bars: pd.DataFrame, timeframe: str) -> np.ndarray:
+def _on_grid(bars: pd.DataFrame, seconds: np.ndarray, timeframe: str, crypto: bool) -> np.ndarray:
     step = STEP_MINUTES[timeframe]
-    seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
     if step is not None:
         return seconds % (step * 60) == 0
-    local = bars["timestamp"].dt.tz_convert(NEW_YORK)
-    ny_midnight = (local == local.dt.normalize()).to_numpy()
-    return np.where(bars["crypto"].to_numpy(), seconds % 86_400 == 0, ny_midnight)
+    if not crypto:
+        return _is_local_midnight(bars["timestamp"], NEW_YORK)
+    return (seconds % 86_400 == 0) | _is_local_midnight(bars["timestamp"], US_CENTRAL)
 
 
-def _in_session(bars: pd.DataFrame, timeframe: str) -> np.ndarray:
-    crypto = bars["crypto"].to_numpy()
+def _is_local_midnight(timestamps: pd.Series, zone) -> np.ndarray:
+    local = timestamps.dt.tz_convert(zone)
+    return (local == local.dt.normalize()).to_numpy()
+
+
+def _in_trading_hours(bars: pd.DataFrame, seconds: np.ndarray, timeframe: str, crypto: bool) -> np.ndarray:
+    if crypto:
+        return np.ones(len(bars), dtype=bool)
     sessions = _sessions()
-    keys = pd.DatetimeIndex(pd.to_datetime(bars["day"]))
-    known = keys.isin(sessions.index)
-    if STEP_MINUTES[timeframe] is None:
-        return crypto | known
-    aligned = sessions.reindex(keys)
+    known = pd.DatetimeIndex(pd.to_datetime(bars["day"])).isin(sessions.index)
+    step = STEP_MINUTES[timeframe]
+    if step is None:
+        return known
+    minute_of_day = _new_york_minute_of_day(bars["timestamp"])
+    return known & (minute_of_day >= EXTENDED_OPEN_MINUTE) & (minute_of_day + step <= EXTENDED_CLOSE_MINUTE)
+
+
+def _new_york_minute_of_day(timestamps: pd.Series) -> np.ndarray:
+    local = timestamps.dt.tz_convert(NEW_YORK)
+    return (local.dt.hour * 60 + local.dt.minute).to_numpy()
+
+
+def _duplicates(bars, seconds, timeframe, crypto, *values) -> list[tuple[np.ndarray, str, str]]:
+    """Two bars of one symbol at one time: an exact copy is held back; differing copies are all held back.
+
+    A crypto day whose daily bar comes with both stamps (midnight UTC and US Central)
+    keeps the midnight-UTC one, Alpaca's current convention.
+    """
+    symbols = bars["symbol"].to_numpy()
+    same_symbol = np.concatenate([[False], symbols[1:] == symbols[:-1]])
+    same_time = same_symbol & (np.diff(seconds, prepend=seconds[:1]) == 0)
+    same_values = np.concatenate([[False], np.logical_and.reduce([_equal_next(x) for x in values])])
+    copy = same_time & same_values
+    conflict_start = same_time & ~same_values
+    conflicting = conflict_start | np.concatenate([conflict_start[1:], [False]])
+    found = [(copy, "t", "duplicate of the bar before it"), (conflicting, "t", "two different bars at one timestamp")]
+    if crypto and timeframe == "1Day":
+        days = bars["day"].to_numpy()
+        same_day = np.concatenate([[False], (days[1:] == days[:-1]) & same_symbol[1:]])
+        shares_day = same_day | np.concatenate([same_day[1:], [False]])
+        found.append((shares_day & (seconds % 86_400 != 0), "t",
+                      "second daily bar of the day (US Central stamp beside a midnight-UTC one)"))
+    return found
+
+
+def _equal_next(values: np.ndarray) -> np.ndarray:
+    """values[i] == values[i - 1] for i >= 1 (NaN equal to NaN)."""
+    a, b = values[1:], values[:-1]
+    if a.dtype.kind == "f":
+        return (a == b) | (np.isnan(a) & np.isnan(b))
+    return a == b
+
+
+def session_codes(timestamps: pd.Series, timeframe: str) -> np.ndarray:
+    """PRE, REGULAR or POST per intraday equity bar: REGULAR when its interval overlaps the XNYS session.
+
+    So the 09:00 New York hourly bar (09:00-10:00, the opening half hour inside it)
+    is regular and the 16:00 bar is post-market; half days close at 13:00.
+    """
+    step = STEP_MINUTES[timeframe]
+    if step is None:
+        raise ValueError("daily bars have no session: they cover the whole trading day")
+    if len(timestamps) == 0:
+        return np.zeros(0, dtype=np.int64)
+    days = timestamps.dt.tz_convert(NEW_YORK).dt.normalize().dt.tz_localize(None)
+    aligned = _sessions().reindex(pd.DatetimeIndex(days))
     opens = aligned["open"].dt.tz_convert(None).to_numpy()
     closes = aligned["close"].dt.tz_convert(None).to_numpy()
-    naive = bars["timestamp"].dt.tz_convert(None).to_numpy()
-    # An intraday bar belongs to the session when its interval overlaps it (a 1Hour bar at 09:00 holds 09:30-09:59).
-    overlaps = known & (naive < closes) & ((naive + np.timedelta64(STEP_MINUTES[timeframe], "m")) > opens)
-    return crypto | overlaps
+    naive = timestamps.dt.tz_convert(None).to_numpy()
+    with np.errstate(invalid="ignore"):
+        regular = (naive < closes) & ((naive + np.timedelta64(step, "m")) > opens)
+        before = naive + np.timedelta64(step, "m") <= opens
+    return np.where(regular, REGULAR, np.where(before, PRE, POST))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 
 from signal9_pipeline.market_data.codec import decode
-from signal9_pipeline.market_data.days import TIMEFRAMES
+from signal9_pipeline.market_data.days import CRYPTO, EQUITY, REGULAR, SESSIONS, TIMEFRAMES, session_codes
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
@@ -25,27 +25,45 @@ def series_key(symbol: str, timeframe: str) -> str:
 
 
 def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime,
-              dynamodb: DynamoDBResource | None = None) -> pd.DataFrame:
-    """Bars of `symbol` with start <= timestamp <= end (naive datetimes are UTC), sorted by time."""
+              dynamodb: DynamoDBResource | None = None, *, session: str = "all") -> pd.DataFrame:
+    """Bars of `symbol` with start <= timestamp <= end (naive datetimes are UTC), sorted by time.
+
+    `session` selects equities' intraday bars: "all" (04:00-20:00 New York, as Alpaca serves them),
+    "regular" (bars overlapping the XNYS session, early closes included) or "extended" (pre- and post-market).
+    """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
+    if session not in SESSIONS:
+        raise ValueError(f"session {session!r} is not one of {', '.join(SESSIONS)}")
+    if session != "all" and timeframe == "1Day":
+        raise ValueError(f"session={session!r} needs an intraday timeframe: a 1Day bar covers the whole trading day")
     start, end = _utc(start), _utc(end)
     if end < start:
         raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
     dynamodb = dynamodb or DynamoDBResource()
     # A trading day's bars can carry timestamps of the neighbouring UTC dates (New York evenings, crypto days).
     first, last = (start - timedelta(days=1)).date().isoformat(), (end + timedelta(days=1)).date().isoformat()
-    items = dynamodb.query(dynamodb.market_data_table_name(), ProjectionExpression="#d, bars, checksum",
+    items = list(dynamodb.query(dynamodb.market_data_table_name(), ProjectionExpression="#d, bars, checksum, asset_class, feed",
                            ExpressionAttributeNames={"#s": "series", "#d": "day"},
                            KeyConditionExpression="#s = :series AND #d BETWEEN :first AND :last",
                            ExpressionAttributeValues={":series": {"S": series_key(symbol, timeframe)},
-                                                      ":first": {"S": first}, ":last": {"S": last}})
+                                                      ":first": {"S": first}, ":last": {"S": last}}))
+    if session != "all" and any(_asset_class(i) == CRYPTO for i in items):
+        raise ValueError(f"session={session!r} applies to equities; {symbol} is crypto and trades around the clock")
     frames = [_decoded(bytes(item["bars"]), item["checksum"]) for item in items]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else "float64") for c in COLUMNS})
     bars = pd.concat(frames, ignore_index=True)
     inside = (bars["timestamp"] >= start) & (bars["timestamp"] <= end)
+    if session != "all":
+        regular = session_codes(bars["timestamp"], timeframe) == REGULAR
+        inside &= regular if session == "regular" else ~regular
     return bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def _asset_class(item: dict) -> str:
+    # Items written before asset_class was recorded name crypto by their feed ("crypto").
+    return item.get("asset_class") or (CRYPTO if item.get("feed") == "crypto" else EQUITY)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -17,7 +17,7 @@ import dagster as dg
 from signal9_pipeline import failpoints
 from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION_PENDING, asset_key
 from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
-from signal9_pipeline.market_data.assets import BarsConfig, RunTally, ingest
+from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, asset_classes, ingest
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_fast_on_permanent_errors
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
@@ -77,12 +77,14 @@ def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announce
     dates = [last - timedelta(days=n) for n in range(config.lookback())][::-1]
     tally = RunTally()
     with fail_fast_on_permanent_errors():
-        ingest(alpaca, dynamodb, "1Day", dates, symbols, BarsConfig(), tally)
-    failed = sorted({p.symbol for p in tally.problems})
+        ingest(alpaca, dynamodb, "1Day", dates, asset_classes(dynamodb, symbols), IngestOptions(), tally)
+    if tally.problems:  # held back with their reasons; the rest of the history is stored
+        context.log.warning(f"{len(tally.problems)} impossible daily bar(s) held back: "
+                            + "; ".join(str(p) for p in tally.problems[:20]))
     context.add_output_metadata({"bars_written": dg.MetadataValue.int(tally.bars),
-                                 "history_days": dg.MetadataValue.int(config.lookback()),
-                                 "symbols_with_invalid_bars": dg.MetadataValue.text(", ".join(failed) or "none")})
-    return {"delivered": [s for s in symbols if s not in failed], "undelivered": announced["undelivered"] + failed}
+                                 "bars_held_back": dg.MetadataValue.int(len(tally.problems)),
+                                 "history_days": dg.MetadataValue.int(config.lookback())})
+    return announced
 
 
 @dg.op

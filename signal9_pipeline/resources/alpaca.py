@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.secretsmanager import SecretsManagerResource
 
 from signal9_pipeline import redaction
+from signal9_pipeline.market_data.days import ASSET_CLASSES, CRYPTO, TIMEFRAMES
 from signal9_pipeline.resources import run_scope
 from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for
 from signal9_pipeline.resources.rate_limit import RateLimiterError, shared_limiter
@@ -45,7 +46,12 @@ from signal9_pipeline.settings import Settings
 
 redaction.install()
 
-TIMEFRAMES = ("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day")
+# Stock feeds the pipeline can store (Alpaca's DataFeed values whose bars lie within 04:00-20:00 New York;
+# the overnight feeds `boats` and `overnight` trade 20:00-04:00 and are not ingested). `iex` is what every
+# plan may query, and Alpaca's own default on the free plan.
+FEEDS = ("iex", "sip", "delayed_sip", "otc")
+DEFAULT_FEED = "iex"
+RECENT_SIP_REFUSED = "subscription does not permit querying recent sip data"
 BAR_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
 PAGE_LIMIT = 10_000
 MAX_RATE_LIMIT_WAIT_S = 65.0
@@ -90,13 +96,22 @@ class AlpacaRequestError(AlpacaError):
     """Alpaca rejected the request itself (4xx other than auth and rate limit); retrying cannot help."""
 
 
+class AlpacaConfigError(AlpacaError, ValueError):
+    """A setting of the Alpaca resource names something Alpaca or the pipeline does not support."""
+
+
+class AlpacaSubscriptionError(AlpacaRequestError):
+    """The account's market-data subscription does not cover the feed and window asked for (the credentials are fine)."""
+
+
 class RunTimeBudgetExceeded(AlpacaError):
     """The run used up its time budget (run tag signal9/time_budget_s); it stops instead of running on."""
 
 
 RETRYABLE = (AlpacaRateLimitError, AlpacaTimeoutError, AlpacaUnavailableError, AlpacaResponseError)
 # Failures a step retry cannot fix: the run fails at once, naming the error.
-PERMANENT = (CredentialsError, AlpacaAuthError, AlpacaRequestError, RateLimiterError, RunTimeBudgetExceeded)
+PERMANENT = (CredentialsError, AlpacaAuthError, AlpacaRequestError, RateLimiterError, RunTimeBudgetExceeded,
+             AlpacaConfigError)
 
 
 @contextlib.contextmanager
@@ -273,7 +288,7 @@ class _Gateway:
         try:
             return client.get(path, params or {})
         except APIError as exc:
-            raise self._typed(exc, endpoint) from None
+            raise self._typed(exc, endpoint, params or {}) from None
         except requests.Timeout:
             remaining = run_scope.current().remaining_s()
             if remaining is not None and remaining <= 0:
@@ -286,12 +301,17 @@ class _Gateway:
         except ValueError as exc:  # requests' JSONDecodeError
             raise AlpacaResponseError(f"malformed JSON from {endpoint}: {exc}") from None
 
-    def _typed(self, exc: APIError, endpoint: str) -> AlpacaError:
+    def _typed(self, exc: APIError, endpoint: str, params: dict) -> AlpacaError:
         status = exc.status_code
         try:
             message = str(exc.message)[:200]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):  # a body without "message", or not JSON
             message = (exc.response.text if exc.response is not None else "")[:200]
+        if status == 403 and RECENT_SIP_REFUSED in message.lower():
+            feed = params.get("feed", "the plan's default")
+            return AlpacaSubscriptionError(
+                f"Alpaca refused feed {feed!r} on {endpoint} (403: {message}): the subscription does not cover SIP "
+                f"data of the last 15 minutes; set ALPACA_FEED=delayed_sip or iex, or end the window 15 minutes ago")
         if status in (401, 403):
             return AlpacaAuthError(f"Alpaca refused the credentials from secret {self.config.secret_id!r} "
                                    f"({status} on {endpoint}: {message}); rotate or fix the secret")
@@ -462,6 +482,7 @@ class AlpacaResource(dg.ConfigurableResource):
     circuit_failure_threshold: int = 10
     circuit_reset_s: float = 30.0
     metrics_namespace: Optional[str] = None
+    feed: Optional[str] = None  # None: ALPACA_FEED (default iex)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run_scope.enter_from(context)
@@ -482,6 +503,14 @@ class AlpacaResource(dg.ConfigurableResource):
             circuit_reset_s=self.circuit_reset_s,
             metrics_namespace=self.metrics_namespace or env.metrics_namespace,
         ))
+
+    def data_feed(self) -> str:
+        """The stock feed sent on every stock bars request and recorded on every stored item."""
+        feed = (self.feed or Settings.from_env().alpaca_feed).strip().lower()
+        if feed not in FEEDS:
+            raise AlpacaConfigError(f"Alpaca feed {feed!r} (ALPACA_FEED) is not one of {', '.join(FEEDS)}; "
+                             f"use {DEFAULT_FEED} (every plan) or sip (Algo Trader Plus)")
+        return feed
 
     @property
     def requests_sent(self) -> int:
@@ -512,18 +541,25 @@ class AlpacaResource(dg.ConfigurableResource):
         return isinstance(account, dict) and "id" in account
 
     def iter_bars(self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime, *,
-                  adjustment: str = "raw", feed: str | None = None) -> Iterator[pd.DataFrame]:
-        """One DataFrame per API page (up to 10,000 bars across symbols), stocks first, then crypto pairs."""
+                  asset_class: str, adjustment: str = "raw") -> Iterator[pd.DataFrame]:
+        """One DataFrame per API page (up to 10,000 bars across symbols) of one asset class's endpoint.
+
+        Stocks go to /v2/stocks/bars with this resource's feed, crypto to /v1beta3/crypto/us/bars: which
+        one is the asset's class (from the asset list), never the spelling of its symbol.
+        """
         if timeframe not in TIMEFRAMES:
-            raise ValueError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
-        stocks = sorted({s for s in symbols if "/" not in s})
-        crypto = sorted({s for s in symbols if "/" in s})
+            raise AlpacaConfigError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
+        if asset_class not in ASSET_CLASSES:
+            raise AlpacaConfigError(f"asset class {asset_class!r} has no bars endpoint here; use one of {', '.join(ASSET_CLASSES)}")
+        symbols = sorted(set(symbols))
+        if not symbols:
+            return
         window = {"timeframe": timeframe, "start": _rfc3339(start), "end": _rfc3339(end), "limit": PAGE_LIMIT, "sort": "asc"}
-        if stocks:
-            stock_params = {**window, "adjustment": adjustment, **({"feed": feed} if feed else {})}
-            yield from self._pages("stocks", "/stocks/bars", stocks, stock_params)
-        if crypto:
-            yield from self._pages("crypto", "/crypto/us/bars", crypto, window)
+        if asset_class == CRYPTO:
+            yield from self._pages("crypto", "/crypto/us/bars", symbols, window)
+        else:
+            yield from self._pages("stocks", "/stocks/bars", symbols,
+                                   {**window, "adjustment": adjustment, "feed": self.data_feed()})
 
     def _pages(self, kind: str, path: str, symbols: list[str], params: dict) -> Iterator[pd.DataFrame]:
         gateway, token = self._gateway(), None

@@ -29,7 +29,7 @@ def production_env(tmp_path, postgres_env, redis_server) -> dict[str, str]:
             "SIGNAL9_RUN_TASK_ROLE_ARN": "arn:r", "SIGNAL9_RUN_EXECUTION_ROLE_ARN": "arn:e", "SIGNAL9_RUN_LOG_GROUP": "/signal9/runs",
             "ALPACA_RATE_LIMIT_PER_MINUTE": "200", "ALPACA_REQUEST_TIMEOUT_S": "30", "ALPACA_MAX_ATTEMPTS": "5",
             "SIGNAL9_BARS_WORKERS": "4", "SIGNAL9_POLLENATION_HISTORY_DAYS": "1825", "SIGNAL9_POLLENATION_BATCH_SIZE": "100",
-            "SIGNAL9_POLLENATION_MAX_RUNS": "2", "ALPACA_PAPER": "true", "SIGNAL9_BARS_START_DATE": "2024-01-02",
+            "SIGNAL9_POLLENATION_MAX_RUNS": "2", "ALPACA_PAPER": "true", "ALPACA_FEED": "iex", "SIGNAL9_BARS_START_DATE": "2024-01-02",
             "SIGNAL9_RATE_LIMITER_URL": f"redis://127.0.0.1:{redis_server.port}/0"}
 
 

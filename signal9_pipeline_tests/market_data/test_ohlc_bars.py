@@ -9,17 +9,20 @@ import pytest
 import requests
 
 from signal9_pipeline.market_data import read_bars
-from signal9_pipeline.market_data.assets import BARS_PARTITIONS, daily_bars_schedule, ohlc_bars, request_groups
+from signal9_pipeline.market_data.assets import BARS_PARTITIONS, daily_bars_schedule, ohlc_bars
+from signal9_pipeline.market_data.ingest import request_groups
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline_tests.support import check_results, materialize_bars, put_universe, run_sync, small_universe
 
 WATCHLIST = ["AAPL", "BRK.B", "F.PRB", "SPY", "BTC/USD", "ETH/BTC"]
+CRYPTO = {"BTC/USD", "ETH/BTC"}
 
 
 def served(symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
     """What the sandbox serves for the same range, fetched directly."""
-    pages = list(AlpacaResource().iter_bars([symbol], timeframe, start, end))
+    asset_class = "crypto" if symbol in CRYPTO else "us_equity"
+    pages = list(AlpacaResource().iter_bars([symbol], timeframe, start, end, asset_class=asset_class))
     frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=["timestamp"])
     return frame.drop(columns="symbol", errors="ignore").reset_index(drop=True)
 
@@ -57,26 +60,25 @@ def test_read_bars_equals_what_the_sandbox_serves_across_day_edges_dst_and_early
     assert len(btc) == 2  # crypto trades on the weekend
 
 
-def test_one_item_per_symbol_day_and_rematerializing_replaces_items_exactly(loaded, default_universe):
+def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, default_universe):
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
-    items = list(DynamoDBResource().scan(table, projection=["series", "day", "bar_count", "checksum"]))
+    items = list(DynamoDBResource().scan(table, projection=["series", "day", "bar_count", "checksum", "feed", "asset_class"]))
     keys = [(i["series"], i["day"]) for i in items]
     assert len(keys) == len(set(keys))
     spy_days = sorted(i["day"] for i in items if i["series"] == "SPY#1Min")
     assert spy_days == ["2024-03-07", "2024-03-08", "2024-03-11", "2024-03-12", "2024-11-27", "2024-11-29", "2024-12-02"]
+    bars = {i["series"]: i for i in items if not i["series"].startswith("#PARTITION")}
+    assert {(bars["SPY#1Min"]["feed"], bars["SPY#1Min"]["asset_class"])} == {("iex", "us_equity")}
+    assert (bars["BTC/USD#1Min"]["feed"], bars["BTC/USD#1Min"]["asset_class"]) == ("us", "crypto")
     before = {k: i for k, i in zip(keys, items)}
-    # The watchlist shrinks: its dropped symbols' items go, the others are rewritten identically.
+    # The watchlist shrinks: the dropped symbols keep their history, the others are rewritten identically.
     result = materialize_bars("1Min", "2024-03-07", "2024-03-12", "SPY,BTC/USD")
     assert result.success
     after = {(i["series"], i["day"]): i for i in DynamoDBResource().scan(table, projection=["series", "day", "bar_count", "checksum"])}
-    def is_march_minute_bars(key):
-        return key[0].endswith("#1Min") and not key[0].startswith("#PARTITION") and key[1].startswith("2024-03")
-
-    march = {k for k in before if is_march_minute_bars(k)}
-    kept = {k for k in march if k[0] in ("SPY#1Min", "BTC/USD#1Min")}
-    assert {k for k in after if is_march_minute_bars(k)} == kept
-    assert all(after[k]["checksum"] == before[k]["checksum"] for k in kept)
-    assert result.asset_materializations_for_node("ohlc_bars")[0].metadata["stale_items_removed"].value == len(march - kept)
+    assert set(after) == set(before)
+    assert all(after[k]["checksum"] == before[k]["checksum"] for k in before if not k[0].startswith("#PARTITION"))
+    manifest = DynamoDBResource().get_items(table, [{"series": "#PARTITION#1Min", "day": "2024-03-07"}])[0]
+    assert set(manifest["symbols"]) == set(WATCHLIST)  # a manifest only gains symbols
 
 
 def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
@@ -88,22 +90,26 @@ def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
     assert len(result.asset_materializations_for_node("ohlc_bars")) == 179  # every date of the range, one run
 
 
-def test_an_invalid_bar_fails_the_partition_naming_it_and_writes_none_of_that_symbol_day(loaded):
+def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_it_stores_it(loaded):
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
-    keys = [{"series": "AAPL#1Hour", "day": "2024-03-07"}, {"series": "SPY#1Hour", "day": "2024-03-07"}]
-    before = {i["series"]: i for i in DynamoDBResource().get_items(table, keys)}
+    key = [{"series": "AAPL#1Hour", "day": "2024-03-07"}]
+    before = DynamoDBResource().get_items(table, key)[0]
+    first_bar = read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0]
     requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]}, timeout=10)
     result = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "AAPL 2024-03-07T14:00:00+00:00: price not positive" in failure.event_specific_data.error.message
+    assert result.success  # an impossible bar costs a check, not the run or the rest of the day
     checks = check_results(result)
     assert checks["ohlc_consistent"] is False and checks["timestamps_valid"] is True
-    after = {i["series"]: i for i in DynamoDBResource().get_items(table, keys)}
-    assert after["AAPL#1Hour"] == before["AAPL#1Hour"]  # nothing of the refused symbol-day written, nothing lost
-    assert after["SPY#1Hour"]["ingested_at"] >= before["SPY#1Hour"]["ingested_at"]
-    manifest = DynamoDBResource().get_items(table, [{"series": "#PARTITION#1Hour", "day": "2024-03-07"}])[0]
-    assert "AAPL" in manifest["symbols"]  # still owned by the partition, so a clean rerun replaces it
+    metadata = result.asset_materializations_for_node("ohlc_bars")[0].metadata
+    assert metadata["bars_held_back"].value == 1 and metadata["bars_kept_from_earlier"].value == 1
+    assert f"AAPL {first_bar['timestamp'].isoformat()} l: price not positive" in metadata["held_back"].value
+    after = DynamoDBResource().get_items(table, key)[0]
+    assert after["bar_count"] == before["bar_count"] and after["held_back"] == 1  # the earlier sound bar was kept
+    pd.testing.assert_series_equal(read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0], first_bar)
+    requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={}, timeout=10)
+    rerun = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
+    assert rerun.success and all(check_results(rerun).values())
+    assert DynamoDBResource().get_items(table, key)[0]["held_back"] == 0
 
 
 def test_partitions_schedule_and_backfill_policy():
@@ -124,7 +130,7 @@ def test_request_groups_keep_pages_full():
 
 
 def test_read_back_finds_changed_and_missing_items(bars_env):
-    from signal9_pipeline.market_data.assets import stored_mismatches
+    from signal9_pipeline.market_data.ingest import stored_mismatches
 
     dynamodb = DynamoDBResource()
     table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
@@ -138,7 +144,7 @@ def test_read_back_finds_changed_and_missing_items(bars_env):
 
 
 def test_the_read_back_sample_is_bounded_and_uniform(monkeypatch):
-    from signal9_pipeline.market_data import assets as market_assets
+    from signal9_pipeline.market_data import ingest as market_assets
 
     monkeypatch.setattr(market_assets, "READBACK_SAMPLE", 100)
     tally = market_assets.RunTally()

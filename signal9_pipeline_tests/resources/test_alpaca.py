@@ -34,7 +34,7 @@ def served(server, path_prefix=""):
 
 
 def all_bars(resource, symbols, timeframe, start, end) -> tuple[pd.DataFrame, int]:
-    pages = list(resource.iter_bars(symbols, timeframe, start, end))
+    pages = list(resource.iter_bars(symbols, timeframe, start, end, asset_class="us_equity"))
     return pd.concat(pages, ignore_index=True), len(pages)
 
 
@@ -45,7 +45,8 @@ def test_list_assets_returns_every_asset_with_every_field(stack_env, default_uni
 
 def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resource_for):
     resource = resource_for(sandbox)
-    frames = list(resource.iter_bars(SYMBOLS + ["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8)))
+    frames = [*resource.iter_bars(SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"),
+              *resource.iter_bars(["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto")]
     assert len(frames) >= 2 and all(list(f.columns) == BAR_COLUMNS for f in frames)
     assert all(len(f) <= 10_000 for f in frames)
     bars = pd.concat(frames, ignore_index=True)
@@ -97,7 +98,7 @@ def test_hung_requests_time_out_and_paging_still_returns_every_bar_once(sandbox_
     assert pages >= 3
     set_faults(server, hang_s=120, hang_every=3)
     started = time.monotonic()
-    for frame in resource.iter_bars(SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 14)):
+    for frame in resource.iter_bars(SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 14), asset_class="us_equity"):
         # each page: at most max_attempts timeouts of 1 s plus backoff (0.75 + 1.5 + 3 s at most), never 120 s
         assert time.monotonic() - started < 4 * 1 + 6 + 10
         started = time.monotonic()
@@ -197,7 +198,8 @@ def test_no_credential_appears_in_any_log_line_or_error(sandbox_factory, resourc
     caplog.set_level(logging.DEBUG)
     resource = resource_for(server, max_attempts=2)
     resource.list_assets()
-    list(resource.iter_bars(["AAPL", "BTC/USD"], "1Hour", datetime(2024, 6, 3), datetime(2024, 6, 8)))
+    list(resource.iter_bars(["AAPL"], "1Hour", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"))
+    list(resource.iter_bars(["BTC/USD"], "1Hour", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto"))
     set_faults(server, error_rate=0.5, error_statuses=[500, 429], malformed_rate=0.3)
     errors = []
     for _ in range(5):
@@ -241,7 +243,7 @@ def test_empty_bars_page_is_an_empty_frame():
 
 def test_unknown_timeframe_is_refused_before_any_request(stack_env):
     with pytest.raises(ValueError, match="2Day"):
-        next(AlpacaResource().iter_bars(["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3)))
+        next(AlpacaResource().iter_bars(["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3), asset_class="us_equity"))
 
 
 def test_a_spent_server_quota_pauses_requests_until_its_reset(sandbox, resource_for):
