@@ -1,0 +1,99 @@
+"""A loopback server that answers Alpaca's bars endpoints with recorded real bars, for the contract tests.
+
+The bar objects it sends are the recorded ones, unchanged JSON values. Only the
+page envelope is rebuilt, the way Alpaca pages a multi-symbol request (`bars`
+keyed by symbol, symbols in order then time, `limit` counted across symbols,
+`next_page_token`), so the pipeline's own requests - its windows, symbol groups
+and page tokens - get exactly the recorded bars that fall inside them. It
+records every request it served, so tests can check what the pipeline sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+
+PATHS = {"stock_bars": "/v2/stocks/bars", "crypto_bars": "/v1beta3/crypto/us/bars"}
+
+
+class ReplayServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.bars: dict[tuple[str, str, str], list[dict]] = {}  # (path, timeframe, symbol) -> recorded bars
+        self.served: list[tuple[str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, name="alpaca-replay", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def load(self, path: str, timeframe: str, bars_by_symbol: dict[str, list[dict]]) -> None:
+        """Serve these recorded bars (replacing what was served before for the same symbols)."""
+        with self.lock:
+            for symbol, bars in bars_by_symbol.items():
+                self.bars[(path, timeframe, symbol)] = sorted(bars, key=lambda b: pd.Timestamp(b["t"]))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.bars.clear()
+            self.served.clear()
+
+    def page(self, path: str, query: dict[str, str]) -> dict:
+        symbols = sorted(s for s in query.get("symbols", "").split(",") if s)
+        start, end = pd.Timestamp(query["start"]), pd.Timestamp(query["end"])
+        limit = int(query.get("limit", 1000))
+        resume = _decode(query["page_token"]) if query.get("page_token") else None
+        out: dict[str, list[dict]] = {}
+        taken = 0
+        for symbol in symbols:
+            if resume and symbol < resume[0]:
+                continue
+            recorded = self.bars.get((path, query["timeframe"], symbol), [])
+            inside = [b for b in recorded if start <= pd.Timestamp(b["t"]) <= end]
+            first = resume[1] if resume and symbol == resume[0] else 0
+            for index in range(first, len(inside)):
+                if taken == limit:
+                    return {"bars": out, "next_page_token": _encode(symbol, index)}
+                out.setdefault(symbol, []).append(inside[index])
+                taken += 1
+        return {"bars": out, "next_page_token": None}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ReplayServer
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+        return
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        parsed = urllib.parse.urlsplit(self.path)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
+        with self.server.lock:
+            self.server.served.append((parsed.path, query))
+            if parsed.path in PATHS.values():
+                status, body = 200, self.server.page(parsed.path, query)
+            else:
+                status, body = 404, {"message": "Not Found"}
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _encode(symbol: str, index: int) -> str:
+    return base64.urlsafe_b64encode(f"{symbol}|{index}".encode()).decode()
+
+
+def _decode(token: str) -> tuple[str, int]:
+    symbol, index = base64.urlsafe_b64decode(token.encode()).decode().rsplit("|", 1)
+    return symbol, int(index)
