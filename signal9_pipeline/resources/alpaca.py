@@ -307,7 +307,7 @@ class _Gateway:
             message = str(exc.message)[:200]
         except (ValueError, KeyError, TypeError):  # a body without "message", or not JSON
             message = (exc.response.text if exc.response is not None else "")[:200]
-        if status == 403 and RECENT_SIP_REFUSED in message.lower():
+        if status in (403, 422) and RECENT_SIP_REFUSED in message.lower():  # Alpaca's FAQ: 403; the code says 422
             feed = params.get("feed", "the plan's default")
             return AlpacaSubscriptionError(
                 f"Alpaca refused feed {feed!r} on {endpoint} (403: {message}): the subscription does not cover SIP "

@@ -22,7 +22,8 @@ class Entry:
     name: str
     file: str
     kind: str
-    status: int
+    status: int | None  # None where the source does not show it
+    host: str | None  # "data", "trading" or "broker"
     request: dict | None
     shape: str | None
     source: dict
@@ -66,7 +67,7 @@ class Entry:
 @lru_cache(maxsize=1)
 def entries() -> tuple[Entry, ...]:
     raw = json.loads((CORPUS / "index.json").read_text())
-    return tuple(Entry(name=e["name"], file=e["file"], kind=e["kind"], status=int(e.get("status") or 200),
+    return tuple(Entry(name=e["name"], file=e["file"], kind=e["kind"], status=e.get("status"), host=e.get("host"),
                        request=e.get("request"), shape=e.get("shape"), source=e.get("source") or {},
                        verbatim=bool(e.get("verbatim", True)), notes=e.get("notes") or "",
                        recorded_timeframe=e.get("timeframe")) for e in raw)

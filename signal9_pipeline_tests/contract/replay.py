@@ -28,6 +28,7 @@ class ReplayServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.bars: dict[tuple[str, str, str], list[dict]] = {}  # (path, timeframe, symbol) -> recorded bars
         self.served: list[tuple[str, dict[str, str]]] = []
+        self.failure: tuple[int, bytes] | None = None  # answer every request with this status and body
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, name="alpaca-replay", daemon=True).start()
 
@@ -45,6 +46,12 @@ class ReplayServer(ThreadingHTTPServer):
         with self.lock:
             self.bars.clear()
             self.served.clear()
+            self.failure = None
+
+    def fail_with(self, status: int, body: bytes) -> None:
+        """Answer every request with a recorded error: its status and its body, byte for byte."""
+        with self.lock:
+            self.failure = (status, body)
 
     def page(self, path: str, query: dict[str, str]) -> dict:
         symbols = sorted(s for s in query.get("symbols", "").split(",") if s)
@@ -78,11 +85,13 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
         with self.server.lock:
             self.server.served.append((parsed.path, query))
-            if parsed.path in PATHS.values():
-                status, body = 200, self.server.page(parsed.path, query)
+            if self.server.failure:
+                status, payload = self.server.failure
+            elif parsed.path in PATHS.values():
+                status, payload = 200, json.dumps(self.server.page(parsed.path, query)).encode()
             else:
-                status, body = 404, {"message": "Not Found"}
-        payload = json.dumps(body).encode()
+                status, payload = 404, b'{"message": "Not Found"}'
+
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
