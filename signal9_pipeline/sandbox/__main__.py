@@ -9,7 +9,8 @@ import signal
 import sys
 import threading
 
-from signal9_pipeline.sandbox.server import SandboxServer, SandboxState
+from signal9_pipeline.sandbox.bars import CRYPTO_DAILY_STAMPS, UTC_MIDNIGHT
+from signal9_pipeline.sandbox.server import PLANS, SandboxServer, SandboxState
 from signal9_pipeline.sandbox.universe import build_universe
 
 # Sandbox-only keys; the local stack generates its own and passes them in the environment.
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--universe", help="JSON file with the /v2/assets array to serve instead of the generated one")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate-limit-per-minute", type=int, default=200)
+    parser.add_argument("--plan", choices=PLANS, default="free",
+                        help="market data plan: free (IEX by default, no SIP of the last 15 minutes) or paid (SIP)")
+    parser.add_argument("--crypto-daily-stamp", choices=CRYPTO_DAILY_STAMPS, default=UTC_MIDNIGHT,
+                        help="crypto daily bars at midnight UTC (Alpaca today) or midnight US Central (older data)")
     parser.add_argument("--api-key", default=os.environ.get(DEFAULT_KEY_ENV))
     parser.add_argument("--secret-key", default=os.environ.get(DEFAULT_SECRET_ENV))
     args = parser.parse_args(argv)
@@ -53,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     state = SandboxState(universe, api_key=args.api_key, secret_key=args.secret_key,
-                         rate_limit_per_minute=args.rate_limit_per_minute, seed=args.seed)
+                         rate_limit_per_minute=args.rate_limit_per_minute, seed=args.seed, plan=args.plan,
+                         crypto_daily_stamp=args.crypto_daily_stamp)
     try:
         server = SandboxServer((args.host, args.port), state)
     except OSError as exc:

@@ -2,49 +2,130 @@
 
 It speaks the live API closely enough that alpaca-py's clients work against it
 unchanged (`url_override`): the same paths, query parameters, JSON shapes,
-paging with `next_page_token`, auth headers, Alpaca-style error bodies and
-`X-RateLimit-*` headers. The `/_sandbox/*` hooks let tests replace the
-universe, inject faults (errors, hangs, malformed JSON, bodies cut short)
-and read which requests were served.
+paging with `next_page_token`, auth headers, error bodies and `X-RateLimit-*`
+headers. The `/_sandbox/*` hooks let tests replace the universe, inject faults
+(errors, hangs, malformed JSON, bodies cut short), switch settings (the data
+plan, the crypto daily stamp) and read which requests were served.
+
+Error bodies differ by API, as Alpaca's do:
+- Trading API (/v2/assets, /v2/account, /v2/calendar): `{"code": 40010000, "message": ...}`
+  (alpacahq/Alpaca-API issue 89), except authentication: missing credentials
+  403 `{"message": "forbidden."}` (alpacahq/Alpaca-API issue 228), wrong ones
+  401 `{"message": "unauthorized."}` (https://alpaca.markets/learn/how-to-fix-common-trading-api-errors-at-alpaca
+  and a recorded alpaca-py APIError on paper-api /v2/account).
+- Market data API (/v2/stocks/bars, /v1beta3/crypto/us/bars): only a message.
+  400 for an invalid parameter value (alpacahq/alpaca-docs historical.md lists
+  400 "Invalid value for query parameter"; recorded bodies quoted in public
+  code: `{"message":"invalid timeframe: 30Sec"}`, "end should not be before
+  start", "Invalid format for parameter start", `{"message":"invalid symbol: 3USL"}`;
+  alpacahq/alpaca-py issue 610: "timeframe period number is larger than the allowed maximum of 59");
+  403 `{"message": "forbidden."}` for missing or wrong credentials
+  (https://docs.alpaca.markets/docs/market-data-faq: "403 if the request was not
+  authenticated / the provided credentials were incorrect"; body as in
+  https://forum.alpaca.markets/t/apierror-token-is-not-authorized-for-this-scope-code-40110000/4315);
+  403 `{"code": 42210000, "message": "subscription does not permit querying recent SIP data"}`
+  (same FAQ, which prints this body with its code); 429 `{"message": "too many requests."}`
+  (a measured body quoted in public code). Texts the sandbox could not find recorded (missing symbols,
+  limit, sort, feed, adjustment, page token) follow the same `invalid X: value` form.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import collections
+import functools
 import json
 import random
+import re
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import numpy as np
 
-from signal9_pipeline.sandbox.bars import BarGenerator, Bars, canonical_timeframe, xnys_days
+from signal9_pipeline.sandbox.bars import (
+    CRYPTO_DAILY_STAMPS, UTC_MIDNIGHT, BarGenerator, Bars, canonical_timeframe, xnys_days,
+)
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 WINDOW_S = 60.0
 ASSET_CLASSES = {"us_equity", "us_option", "crypto"}
-ADJUSTMENTS = {"raw", "split", "dividend", "all"}
-FEEDS = {"sip", "iex", "otc", "boats", "delayed_sip"}
+# historical.md: raw, split, dividend, all; alpacahq's MCP server (get_stock_bars) adds spin-off and
+# comma-separated combinations. The sandbox has no corporate actions, so every adjustment serves raw bars.
+ADJUSTMENTS = {"raw", "split", "dividend", "spin-off", "all"}
+# alpaca-py 0.44's DataFeed enum (alpaca/data/enums.py).
+FEEDS = ("sip", "iex", "delayed_sip", "otc", "boats", "overnight")
+# Alpaca's Basic (free) and Algo Trader Plus (paid) plans. A request that names no feed gets "the 'best'
+# available feed based on the user's subscription", and "the end parameter must be at least 15 minutes old
+# to query SIP data without a subscription" (https://docs.alpaca.markets/docs/market-data-faq); Alpaca's
+# Dan Whitnable: "As long as the specified end datetime is not within 15 minutes of the current time, both
+# the free and the paid Alpaca data plans will return bars based upon SIP data. However ... if the end
+# datetime includes the most current 15 minutes, the free data plan will return bars based only upon trades
+# executed on the IEX exchange" (https://forum.alpaca.markets/t/open-close-daily-bar-prices-vs-open-close-auction-prices-on-primary-exchange/14227).
+# The older reference said "Default is iex for free plans and sip for paid" (alpaca-docs historical.md).
+PLANS = ("free", "paid")
+RECENT_SIP_S = 15 * 60
+# The FAQ's curl output for a free key asking for recent SIP data, listed under "Why am I getting HTTP 403".
+RECENT_SIP_REFUSED = "subscription does not permit querying recent SIP data"
+RECENT_SIP_CODE = 42210000
+# Stock symbols as Alpaca spells them (BRK.B, F.PRB, FLYX.WS); anything else (digits, dashes) is refused
+# with 400 "invalid symbol: X" (recorded for 3USL, CSP1, SAAB-B.ST), while a well-formed symbol Alpaca does
+# not know answers 200 without an entry (recorded `{"bars":{},"next_page_token":null}`).
+STOCK_SYMBOL = re.compile(r"^[A-Z]+(?:[./][A-Z]+)*$")
+DATA_API_PREFIXES = ("/v2/stocks/", "/v1beta3/crypto/")
+# "Historical crypto market data endpoints have been made public and require no authentication"
+# (https://alpaca.markets/docs/api-references/market-data-api/crypto-pricing-data/).
+PUBLIC_PATHS = ("/v1beta3/crypto/",)
 FAULT_KEYS = {"error_rate", "error_statuses", "hang_s", "hang_every", "malformed_rate", "truncate_rate", "paths",
               "invalid_bar_symbols"}
+SETTING_CHOICES = {"plan": PLANS, "crypto_daily_stamp": CRYPTO_DAILY_STAMPS}
 
 
 class ApiError(Exception):
-    """An Alpaca-style error answer: HTTP status plus `{"code", "message"}` body."""
+    """An error answer: HTTP status plus a body, `{"message"}` or the trading API's `{"code", "message"}`."""
 
     def __init__(self, status: int, message: str, code: int | None = None):
         super().__init__(message)
         self.status = status
-        self.body = {"code": code or status * 100_000, "message": message}
+        self.body: dict = {"message": message} if code is None else {"code": code, "message": message}
+
+
+def trading_error(status: int, message: str) -> ApiError:
+    """The trading API's shape: a code of the status followed by 10000 (40010000, 40410000, 42210000)."""
+    return ApiError(status, message, status * 100_000 + 10_000)
+
+
+def is_data_api(path: str) -> bool:
+    return path.startswith(DATA_API_PREFIXES)
+
+
+def api_error_for(path: str):
+    """How errors on `path` are shaped: message-only on the market data API, with a code on the trading API."""
+    return ApiError if is_data_api(path) else trading_error
+
+
+@dataclass
+class Settings:
+    """What the real service would fix per account: the data plan, and how crypto daily bars are stamped."""
+
+    plan: str = "free"
+    crypto_daily_stamp: str = UTC_MIDNIGHT
+
+    def updated(self, changes: Any) -> "Settings":
+        if not isinstance(changes, dict) or set(changes) - set(SETTING_CHOICES):
+            raise ApiError(422, f"settings must be an object with keys among {sorted(SETTING_CHOICES)}")
+        for name, value in changes.items():
+            if value not in SETTING_CHOICES[name]:
+                raise ApiError(422, f"invalid {name}: {value!r}; use one of {list(SETTING_CHOICES[name])}")
+        return Settings(**{**self.__dict__, **changes})
 
 
 @dataclass
@@ -86,9 +167,14 @@ class Faults:
 class SandboxState:
     """Everything the sandbox serves and records; shared by the handler threads."""
 
-    def __init__(self, universe: list[dict], *, api_key: str, secret_key: str, rate_limit_per_minute: int, seed: int):
+    def __init__(self, universe: list[dict], *, api_key: str, secret_key: str, rate_limit_per_minute: int, seed: int,
+                 plan: str = "free", crypto_daily_stamp: str = UTC_MIDNIGHT):
         self.api_key, self.secret_key = api_key, secret_key
         self.rate_limit_per_minute = rate_limit_per_minute
+        try:  # the settings a reset returns to
+            self.default_settings = Settings().updated({"plan": plan, "crypto_daily_stamp": crypto_daily_stamp})
+        except ApiError as exc:
+            raise ValueError(exc.body["message"]) from None
         self.lock = threading.Lock()
         self.stop = threading.Event()  # ends injected hangs on reset and shutdown
         self.fault_rng = random.Random(seed)
@@ -98,6 +184,7 @@ class SandboxState:
     def reset(self) -> None:
         with self.lock:
             self.faults = Faults()
+            self.settings = self.default_settings
             self.requests: list[dict] = []
             self.windows: dict[str, collections.deque] = collections.defaultdict(collections.deque)
             self.api_requests_seen = 0
@@ -120,13 +207,15 @@ class SandboxState:
             self.assets_cache: dict[tuple, bytes] = {}
 
     # --- admission: auth, rate limit, faults --------------------------------------------------
-    def authenticate(self, key: str | None, secret: str | None) -> None:
-        if not key or not secret:
-            raise ApiError(401, "request is not authorized: send APCA-API-KEY-ID and APCA-API-SECRET-KEY", 40110000)
-        if key != self.api_key:
-            raise ApiError(401, "request is not authorized: unknown APCA-API-KEY-ID", 40110000)
-        if secret != self.secret_key:
-            raise ApiError(403, "forbidden: APCA-API-SECRET-KEY does not match the key", 40310000)
+    def authenticate(self, key: str | None, secret: str | None, path: str) -> str:
+        """The rate-limit window of an admitted request (its key, or "anonymous" on public paths)."""
+        if not key and not secret:
+            if path.startswith(PUBLIC_PATHS):
+                return "anonymous"
+            raise ApiError(403, "forbidden.")
+        if key != self.api_key or secret != self.secret_key:
+            raise ApiError(403, "forbidden.") if is_data_api(path) else ApiError(401, "unauthorized.")
+        return key
 
     def admit(self, key: str, now: float) -> dict[str, str]:
         """Take one request from the key's sliding 60 s window; the rate-limit headers to send."""
@@ -186,7 +275,9 @@ def _parse_time(query: dict, name: str, default: datetime) -> datetime:
             return datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=timezone.utc)
         parsed = datetime.fromisoformat(raw.replace(" ", "+"))
     except ValueError:
-        raise ApiError(422, f"invalid {name}: {raw!r}; use RFC-3339 (2024-01-02T14:30:00Z) or YYYY-MM-DD") from None
+        # Recorded: 400 "Invalid format for parameter start: ..."; the tail is the sandbox's.
+        raise ApiError(400, f"Invalid format for parameter {name}: error parsing {raw!r} as RFC3339 or "
+                            "2006-01-02 time") from None
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
@@ -197,10 +288,42 @@ def _parse_limit(query: dict) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise ApiError(422, f"invalid limit: {raw!r}; use an integer from 1 to {MAX_LIMIT}") from None
+        raise ApiError(400, f"Invalid format for parameter limit: {raw!r} is not an integer") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(422, f"invalid limit: {limit}; use an integer from 1 to {MAX_LIMIT}")
+        raise ApiError(400, f"invalid limit: {limit}; use 1 to {MAX_LIMIT}")
     return limit
+
+
+def _parse_symbols(query: dict, *, crypto: bool) -> list[str]:
+    raw = _one(query, "symbols")
+    if not raw:
+        raise ApiError(400, "missing symbols")
+    symbols = [s.strip() for s in raw.split(",")]
+    for symbol in symbols:
+        if not symbol or (not crypto and not STOCK_SYMBOL.match(symbol)):
+            raise ApiError(400, f"invalid symbol: {symbol[:64]}")
+    return symbols
+
+
+def _parse_timeframe(query: dict) -> str:
+    raw = _one(query, "timeframe") or ""
+    timeframe = canonical_timeframe(raw)
+    if timeframe is None:
+        too_large = re.fullmatch(r"([0-9]+)(Min|T|Hour|H)", raw)
+        if too_large and int(too_large.group(1)) > 0:
+            maximum = 59 if too_large.group(2) in ("Min", "T") else 23
+            raise ApiError(400, f"timeframe period number is larger than the allowed maximum of {maximum}")
+        if re.fullmatch(r"[0-9]+(Week|W|Month|M)", raw):
+            raise ApiError(400, f"the sandbox serves Min, Hour and 1Day bars, not {raw[:32]} (Alpaca also serves "
+                                "1Week and 1, 2, 3, 6 or 12Month)")
+        raise ApiError(400, f"invalid timeframe: {raw[:32]}")
+    return timeframe
+
+
+def _parse_adjustment(query: dict) -> None:
+    raw = _one(query, "adjustment", "raw")
+    if not set(raw.split(",")) <= ADJUSTMENTS:
+        raise ApiError(400, f"invalid adjustment: {raw[:64]}")
 
 
 def _epoch_minute(moment: datetime, *, ceil: bool) -> int:
@@ -208,67 +331,74 @@ def _epoch_minute(moment: datetime, *, ceil: bool) -> int:
     return int(-(-seconds // 60)) if ceil else int(seconds // 60)
 
 
-def encode_page_token(symbol: str, minute: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([symbol, minute]).encode()).decode()
+def encode_page_token(symbol: str, minute: int, *, daily: bool) -> str:
+    """Base64 of `SYMBOL|D|<epoch ns>` (daily) or `SYMBOL|M|<epoch ns>`: the form of Alpaca's tokens
+    (decoded from recorded bodies, e.g. "GE|D|1712116800000000000" in alpaca-trade-api-go's
+    marketdata/rest_test.go). Here it names the first bar of the next page; Alpaca documents it as opaque."""
+    return base64.b64encode(f"{symbol}|{'D' if daily else 'M'}|{minute * 60_000_000_000}".encode()).decode()
 
 
 def decode_page_token(token: str) -> tuple[str, int]:
     try:
-        symbol, minute = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if isinstance(symbol, str) and isinstance(minute, int):
-            return symbol, minute
-    except (ValueError, binascii.Error, TypeError):
+        symbol, _, stamp = base64.b64decode(token.encode(), validate=True).decode().rsplit("|", 2)
+        if symbol and stamp.isdigit():
+            return symbol, int(stamp) // 60_000_000_000
+    except (ValueError, binascii.Error, UnicodeDecodeError):
         pass
-    raise ApiError(422, f"invalid page_token: {token!r}; pass the next_page_token of the previous page unchanged")
+    raise ApiError(400, f"invalid page token: {token[:64]}")
 
 
 def _bar_dicts(bars: Bars) -> list[dict]:
+    """Bars in Alpaca's JSON form, keys in the alphabetical order the live API emits."""
     stamps = np.datetime_as_string(bars.t.astype("datetime64[m]"), unit="s")
-    columns = [bars.o.tolist(), bars.h.tolist(), bars.l.tolist(), bars.c.tolist(), bars.v.tolist(), bars.n.tolist(), bars.vw.tolist()]
+    columns = [bars.c.tolist(), bars.h.tolist(), bars.l.tolist(), bars.n.tolist(), bars.o.tolist(), bars.v.tolist(), bars.vw.tolist()]
     return [
-        {"t": f"{t}Z", "o": o, "h": h, "l": low, "c": c, "v": v, "n": n, "vw": vw}
-        for t, o, h, low, c, v, n, vw in zip(stamps.tolist(), *columns)
+        {"c": c, "h": h, "l": low, "n": n, "o": o, "t": f"{t}Z", "v": v, "vw": vw}
+        for t, c, h, low, n, o, v, vw in zip(stamps.tolist(), *columns)
     ]
 
 
 class BarsQuery:
-    """One bars request, validated: which symbols, timeframe, window, page and order."""
+    """One bars request, validated: which symbols, timeframe, window, feed, page and order."""
 
-    def __init__(self, query: dict, known: set[str], *, crypto: bool):
-        raw_symbols = _one(query, "symbols")
-        if not raw_symbols:
-            raise ApiError(422, "missing symbols: pass symbols=AAPL,MSFT")
-        symbols = [s.strip() for s in raw_symbols.split(",")]
-        if any(not s or len(s) > 32 for s in symbols):
-            raise ApiError(422, f"invalid symbols: {raw_symbols[:200]!r}; use comma-separated symbols")
-        raw_tf = _one(query, "timeframe")
-        self.timeframe = canonical_timeframe(raw_tf or "")
-        if self.timeframe is None:
-            raise ApiError(422, f"invalid timeframe: {raw_tf!r}; use 1Min, 5Min, 15Min, 30Min, 1Hour or 1Day")
-        now = datetime.now(timezone.utc)
+    def __init__(self, query: dict, known: set[str], *, crypto: bool, settings: Settings, now: datetime):
+        symbols = _parse_symbols(query, crypto=crypto)
+        self.timeframe = _parse_timeframe(query)
         self.start = _parse_time(query, "start", now.replace(hour=0, minute=0, second=0, microsecond=0))
         self.end = _parse_time(query, "end", now)
         if self.end < self.start:
-            raise ApiError(422, f"end {self.end.isoformat()} is before start {self.start.isoformat()}")
+            raise ApiError(400, "end should not be before start")
         self.limit = _parse_limit(query)
-        self.descending = _one(query, "sort", "asc") == "desc"
-        if _one(query, "sort", "asc") not in ("asc", "desc"):
-            raise ApiError(422, "invalid sort: use asc or desc")
+        sort = _one(query, "sort", "asc")
+        if sort not in ("asc", "desc"):
+            raise ApiError(400, f"invalid sort: {sort[:32]}")
+        self.descending = sort == "desc"
+        self.feed = "crypto" if crypto else self._feed(query, settings, now)
         if not crypto:
-            if _one(query, "adjustment", "raw") not in ADJUSTMENTS:
-                raise ApiError(422, f"invalid adjustment: use one of {sorted(ADJUSTMENTS)}")
-            if _one(query, "feed", "sip") not in FEEDS:
-                raise ApiError(422, f"invalid feed: use one of {sorted(FEEDS)}")
+            _parse_adjustment(query)
         token = _one(query, "page_token")
         self.resume = decode_page_token(token) if token else None
-        self.symbols = sorted({s for s in symbols if s in known})
+        self.symbols = sorted({s for s in symbols if s in known})  # well-formed but unknown: no entry, as Alpaca
         self.crypto = crypto
+        self.crypto_daily = settings.crypto_daily_stamp
+
+    def _feed(self, query: dict, settings: Settings, now: datetime) -> str:
+        recent = self.end > now - timedelta(seconds=RECENT_SIP_S)
+        feed = _one(query, "feed") or ("iex" if settings.plan == "free" and recent else "sip")
+        if feed not in FEEDS:
+            raise ApiError(400, f"invalid feed: {feed[:32]}")
+        if feed == "sip" and settings.plan == "free" and recent:
+            raise ApiError(403, RECENT_SIP_REFUSED, RECENT_SIP_CODE)
+        if feed == "delayed_sip" and recent:
+            self.end = now - timedelta(seconds=RECENT_SIP_S)
+        return feed
 
     def page(self) -> dict:
         """One page: up to `limit` bars across all symbols, ordered by symbol then time."""
         out: dict[str, list] = {}
         remaining = self.limit
         first, last = _epoch_minute(self.start, ceil=True), _epoch_minute(self.end, ceil=False)
+        daily = self.timeframe == "1Day"
         symbols = self.symbols
         if self.resume:
             symbols = [s for s in symbols if s >= self.resume[0]]
@@ -278,21 +408,24 @@ class BarsQuery:
                 lo, hi = (lo, self.resume[1]) if self.descending else (self.resume[1], hi)
             for bars in self._bars(symbol, lo, hi):
                 if remaining == 0:
-                    return {"bars": out, "next_page_token": encode_page_token(symbol, int(bars.t[0]))}
+                    return {"bars": out, "next_page_token": encode_page_token(symbol, int(bars.t[0]), daily=daily)}
                 take = bars.select(slice(0, remaining))
                 out.setdefault(symbol, []).extend(_bar_dicts(take))
                 remaining -= len(take)
                 if len(take) < len(bars):
-                    return {"bars": out, "next_page_token": encode_page_token(symbol, int(bars.t[len(take)]))}
+                    return {"bars": out, "next_page_token": encode_page_token(symbol, int(bars.t[len(take)]), daily=daily)}
         return {"bars": out, "next_page_token": None}
 
     def _bars(self, symbol: str, lo: int, hi: int) -> Iterator[Bars]:
-        generator = BarGenerator(symbol, crypto=self.crypto)
+        if self.feed in ("boats", "overnight"):
+            return  # the sandbox models no overnight (20:00-04:00) trading
+        feed = "iex" if self.feed == "iex" else "sip"  # delayed_sip and otc: the consolidated minutes
+        chunks = BarGenerator(symbol, crypto=self.crypto).bars(self.timeframe, lo, hi, feed=feed,
+                                                               crypto_daily=self.crypto_daily)
         if not self.descending:
-            yield from generator.bars(self.timeframe, lo, hi)
+            yield from chunks
             return
-        chunks = list(generator.bars(self.timeframe, lo, hi))
-        for bars in reversed(chunks):
+        for bars in reversed(list(chunks)):
             yield bars.select(slice(None, None, -1))
 
 
@@ -301,9 +434,9 @@ def route_assets(state: SandboxState, query: dict) -> bytes:
     status, asset_class = _one(query, "status"), _one(query, "asset_class")
     exchange, attributes = _one(query, "exchange"), _one(query, "attributes")
     if status not in (None, "", "active", "inactive"):
-        raise ApiError(422, f"invalid status: {status!r}; use active or inactive", 42210000)
+        raise trading_error(422, f"invalid status: {status!r}; use active or inactive")
     if asset_class not in (None, "") and asset_class not in ASSET_CLASSES:
-        raise ApiError(422, f"invalid asset_class: {asset_class!r}; use one of {sorted(ASSET_CLASSES)}", 42210000)
+        raise trading_error(422, f"invalid asset_class: {asset_class!r}; use one of {sorted(ASSET_CLASSES)}")
     key = (status, asset_class, exchange, attributes)
     with state.lock:
         cached, universe = state.assets_cache.get(key), state.universe
@@ -327,7 +460,7 @@ def route_assets(state: SandboxState, query: dict) -> bytes:
 def route_asset(state: SandboxState, symbol_or_id: str) -> bytes:
     asset = state.assets_by_key.get(symbol_or_id) or state.assets_by_key.get(_slash_pair(symbol_or_id))
     if asset is None:
-        raise ApiError(404, f"asset not found for {symbol_or_id[:64]!r}", 40410000)
+        raise trading_error(404, f"asset not found for {symbol_or_id[:64]!r}")
     return json.dumps(asset).encode()
 
 
@@ -353,27 +486,40 @@ def route_account(state: SandboxState) -> bytes:
     }).encode()
 
 
-def route_calendar(query: dict) -> bytes:
+# Settlement: T+2 trading days, T+1 for trades from 2024-05-28 (SEC Rule 15c6-1). Recorded Alpaca rows:
+# 1970-01-02 -> 1970-01-06, 2025-07-03 -> 2025-07-07, 2026-11-27 -> 2026-11-30.
+T_PLUS_ONE_FROM = date(2024, 5, 28)
+
+
+@functools.lru_cache(maxsize=1)
+def calendar_rows() -> tuple[list[date], list[dict]]:
+    """Every /v2/calendar row, in date order. `session_open`/`session_close` are the extended-hours bounds:
+    "0400"/"2000", "1700" on early closes (recorded rows, e.g. 2026-11-27 close 13:00 session_close 1700)."""
     import pandas as pd
 
     days = xnys_days()
-    start = _one(query, "start")
-    end = _one(query, "end")
+    local = [pd.to_datetime(getattr(days, f) * 60, unit="s", utc=True).tz_convert("America/New_York")
+             for f in ("regular_open", "regular_close", "open", "close")]
+    dates = [o.date() for o in local[0]]
+    rows = []
+    for i, (o, c, session_open, session_close) in enumerate(zip(*local)):
+        settles = i + (1 if dates[i] >= T_PLUS_ONE_FROM else 2)
+        settlement = dates[settles] if settles < len(dates) else dates[i] + timedelta(days=settles - i)
+        rows.append({"date": dates[i].isoformat(), "open": o.strftime("%H:%M"), "close": c.strftime("%H:%M"),
+                     "session_open": session_open.strftime("%H%M"), "session_close": session_close.strftime("%H%M"),
+                     "settlement_date": settlement.isoformat()})
+    return dates, rows
+
+
+def route_calendar(query: dict) -> bytes:
+    start, end = _one(query, "start"), _one(query, "end")
     try:
-        lo = pd.Timestamp(start).date() if start else None
-        hi = pd.Timestamp(end).date() if end else None
+        lo = date.fromisoformat(start[:10]) if start else date.min
+        hi = date.fromisoformat(end[:10]) if end else date.max
     except ValueError:
-        raise ApiError(422, f"invalid start/end: {start!r}/{end!r}; use YYYY-MM-DD") from None
-    opens = pd.to_datetime(days.open * 60, unit="s", utc=True).tz_convert("America/New_York")
-    closes = pd.to_datetime(days.close * 60, unit="s", utc=True).tz_convert("America/New_York")
-    out = []
-    for o, c in zip(opens, closes):
-        d = o.date()
-        if (lo and d < lo) or (hi and d > hi):
-            continue
-        out.append({"date": d.isoformat(), "open": o.strftime("%H:%M"), "close": c.strftime("%H:%M"),
-                    "session_open": "0400", "session_close": "2000", "settlement_date": d.isoformat()})
-    return json.dumps(out).encode()
+        raise trading_error(400, f"invalid start/end: {start!r}/{end!r}; use YYYY-MM-DD") from None
+    dates, rows = calendar_rows()
+    return json.dumps(rows[bisect.bisect_left(dates, lo):bisect.bisect_right(dates, hi)]).encode()
 
 
 class SandboxHandler(BaseHTTPRequestHandler):
@@ -403,28 +549,31 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._hook(state, method, path, body)
             return
         headers: dict[str, str] = {}
+        error = api_error_for(path)
         try:
-            state.authenticate(self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY"))
-            headers = state.admit(self.headers["APCA-API-KEY-ID"], self._arrived)
+            window = state.authenticate(self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY"), path)
+            headers = state.admit(window, self._arrived)
             hang, fault_status, malformed, truncated = state.draw_fault(path)
             if hang and state.stop.wait(hang):
-                return self._send(503, b'{"code":50300000,"message":"sandbox reset"}', headers, method, path)
+                raise error(503, "sandbox reset")
             if fault_status:
-                raise ApiError(fault_status, f"injected fault {fault_status}")
+                raise error(fault_status, f"injected fault {fault_status}")
             payload = self._route(state, method, path, query)
             if malformed:
                 payload = payload[: max(1, len(payload) // 2)]
             self._send(200, payload, headers, method, path, cut_at=len(payload) // 2 if truncated else None)
         except RateLimited as exc:
-            self._send(429, json.dumps({"code": 42910000, "message": "too many requests."}).encode(), exc.headers, method, path)
+            self._send(429, json.dumps(error(429, "too many requests.").body).encode(), exc.headers, method, path)
         except ApiError as exc:
             self._send(exc.status, json.dumps(exc.body).encode(), headers, method, path)
         except Exception as exc:  # a sandbox bug must still answer in Alpaca's shape, never hang the client
-            self._send(500, json.dumps({"code": 50000000, "message": f"internal error: {type(exc).__name__}"}).encode(), headers, method, path)
+            self._send(500, json.dumps(error(500, f"internal error: {type(exc).__name__}").body).encode(), headers,
+                       method, path)
 
     def _route(self, state: SandboxState, method: str, path: str, query: dict) -> bytes:
+        error = api_error_for(path)
         if method != "GET":
-            raise ApiError(405, f"method {method} not allowed on {path}")
+            raise error(405, f"method {method} not allowed on {path}")
         if path == "/v2/assets":
             return route_assets(state, query)
         if path.startswith("/v2/assets/"):
@@ -435,12 +584,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return route_calendar(query)
         if path in ("/v2/stocks/bars", "/v1beta3/crypto/us/bars"):
             crypto = path.startswith("/v1beta3")
-            page = BarsQuery(query, state.bar_symbols["crypto" if crypto else "us_equity"], crypto=crypto).page()
+            with state.lock:
+                settings, known = state.settings, state.bar_symbols["crypto" if crypto else "us_equity"]
+            page = BarsQuery(query, known, crypto=crypto, settings=settings, now=datetime.now(timezone.utc)).page()
             for symbol in state.faults.invalid_bar_symbols:
                 if page["bars"].get(symbol):
                     page["bars"][symbol][0]["l"] = -1.0
             return json.dumps(page).encode()
-        raise ApiError(404, f"no such endpoint: {path}", 40410000)
+        raise error(404, f"no such endpoint: {path}")
 
     def _hook(self, state: SandboxState, method: str, path: str, body: bytes) -> None:
         try:
@@ -458,6 +609,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 with state.lock:
                     state.faults = faults
                 payload = json.dumps(faults.__dict__).encode()
+            elif (method, path) == ("GET", "/_sandbox/settings"):
+                payload = json.dumps(state.settings.__dict__).encode()
+            elif (method, path) == ("PUT", "/_sandbox/settings"):
+                with state.lock:
+                    state.settings = state.settings.updated(_json_body(body))
+                payload = json.dumps(state.settings.__dict__).encode()
             elif (method, path) == ("POST", "/_sandbox/reset"):
                 state.reset()
                 payload = b'{"reset":true}'
