@@ -43,6 +43,19 @@ def is_listed(fields: dict[str, Any]) -> bool:
     return fields.get("status") == "active" and fields.get("tradable") is True
 
 
+def was_listed_on(item: dict[str, Any], day_start: str, day_end: str) -> bool:
+    """Whether the asset was listed at any moment of [day_start, day_end) (ISO-8601 UTC), by its status history.
+
+    Before its first recorded status the asset counts as listed: the table learns of an
+    asset when it is first seen listed, and Alpaca simply has no bars for days before it traded.
+    """
+    history = sorted(item.get("status_history") or [], key=lambda h: h.get("at", ""))
+    before = [h for h in history if h.get("at", "") < day_start]
+    during = [h for h in history if day_start <= h.get("at", "") < day_end]
+    at_start = before[-1]["status"] == "active" if before else True
+    return at_start or any(h.get("status") == "active" for h in during)
+
+
 @dataclass(frozen=True)
 class Change:
     symbol: str

@@ -12,12 +12,13 @@ deleted by a later run.
 
 import collections
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import pandas as pd
 
-from signal9_pipeline.assets_sync.changes import is_listed
+from signal9_pipeline.assets_sync.changes import was_listed_on
 from signal9_pipeline.market_data.days import ASSET_CLASSES, TIMEFRAMES, BarProblem
 from signal9_pipeline.market_data.ingest import (
     DAY_FIGURES, IngestOptions, RunTally, UnknownSymbolError, asset_classes, completeness, ingest, record_manifests,
@@ -49,13 +50,36 @@ class BarsConfig(dg.Config):
                              max_symbols_per_request=self.max_symbols_per_request)
 
 
-def universe(timeframe: str, config: BarsConfig, dynamodb: DynamoDBResource) -> dict[str, str]:
-    """Symbol -> asset class: the watchlist for intraday timeframes, else every listed asset."""
+@dataclass(frozen=True)
+class Universe:
+    """The symbols of a run: their asset classes, and which of them each date expects."""
+
+    classes: dict[str, str]
+    by_day: dict[date, set[str]]
+
+
+def universe(timeframe: str, dates: list[date], config: BarsConfig, dynamodb: DynamoDBResource,
+             alpaca: AlpacaResource | None = None) -> Universe:
+    """The watchlist for intraday timeframes; for 1Day (and a watchlist of "all"), every asset listed on each date.
+
+    A date's symbols come from the assets table's status history, never from today's listings alone, so
+    re-materializing a past date asks for the same symbols as before and a backtest sees no survivorship.
+    """
     if timeframe != "1Day" and config.intraday_watchlist.strip().lower() != "all":
-        return asset_classes(dynamodb, [s.strip() for s in config.intraday_watchlist.split(",") if s.strip()])
-    items = dynamodb.scan(dynamodb.assets_table_name(), projection=["symbol", "status", "tradable", "asset_class"])
-    listed = {i["symbol"]: i.get("asset_class") for i in items if is_listed(i)}
-    return {s: c for s, c in sorted(listed.items()) if c in ASSET_CLASSES}
+        classes = asset_classes(dynamodb, [s.strip() for s in config.intraday_watchlist.split(",") if s.strip()], alpaca)
+        return Universe(classes, {d: set(classes) for d in dates})
+    items = [i for i in dynamodb.scan(dynamodb.assets_table_name(),
+                                      projection=["symbol", "asset_class", "status_history"])
+             if i.get("asset_class") in ASSET_CLASSES]
+    by_day = {d: {i["symbol"] for i in items if was_listed_on(i, *_new_york_day(d))} for d in dates}
+    listed = set().union(*by_day.values())
+    return Universe({i["symbol"]: i["asset_class"] for i in items if i["symbol"] in listed}, by_day)
+
+
+def _new_york_day(day: date) -> tuple[str, str]:
+    """The New York calendar day as [start, end) in the assets table's timestamp spelling."""
+    start, end = (pd.Timestamp(d, tz="America/New_York").tz_convert("UTC") for d in (day, day + timedelta(days=1)))
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dg.asset(
@@ -78,15 +102,15 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
         dates.sort()
         with fail_fast_on_permanent_errors():
             try:
-                listings = universe(timeframe, config, dynamodb)
+                symbols = universe(timeframe, dates, config, dynamodb, alpaca)
             except UnknownSymbolError as exc:
                 raise dg.Failure(description=f"UnknownSymbolError: {exc}", allow_retries=False) from exc
-            ingest(alpaca, dynamodb, timeframe, dates, listings, config.options(), tally)
+            ingest(alpaca, dynamodb, timeframe, dates, symbols.classes, config.options(), tally)
         without_bars_now.update({f"{day} {timeframe}": s for day, s in record_manifests(dynamodb, timeframe, dates, tally).items()})
-        tf_share, tf_missing = completeness(listings, dates, tally)
+        tf_share, tf_missing = completeness(symbols.classes, symbols.by_day, tally)
         share, missing = min(share, tf_share), missing + tf_missing
         tally.symbols_with_bars.clear()
-        context.log.info(f"{timeframe}: {len(dates)} date(s), {len(listings)} symbol(s), completeness {tf_share:.1%}")
+        context.log.info(f"{timeframe}: {len(dates)} date(s), {len(symbols.classes)} symbol(s), completeness {tf_share:.1%}")
     if tally.problems:
         context.log.warning(f"{len(tally.problems)} impossible bar(s) held back, the rest of their symbol-days stored: "
                             + "; ".join(str(p) for p in tally.problems[:20]))

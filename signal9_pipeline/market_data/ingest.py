@@ -329,11 +329,11 @@ def stored_mismatches(dynamodb: DynamoDBResource, written: dict[tuple[str, str],
     return [f"{s} {d}" for s, d in keys if stored.get((s, d)) != written[(s, d)]], len(keys)
 
 
-def completeness(listings: dict[str, str], dates: list[date], tally: RunTally) -> tuple[float, int]:
+def completeness(classes: dict[str, str], by_day: dict[date, set[str]], tally: RunTally) -> tuple[float, int]:
     """Share of (symbol, day) pairs expected to trade that have bars (extended hours count), and how many are missing."""
     expected = present = 0
-    for d in dates:
-        trading = {s for s, c in listings.items() if c == CRYPTO or is_session(d)}
+    for d, symbols in by_day.items():
+        trading = {s for s in symbols if classes[s] == CRYPTO or is_session(d)}
         expected += len(trading)
         present += len(tally.symbols_with_bars.get(d.isoformat(), set()) & trading)
     return (present / expected if expected else 1.0), expected - present
@@ -343,16 +343,21 @@ class UnknownSymbolError(ValueError):
     """A symbol asked for bars that the assets table does not hold, or whose asset class has no bars endpoint here."""
 
 
-def asset_classes(dynamodb: DynamoDBResource, symbols: list[str]) -> dict[str, str]:
-    """Symbol -> asset class, from the assets table (which keeps delisted assets too): how bars are fetched."""
+def asset_classes(dynamodb: DynamoDBResource, symbols: list[str], alpaca: AlpacaResource | None = None) -> dict[str, str]:
+    """Symbol -> asset class: how bars are fetched. From the assets table (which keeps delisted assets too), else
+    from Alpaca's asset list for symbols the table does not hold yet (a watchlist before the first sync)."""
     items = dynamodb.get_items(dynamodb.assets_table_name(), [{"asset_id": asset_key(s)} for s in sorted(set(symbols))],
                                projection=["symbol", "asset_class"])
     classes = {i["symbol"]: i.get("asset_class") for i in items}
+    for symbol in sorted(set(symbols) - set(classes)) if alpaca is not None else []:
+        asset = alpaca.get_asset(symbol)
+        if asset is not None and asset.get("symbol") == symbol:
+            classes[symbol] = asset.get("class")
     missing = sorted(set(symbols) - set(classes))
     if missing:
         raise UnknownSymbolError(
-            f"{len(missing)} symbol(s) are not in the assets table {dynamodb.assets_table_name()!r}, e.g. "
-            f"{', '.join(missing[:5])}; run asset_sync_job first, or take them out of SIGNAL9_INTRADAY_WATCHLIST")
+            f"{len(missing)} symbol(s) are neither in the assets table {dynamodb.assets_table_name()!r} nor in Alpaca's "
+            f"asset list, e.g. {', '.join(missing[:5])}; correct or remove them in SIGNAL9_INTRADAY_WATCHLIST")
     unsupported = sorted(s for s, c in classes.items() if c not in ASSET_CLASSES)
     if unsupported:
         raise UnknownSymbolError(

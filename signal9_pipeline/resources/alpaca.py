@@ -96,6 +96,10 @@ class AlpacaRequestError(AlpacaError):
     """Alpaca rejected the request itself (4xx other than auth and rate limit); retrying cannot help."""
 
 
+class AlpacaNotFoundError(AlpacaRequestError):
+    """Alpaca has no such thing (404), e.g. an asset symbol it does not know."""
+
+
 class AlpacaConfigError(AlpacaError, ValueError):
     """A setting of the Alpaca resource names something Alpaca or the pipeline does not support."""
 
@@ -320,6 +324,8 @@ class _Gateway:
                                         quota_spent=_remaining(exc.response) in (None, 0))
         if status is not None and status >= 500:
             return AlpacaUnavailableError(f"Alpaca unavailable: {status} on {endpoint}: {message}")
+        if status == 404:
+            return AlpacaNotFoundError(f"Alpaca has no {endpoint} (404: {message})")
         return AlpacaRequestError(f"Alpaca rejected the request to {endpoint}: {status}: {message}")
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
@@ -524,6 +530,16 @@ class AlpacaResource(dg.ConfigurableResource):
         if not isinstance(assets, list) or not all(isinstance(a, dict) for a in assets):
             raise AlpacaResponseError(f"/v2/assets answered {type(assets).__name__}, expected a JSON array of objects")
         return assets
+
+    def get_asset(self, symbol: str) -> dict | None:
+        """One asset by symbol (`GET /v2/assets/{symbol}`, crypto pairs as BTCUSD); None when Alpaca knows none."""
+        try:
+            asset = self._gateway().get("trading", f"/assets/{requests.utils.quote(symbol.replace('/', ''), safe='')}")
+        except AlpacaNotFoundError:
+            return None
+        if not isinstance(asset, dict):
+            raise AlpacaResponseError(f"/v2/assets/{symbol} answered {type(asset).__name__}, expected a JSON object")
+        return asset
 
     def get_calendar(self, start: date, end: date) -> list[dict]:
         """XNYS trading days between start and end, as Alpaca's `/v2/calendar` dicts."""

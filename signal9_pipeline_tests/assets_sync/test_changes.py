@@ -119,3 +119,17 @@ def test_rerun_of_a_half_written_rename_leaves_the_pollenated_new_symbol_alone()
     rerun = plan_sync([row("NEW", alpaca_id="X")], [table["OLD"], pollenated], now="2026-11-24T05:00:00Z")
     assert [p["symbol"] for p in rerun.puts] == ["OLD"]
     assert rerun.puts[0]["renamed_to"] == "NEW" and rerun.counts["renamed"] == 1
+
+
+def test_an_asset_counts_as_listed_on_a_day_by_its_status_history():
+    from signal9_pipeline.assets_sync.changes import was_listed_on
+
+    item = {"status_history": [{"status": "active", "at": "2024-03-01T04:00:00Z"},
+                               {"status": "inactive", "at": "2024-03-10T04:00:00Z"},
+                               {"status": "active", "at": "2024-03-20T15:00:00Z"}]}
+    day = lambda d: (f"{d}T05:00:00Z", f"{d[:8]}{int(d[8:]) + 1:02d}T05:00:00Z")  # noqa: E731 - a New York winter day
+    assert was_listed_on(item, *day("2024-02-20"))  # before the first record: Alpaca simply has no bars if it did not trade
+    assert was_listed_on(item, *day("2024-03-09"))
+    assert not was_listed_on(item, *day("2024-03-15"))  # delisted then
+    assert was_listed_on(item, *day("2024-03-20"))  # listed again during the day
+    assert was_listed_on({}, *day("2024-03-15"))

@@ -1,7 +1,7 @@
 """ohlc_bars end to end: sandbox over HTTP -> dynalite -> read_bars, compared bar for bar with the sandbox."""
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import pandas as pd
@@ -54,7 +54,14 @@ def test_read_bars_equals_what_the_sandbox_serves_across_day_edges_dst_and_early
         if len(expected):
             pd.testing.assert_frame_equal(stored, expected[stored.columns.tolist()], check_dtype=False)
     spy = read_bars("SPY", "1Min", datetime(2024, 11, 29), datetime(2024, 11, 30))
-    assert spy["timestamp"].iloc[-1] == pd.Timestamp("2024-11-29T17:59:00Z")  # early close, nothing after
+    regular = read_bars("SPY", "1Min", datetime(2024, 11, 29), datetime(2024, 11, 30), session="regular")
+    extended = read_bars("SPY", "1Min", datetime(2024, 11, 29), datetime(2024, 11, 30), session="extended")
+    assert regular["timestamp"].iloc[0] == pd.Timestamp("2024-11-29T14:30:00Z")
+    assert regular["timestamp"].iloc[-1] == pd.Timestamp("2024-11-29T17:59:00Z")  # early close at 13:00
+    assert spy["timestamp"].iloc[0] < regular["timestamp"].iloc[0] < regular["timestamp"].iloc[-1] < spy["timestamp"].iloc[-1]
+    assert len(regular) + len(extended) == len(spy) and not set(regular["timestamp"]) & set(extended["timestamp"])
+    with pytest.raises(ValueError, match="crypto"):
+        read_bars("BTC/USD", "1Min", datetime(2024, 11, 29), datetime(2024, 11, 30), session="regular")
     assert read_bars("SPY", "1Day", datetime(2024, 11, 28), datetime(2024, 11, 28, 23)).empty  # Thanksgiving
     btc = read_bars("BTC/USD", "1Day", datetime(2024, 11, 30), datetime(2024, 12, 1, 23))
     assert len(btc) == 2  # crypto trades on the weekend
@@ -153,3 +160,34 @@ def test_the_read_back_sample_is_bounded_and_uniform(monkeypatch):
     assert len(tally.written) == len(tally.sample_keys) == 100 and tally.items_seen == 10_000
     positions = sorted(int(k[0][1:]) for k in tally.written)
     assert positions[0] < 2_000 and positions[-1] > 8_000  # spread over the whole run, not only its end
+
+
+def test_re_backfilling_a_past_date_after_delistings_keeps_every_stored_symbol_day(bars_env, default_universe):
+    universe = small_universe(default_universe, n=30)
+    put_universe(bars_env, universe)
+    assert run_sync().success
+    first = materialize_bars("1Day", "2024-03-07", "2024-03-08")
+    assert first.success
+    table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
+    stored = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource().scan(table)
+              if not i["series"].startswith("#PARTITION")}
+    delisted = sorted({s.split("#")[0] for s, _ in stored})[:8]
+    # Alpaca delists by status: the assets stay in its list as inactive, their history still served.
+    put_universe(bars_env, [a | ({"status": "inactive", "tradable": False} if a["symbol"] in delisted else {})
+                            for a in universe])
+    assert run_sync(allow_mass_delisting=True).success
+    again = materialize_bars("1Day", "2024-03-07", "2024-03-08")
+    assert again.success and check_results(again)["stored_equals_fetched"]
+    assert again.asset_materializations_for_node("ohlc_bars")[0].metadata["bars_written"].value == \
+        first.asset_materializations_for_node("ohlc_bars")[0].metadata["bars_written"].value
+    after = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource().scan(table)
+             if not i["series"].startswith("#PARTITION")}
+    assert after == stored  # the delisted symbols were listed on those dates: asked for again, nothing lost
+    for symbol in delisted:
+        assert len(read_bars(symbol, "1Day", datetime(2024, 3, 7), datetime(2024, 3, 9))) == 2
+    # A date after the delisting no longer asks for them.
+    from signal9_pipeline.market_data.assets import BarsConfig, universe
+
+    tomorrow = date.today() + timedelta(days=1)
+    later = universe("1Day", [tomorrow], BarsConfig(), DynamoDBResource())
+    assert later.by_day[tomorrow] and not set(delisted) & later.by_day[tomorrow]
