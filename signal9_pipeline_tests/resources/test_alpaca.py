@@ -2,7 +2,7 @@
 
 import logging
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 import boto3
 import pandas as pd
@@ -12,9 +12,11 @@ import requests
 from signal9_pipeline.resources.alpaca import (
     BAR_COLUMNS,
     AlpacaAuthError,
+    AlpacaConfigError,
     AlpacaRequestError,
     AlpacaResource,
     AlpacaResponseError,
+    AlpacaSubscriptionError,
     AlpacaUnavailableError,
     CredentialsError,
     bars_page_frame,
@@ -109,10 +111,26 @@ def test_hung_requests_time_out_and_paging_still_returns_every_bar_once(sandbox_
 
 def test_wrong_keys_raise_auth_error_at_once_without_retry_storm(sandbox_factory, resource_for, secret_for):
     server = sandbox_factory([], rate_limit_per_minute=1000)
-    with pytest.raises(AlpacaAuthError, match="403") as raised:
+    with pytest.raises(AlpacaAuthError, match="401") as raised:
         resource_for(server, credentials_secret_id=secret_for(TEST_KEY, "not-the-secret")).list_assets()
     assert "not-the-secret" not in str(raised.value)
     assert len(served(server)) == 1
+
+
+def test_the_feed_is_sent_on_every_stock_request_and_recent_sip_on_a_free_plan_is_a_typed_error(sandbox_factory,
+                                                                                                resource_for):
+    server = sandbox_factory(None, rate_limit_per_minute=100_000)  # the free plan, as Alpaca's default
+    end = datetime.now(timezone.utc)
+    start = end - timedelta(hours=2)
+    with pytest.raises(AlpacaSubscriptionError) as raised:
+        list(resource_for(server, feed="sip").iter_bars(["AAPL"], "1Min", start, end, asset_class="us_equity"))
+    message = str(raised.value)
+    assert "'sip'" in message and "ALPACA_FEED=delayed_sip or iex" in message and "rotate" not in message
+    assert len(served(server, "/v2/stocks/bars")) == 1  # permanent: not retried
+    for feed in ("delayed_sip", "iex"):
+        list(resource_for(server, feed=feed).iter_bars(["AAPL"], "1Min", start, end, asset_class="us_equity"))
+    with pytest.raises(AlpacaConfigError, match="boats"):
+        next(resource_for(server, feed="boats").iter_bars(["AAPL"], "1Min", start, end, asset_class="us_equity"))
 
 
 def test_a_rotated_secret_is_picked_up_without_a_restart(sandbox_factory, resource_for, secret_for):
