@@ -28,7 +28,7 @@ def test_blocks_round_trip_exactly_with_their_checksum():
     block, checksum = encode(original)
     decoded, again = decode(block)
     assert again == checksum
-    pd.testing.assert_frame_equal(decoded, original.drop(columns="symbol"), check_dtype=False)
+    pd.testing.assert_frame_equal(decoded, original.drop(columns="symbol"))  # dtypes included
 
 
 def test_a_full_crypto_day_of_minute_bars_fits_one_item():
