@@ -130,6 +130,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
         metadata={
             "bars_written": dg.MetadataValue.int(tally.bars),
             **{f"bars_{name}": dg.MetadataValue.int(totals[name]) for name in DAY_FIGURES if name != "bars"},
+            "bars_kept_from_earlier": dg.MetadataValue.int(tally.kept_from_earlier),
             "bars_vwap_outside_range": dg.MetadataValue.int(tally.vwap_outside_range),
             "items_written": dg.MetadataValue.int(tally.items),
             "requests_used": dg.MetadataValue.int(requests_used),
@@ -137,6 +138,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
             "symbols_with_no_bars": dg.MetadataValue.int(missing),
             "stored_symbol_days_without_bars_now": dg.MetadataValue.int(sum(map(len, without_bars_now.values()))),
             "write_requests": dg.MetadataValue.int(tally.write_requests),
+            "write_conflicts": dg.MetadataValue.int(tally.write_conflicts),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             "by_date": dg.MetadataValue.md(_by_date_table(tally)),
             **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in tally.problems[:200]))} if tally.problems else {}),

@@ -56,11 +56,16 @@ def fetch_window(first: date, last: date, *, crypto: bool) -> tuple[datetime, da
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
+def trading_days(timestamps: pd.Series, *, crypto: bool) -> np.ndarray:
+    """The trading day (YYYY-MM-DD) of each bar: its New York date for equities, its UTC date for crypto."""
+    local = timestamps if crypto else timestamps.dt.tz_convert(NEW_YORK)
+    return local.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+
+
 def with_days(bars: pd.DataFrame, *, crypto: bool) -> pd.DataFrame:
     """Bars of many symbols of one asset class, sorted by symbol and time, with each bar's trading `day`."""
     bars = bars.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
-    local = bars["timestamp"] if crypto else bars["timestamp"].dt.tz_convert(NEW_YORK)
-    return bars.assign(day=local.dt.strftime("%Y-%m-%d"))
+    return bars.assign(day=trading_days(bars["timestamp"], crypto=crypto))
 
 
 @dataclass(frozen=True)
@@ -203,3 +208,26 @@ def session_codes(timestamps: pd.Series, timeframe: str) -> np.ndarray:
         regular = (naive < closes) & ((naive + np.timedelta64(step, "m")) > opens)
         before = naive + np.timedelta64(step, "m") <= opens
     return np.where(regular, REGULAR, np.where(before, PRE, POST))
+
+
+# One DynamoDB item holds a bucket of one symbol's bars: about a symbol-day for the busiest timeframes, longer
+# where a day holds few bars, so that an item carries hundreds of bars and stays far under 400 KB (a bucket of
+# the densest series, crypto 1Min, holds 1,440 bars; an equity year of daily bars about 252).
+BUCKETS = {"1Min": "day", "5Min": "day", "15Min": "week", "30Min": "week", "1Hour": "month", "1Day": "year"}
+
+
+def bucket_starts(days: np.ndarray, timeframe: str) -> np.ndarray:
+    """The first day (YYYY-MM-DD) of the bucket of each trading day (YYYY-MM-DD): the items' sort key."""
+    kind = BUCKETS[timeframe]
+    if kind == "day":
+        return np.asarray(days, dtype=object)
+    d = np.asarray(days, dtype="datetime64[D]")
+    if kind == "week":  # weeks start on Monday; 1970-01-01 was a Thursday
+        start = d - (d.astype(np.int64) + 3) % 7
+    else:
+        start = d.astype("datetime64[M]" if kind == "month" else "datetime64[Y]").astype("datetime64[D]")
+    return start.astype(str).astype(object)
+
+
+def bucket_start(day: date, timeframe: str) -> date:
+    return date.fromisoformat(bucket_starts(np.array([day.isoformat()]), timeframe)[0])

@@ -20,6 +20,7 @@ import collections
 import queue
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -28,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from signal9_pipeline.assets_sync.changes import asset_key
-from signal9_pipeline.market_data.codec import decode, encode_columns
+from signal9_pipeline.market_data.codec import CodecError, decode, encode_columns
 from signal9_pipeline.market_data.days import (
-    ASSET_CLASSES, CRYPTO, POST, PRE, REGULAR, BarProblem, Screening, fetch_window, is_session, screen, with_days,
+    ASSET_CLASSES, CRYPTO, POST, PRE, REGULAR, BarProblem, Screening, bucket_starts, fetch_window, is_session, screen,
+    trading_days, with_days,
 )
 from signal9_pipeline.market_data.read import series_key
 from signal9_pipeline.resources.alpaca import AlpacaResource
@@ -39,7 +41,7 @@ from signal9_pipeline.resources.dynamodb import DynamoDBResource
 READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sample beyond
 BARS_PER_DAY = {"1Min": 960, "5Min": 192, "15Min": 64, "30Min": 32, "1Hour": 16, "1Day": 1}  # equities, 04:00-20:00
 CRYPTO_FEED = "us"  # Alpaca's crypto location (/v1beta3/crypto/us), recorded as the items' feed
-DAY_FIGURES = ("bars", "pre_market", "regular", "post_market", "zero_trade", "held_back", "kept_from_earlier")
+DAY_FIGURES = ("bars", "pre_market", "regular", "post_market", "zero_trade", "held_back")
 
 
 @dataclass(frozen=True)
@@ -56,15 +58,17 @@ class RunTally:
     write_requests: int = 0
     problems: list[BarProblem] = field(default_factory=list)
     vwap_outside_range: int = 0
+    kept_from_earlier: int = 0  # stored bars kept at the times of held-back bars
+    write_conflicts: int = 0  # conditional puts that lost to another run's write, then merged again
     by_day: dict[tuple[str, str], collections.Counter] = field(
         default_factory=lambda: collections.defaultdict(collections.Counter))  # (timeframe, day) -> DAY_FIGURES
     symbols_with_bars: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))
-    written: dict[tuple[str, str], str] = field(default_factory=dict)  # a sample of (series, day) -> checksum
+    written: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)  # a sample: key -> (version, checksum)
     sample_keys: list[tuple[str, str]] = field(default_factory=list)
     items_seen: int = 0
     sampler: random.Random = field(default_factory=lambda: random.Random(0))
 
-    def remember(self, key: tuple[str, str], checksum: str) -> None:
+    def remember(self, key: tuple[str, str], checksum) -> None:
         """Reservoir sampling: a uniform sample of at most READBACK_SAMPLE written items, memory bounded."""
         self.items_seen += 1
         if len(self.sample_keys) < READBACK_SAMPLE:
@@ -144,20 +148,62 @@ def _fetch_concurrently(alpaca: AlpacaResource, groups: list[list[str]], asset_c
                     remaining -= 1
 
 
-class ItemWriter:
-    """Buffers items and writes them on a few background threads, so DynamoDB round trips overlap fetching."""
+@dataclass
+class BucketUpdate:
+    """What one fetch brings to one bucket (one item): its sound bars, the days it answered, its held-back bars."""
 
-    CHUNK = 500
+    series: str
+    bucket: str  # the bucket's first day: the item's sort key
+    symbol: str
+    bars: pd.DataFrame  # timestamp plus the value columns, sorted by time
+    days: set[str]  # days this fetch has bars for (sound or held back): their stored bars are replaced
+    held: list[dict]  # {"day", "t", "field", "reason"} per held-back bar
 
-    def __init__(self, dynamodb: DynamoDBResource, tally: RunTally, threads: int = 4):
-        self.dynamodb, self.tally = dynamodb, tally
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.series, self.bucket
+
+
+@dataclass(frozen=True)
+class Written:
+    series: str
+    bucket: str
+    version: int
+    checksum: str
+    bars: int
+    kept_from_earlier: int
+
+
+class BucketConflictError(RuntimeError):
+    """Other runs kept changing a bucket between this run's read and its conditional write."""
+
+
+VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
+STORED_ATTRIBUTES = ["series", "day", "bars", "checksum", "version", "held_back", "feed"]
+
+
+class BucketWriter:
+    """Merges each fetch into its stored bucket and writes it back with a conditional put on the item's version.
+
+    Two runs touching one bucket (a backfill split into ranges, the daily schedule beside a
+    backfill) cannot lose each other's bars: a put whose version moved on fails its condition,
+    and the bucket is read, merged and written again. Work runs on a few threads, so DynamoDB
+    round trips overlap fetching; memory stays bounded.
+    """
+
+    CHUNK = 100  # BatchGetItem's limit
+    MAX_ROUNDS = 8
+
+    def __init__(self, dynamodb: DynamoDBResource, tally: RunTally, describe: dict, crypto: bool, threads: int = 8):
+        self.dynamodb, self.tally, self.describe, self.crypto = dynamodb, tally, describe, crypto
+        self.table = dynamodb.market_data_table_name()
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bars-writer")
-        self.buffer: list[dict] = []
+        self.buffer: list[BucketUpdate] = []
         self.pending: collections.deque = collections.deque()
         self.limit = 2 * threads
 
-    def add(self, item: dict) -> None:
-        self.buffer.append(item)
+    def add(self, update: BucketUpdate) -> None:
+        self.buffer.append(update)
         if len(self.buffer) >= self.CHUNK:
             self._submit()
 
@@ -176,80 +222,107 @@ class ItemWriter:
         while len(self.pending) >= self.limit:  # bounded: memory stays flat however fast pages arrive
             self._collect(self.pending.popleft())
         chunk, self.buffer = self.buffer, []
-        self.pending.append(self.pool.submit(self.dynamodb.put_items, self.dynamodb.market_data_table_name(), chunk))
-        self.tally.items += len(chunk)
+        self.pending.append(self.pool.submit(self._write, chunk))
 
     def _collect(self, future) -> None:
-        self.tally.write_requests += future.result()
+        written, requests, conflicts = future.result()
+        self.tally.write_requests += requests
+        self.tally.write_conflicts += conflicts
+        for w in written:
+            self.tally.items += 1
+            self.tally.bars += w.bars
+            self.tally.remember((w.series, w.bucket), (w.version, w.checksum))
+            self.tally.kept_from_earlier += w.kept_from_earlier
+
+    def _write(self, updates: list[BucketUpdate]) -> tuple[list[Written], int, int]:
+        pending = {u.key: u for u in updates}
+        written, requests, conflicts = [], 0, 0
+        for _ in range(self.MAX_ROUNDS):
+            stored = {(i["series"], i["day"]): i for i in self.dynamodb.get_items(
+                self.table, [{"series": s, "day": d} for s, d in pending], projection=STORED_ATTRIBUTES)}
+            lost = {}
+            for key, update in pending.items():
+                item, kept, condition, values = self._merged(update, stored.get(key))
+                if item is None:
+                    continue
+                requests += 1
+                if self.dynamodb.put_if(self.table, item, condition, {"#v": "version"}, values):
+                    written.append(Written(key[0], key[1], item["version"], item["checksum"], len(update.bars), kept))
+                else:
+                    lost[key] = update
+            if not lost:
+                return written, requests, conflicts
+            conflicts += len(lost)
+            pending = lost
+            time.sleep(random.uniform(0.05, 0.3))
+        raise BucketConflictError(f"{len(pending)} bucket(s) changed by other runs {self.MAX_ROUNDS} times while this run "
+                                  f"wrote them, e.g. {next(iter(pending))}; rerun the partition")
+
+    def _merged(self, update: BucketUpdate, stored: dict | None) -> tuple[dict | None, int, str, dict | None]:
+        """The bucket with this fetch's days replaced, the earlier bars kept at held-back times, the condition."""
+        new, kept, held, feeds = update.bars, 0, update.held, set()
+        if stored is not None:
+            old, checksum = decode(bytes(stored["bars"]))
+            if checksum != stored.get("checksum"):
+                raise CodecError(f"stored bucket {update.series} {update.bucket} fails its checksum; "
+                                 "re-materialize the partitions it covers")
+            untouched = ~np.isin(trading_days(old["timestamp"], crypto=self.crypto), list(update.days))
+            held_times = pd.to_datetime([h["t"] for h in update.held], utc=True)
+            at_held = ~untouched & old["timestamp"].isin(held_times).to_numpy() & \
+                ~old["timestamp"].isin(new["timestamp"]).to_numpy()
+            kept = int(at_held.sum())
+            new = pd.concat([old.loc[untouched | at_held], new], ignore_index=True).sort_values(
+                "timestamp", kind="stable", ignore_index=True)
+            held = [h for h in stored.get("held_back") or [] if h["day"] not in update.days] + update.held
+            if untouched.any():
+                feeds = set(str(stored.get("feed", self.describe["feed"])).split("+"))
+        if new.empty:
+            return None, 0, "", None
+        seconds = new["timestamp"].astype("int64").to_numpy() // 1_000_000_000
+        block, checksum = encode_columns(seconds, {c: new[c].to_numpy() for c in VALUE_COLUMNS})
+        versioned = stored is not None and "version" in stored
+        item = {"series": update.series, "day": update.bucket, "symbol": update.symbol, **self.describe,
+                "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block, "bar_count": len(new),
+                "checksum": checksum, "first_ts": _iso(seconds[0]), "last_ts": _iso(seconds[-1]), "held_back": held,
+                "version": int(stored["version"]) + 1 if versioned else 1}
+        if versioned:
+            return item, kept, "#v = :v", {":v": int(stored["version"])}
+        return item, kept, "attribute_not_exists(#v)", None  # a new bucket, or an item written before versions
 
 
 @dataclass
 class _Store:
-    """What every symbol-day of one (timeframe, asset class) fetch is stored with."""
+    """What every bucket of one (timeframe, asset class) fetch is stored with."""
 
-    dynamodb: DynamoDBResource
     timeframe: str
     asset_class: str
-    feed: str
     days: set[str]
     tally: RunTally
-    items: ItemWriter
-    adjustment: str
-    now: str
+    writer: BucketWriter
 
     def __call__(self, frame: pd.DataFrame) -> None:
-        """Screen and encode complete symbols' bars (vectorized over many symbols), one item per symbol-day."""
-        bars = with_days(frame, crypto=self.asset_class == CRYPTO)
+        """Screen complete symbols' bars (vectorized over many symbols) and hand each bucket's share to the writer."""
+        crypto = self.asset_class == CRYPTO
+        bars = with_days(frame, crypto=crypto)
         bars = bars.loc[bars["day"].isin(self.days)].reset_index(drop=True)
         if bars.empty:
             return
-        verdict = screen(bars, self.timeframe, crypto=self.asset_class == CRYPTO)
+        verdict = screen(bars, self.timeframe, crypto=crypto)
         self.tally.count_screening(self.timeframe, bars, verdict)
-        held = bars.loc[verdict.held_back]
-        bars = bars.loc[~verdict.held_back]
-        held_back = collections.Counter(zip(held["symbol"], held["day"]))
-        if held_back:
-            bars = self._with_earlier_bars(bars, held)
-        if bars.empty:
-            return
-        symbols, day_of_bar = bars["symbol"].to_numpy(), bars["day"].to_numpy()
-        seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
-        columns = {c: bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume", "vwap", "trade_count")}
-        starts = np.flatnonzero(np.concatenate([[True], (symbols[1:] != symbols[:-1]) | (day_of_bar[1:] != day_of_bar[:-1])]))
-        ends = np.append(starts[1:], len(bars))
-        for start, end in zip(starts, ends):
-            symbol, day = symbols[start], day_of_bar[start]
-            block, checksum = encode_columns(seconds[start:end], {c: a[start:end] for c, a in columns.items()})
-            key = series_key(symbol, self.timeframe)
-            self.items.add({"series": key, "day": day, "symbol": symbol, "timeframe": self.timeframe,
-                            "asset_class": self.asset_class, "bars": block, "bar_count": int(end - start),
-                            "checksum": checksum, "first_ts": _iso(seconds[start]), "last_ts": _iso(seconds[end - 1]),
-                            "feed": self.feed, "adjustment": self.adjustment, "held_back": held_back[(symbol, day)],
-                            "ingested_at": self.now})
-            self.tally.remember((key, day), checksum)
+        bars["bucket"] = bucket_starts(bars["day"].to_numpy(), self.timeframe)
+        held: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
+        for p in verdict.problems:
+            held[(p.symbol, bucket_starts(np.array([p.day]), self.timeframe)[0])].append(
+                {"day": p.day, "t": p.timestamp, "field": p.field, "reason": p.reason})
+        sound = bars.loc[~verdict.held_back]
+        for symbol, day in set(zip(sound["symbol"], sound["day"])):
             self.tally.symbols_with_bars[day].add(symbol)
-            self.tally.bars += int(end - start)
-
-    def _with_earlier_bars(self, bars: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
-        """The sound bars plus, at each held-back bar's time, the bar an earlier run stored there (if any)."""
-        keys = sorted({(s, d) for s, d in zip(held["symbol"], held["day"])})
-        stored = self.dynamodb.get_items(self.dynamodb.market_data_table_name(),
-                                         [{"series": series_key(s, self.timeframe), "day": d} for s, d in keys],
-                                         projection=["series", "day", "bars"])
-        earlier = []
-        for item in stored:
-            symbol, day = item["series"].rsplit("#", 1)[0], item["day"]
-            old, _ = decode(bytes(item["bars"]))
-            wanted = set(held.loc[(held["symbol"] == symbol) & (held["day"] == day), "timestamp"])
-            wanted -= set(bars.loc[(bars["symbol"] == symbol) & (bars["day"] == day), "timestamp"])
-            old = old.loc[old["timestamp"].isin(wanted)]
-            if not old.empty:
-                earlier.append(old.assign(symbol=symbol, day=day))
-                self.tally.by_day[(self.timeframe, day)]["kept_from_earlier"] += len(old)
-        if not earlier:
-            return bars
-        merged = pd.concat([bars, *earlier], ignore_index=True)
-        return merged.sort_values(["symbol", "day", "timestamp"], kind="stable").reset_index(drop=True)
+        by_bucket = dict(tuple(sound.groupby(["symbol", "bucket"], sort=False)))
+        for (symbol, bucket), days in bars.groupby(["symbol", "bucket"], sort=False)["day"].unique().items():
+            group = by_bucket.get((symbol, bucket), sound.iloc[:0])
+            self.writer.add(BucketUpdate(series_key(symbol, self.timeframe), bucket, symbol,
+                                         group[["timestamp", *VALUE_COLUMNS]].reset_index(drop=True),
+                                         set(days), held.get((symbol, bucket), [])))
 
 
 def _iso(epoch_seconds) -> str:
@@ -260,16 +333,16 @@ def ingest(alpaca: AlpacaResource, dynamodb: DynamoDBResource, timeframe: str, d
            listings: dict[str, str], options: IngestOptions, tally: RunTally) -> None:
     """Fetch and store every bar of the symbols (symbol -> asset class) on `dates`, one window per asset class."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    items = ItemWriter(dynamodb, tally)
-    try:
-        for asset_class in [c for c in ASSET_CLASSES if c in listings.values()]:  # equities, then crypto
-            symbols = sorted(s for s, c in listings.items() if c == asset_class)
-            feed = CRYPTO_FEED if asset_class == CRYPTO else alpaca.data_feed()
-            store = _Store(dynamodb, timeframe, asset_class, feed, {d.isoformat() for d in dates}, tally, items,
-                           options.adjustment, now)
+    for asset_class in [c for c in ASSET_CLASSES if c in listings.values()]:  # equities, then crypto
+        symbols = sorted(s for s, c in listings.items() if c == asset_class)
+        describe = {"timeframe": timeframe, "asset_class": asset_class, "adjustment": options.adjustment,
+                    "feed": CRYPTO_FEED if asset_class == CRYPTO else alpaca.data_feed(), "ingested_at": now}
+        writer = BucketWriter(dynamodb, tally, describe, crypto=asset_class == CRYPTO)
+        try:
+            store = _Store(timeframe, asset_class, {d.isoformat() for d in dates}, tally, writer)
             _ingest_class(alpaca, timeframe, dates, symbols, asset_class, options, store)
-    finally:
-        items.close()
+        finally:
+            writer.close()
 
 
 def _ingest_class(alpaca: AlpacaResource, timeframe: str, dates: list[date], symbols: list[str], asset_class: str,
@@ -321,12 +394,17 @@ def record_manifests(dynamodb: DynamoDBResource, timeframe: str, dates: list[dat
     return without_bars_now
 
 
-def stored_mismatches(dynamodb: DynamoDBResource, written: dict[tuple[str, str], str]) -> tuple[list[str], int]:
-    """Items (of the run's read-back sample) whose stored checksum differs from the one written; how many were read."""
+def stored_mismatches(dynamodb: DynamoDBResource, written: dict[tuple[str, str], tuple[int, str]]) -> tuple[list[str], int]:
+    """Buckets (of the run's read-back sample) not stored as written, nor superseded by a later version (another
+    run's merge, which holds these bars too); how many were read."""
     keys = sorted(written)
-    stored = {(i["series"], i["day"]): i.get("checksum") for i in dynamodb.get_items(
-        dynamodb.market_data_table_name(), [{"series": s, "day": d} for s, d in keys], projection=["series", "day", "checksum"])}
-    return [f"{s} {d}" for s, d in keys if stored.get((s, d)) != written[(s, d)]], len(keys)
+    stored = {(i["series"], i["day"]): (i.get("version", 0), i.get("checksum")) for i in dynamodb.get_items(
+        dynamodb.market_data_table_name(), [{"series": s, "day": d} for s, d in keys],
+        projection=["series", "day", "version", "checksum"])}
+    missing = (0, None)
+    return [f"{s} {d}" for s, d in keys
+            if stored.get((s, d), missing)[0] < written[(s, d)][0] or
+            (stored.get((s, d), missing)[0] == written[(s, d)][0] and stored[(s, d)][1] != written[(s, d)][1])], len(keys)
 
 
 def completeness(classes: dict[str, str], by_day: dict[date, set[str]], tally: RunTally) -> tuple[float, int]:

@@ -1,9 +1,11 @@
 """read_bars: the bars a downstream service or notebook asks for, from the market-data table.
 
 One paginated Query per symbol-range (`series = SYMBOL#TIMEFRAME`, `day`
-between the range's days), each item decoded from its compact block; decoded
-days are kept in an in-process LRU cache keyed by their checksum, so hot
-symbols are decoded once and a re-ingested day is never served stale.
+from the first range day's bucket start), each item decoded from its Arrow
+block; decoded items are kept in an in-process LRU cache keyed by their
+checksum, so hot symbols are decoded once and a re-ingested bucket is never
+served stale. An item that fails its checksum is a typed error naming it and
+the fix, never wrong prices.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from signal9_pipeline.market_data.codec import decode
-from signal9_pipeline.market_data.days import CRYPTO, EQUITY, REGULAR, SESSIONS, TIMEFRAMES, session_codes
+from signal9_pipeline.market_data.codec import CodecError, decode
+from signal9_pipeline.market_data.days import CRYPTO, EQUITY, REGULAR, SESSIONS, TIMEFRAMES, bucket_start, session_codes
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
@@ -41,19 +43,25 @@ def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime,
     if end < start:
         raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
     dynamodb = dynamodb or DynamoDBResource()
-    # A trading day's bars can carry timestamps of the neighbouring UTC dates (New York evenings, crypto days).
-    first, last = (start - timedelta(days=1)).date().isoformat(), (end + timedelta(days=1)).date().isoformat()
-    items = list(dynamodb.query(dynamodb.market_data_table_name(), ProjectionExpression="#d, bars, checksum, asset_class, feed",
+    # A trading day's bars can carry timestamps of the neighbouring UTC dates (New York evenings, crypto days);
+    # an item's sort key is the first day of its bucket.
+    first = bucket_start((start - timedelta(days=1)).date(), timeframe).isoformat()
+    last = (end + timedelta(days=1)).date().isoformat()
+    items = list(dynamodb.query(dynamodb.market_data_table_name(),
+                                ProjectionExpression="#d, bars, checksum, asset_class, feed, version",
                            ExpressionAttributeNames={"#s": "series", "#d": "day"},
                            KeyConditionExpression="#s = :series AND #d BETWEEN :first AND :last",
                            ExpressionAttributeValues={":series": {"S": series_key(symbol, timeframe)},
                                                       ":first": {"S": first}, ":last": {"S": last}}))
     if session != "all" and any(_asset_class(i) == CRYPTO for i in items):
         raise ValueError(f"session={session!r} applies to equities; {symbol} is crypto and trades around the clock")
-    frames = [_decoded(bytes(item["bars"]), item["checksum"]) for item in items]
+    frames = [_decoded(bytes(item["bars"]), item["checksum"], symbol, timeframe, item["day"]).assign(
+        bucketed="version" in item) for item in items]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else "float64") for c in COLUMNS})
-    bars = pd.concat(frames, ignore_index=True)
+    # Items of the symbol-day layout (no version) may lie beside the bucket that replaced them: the bucket wins.
+    bars = pd.concat(frames, ignore_index=True).sort_values(["timestamp", "bucketed"], kind="stable")
+    bars = bars.drop_duplicates("timestamp", keep="last")
     inside = (bars["timestamp"] >= start) & (bars["timestamp"] <= end)
     if session != "all":
         regular = session_codes(bars["timestamp"], timeframe) == REGULAR
@@ -66,11 +74,20 @@ def _asset_class(item: dict) -> str:
     return item.get("asset_class") or (CRYPTO if item.get("feed") == "crypto" else EQUITY)
 
 
+class StoredBarsError(ValueError):
+    """A stored item that cannot be trusted: it fails its checksum or cannot be decoded."""
+
+
 @functools.lru_cache(maxsize=4096)
-def _decoded(block: bytes, checksum: str) -> pd.DataFrame:
-    frame, actual = decode(block)
+def _decoded(block: bytes, checksum: str, symbol: str, timeframe: str, day: str) -> pd.DataFrame:
+    try:
+        frame, actual = decode(block)
+    except CodecError as exc:
+        raise StoredBarsError(f"the stored bars of {symbol} {timeframe} from {day} cannot be decoded ({exc}); "
+                              "re-materialize the partitions they cover") from None
     if actual != checksum:
-        raise ValueError(f"stored bars fail their checksum ({actual} != {checksum}); re-materialize the partition")
+        raise StoredBarsError(f"the stored bars of {symbol} {timeframe} from {day} fail their checksum "
+                              f"({actual} != {checksum}); re-materialize the partitions they cover")
     return frame
 
 

@@ -137,6 +137,24 @@ class DynamoDBResource(dg.ConfigurableResource):
         failpoints.hit_nth(WRITE_ANSWERED)
         return applied
 
+    def put_if(self, table: str, item: dict[str, Any], condition: str, names: dict[str, str],
+               values: dict[str, Any] | None = None) -> bool:
+        """One conditional PutItem; False when the condition no longer holds (someone else wrote the item first)."""
+        failpoints.hit_nth(WRITE_SENT)
+        try:
+            self.client().put_item(TableName=table, Item=to_dynamo(item), ConditionExpression=condition,
+                                   ExpressionAttributeNames=names,
+                                   **({"ExpressionAttributeValues": to_dynamo(values)} if values else {}))
+            applied = True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise DynamoWriteError(f"writing an item to {table} failed: {exc}") from exc
+            applied = False
+        except BotoCoreError as exc:
+            raise DynamoWriteError(f"writing an item to {table} failed: {type(exc).__name__}: {exc}") from exc
+        failpoints.hit_nth(WRITE_ANSWERED)
+        return applied
+
     def put_items(self, table: str, items: Iterable[dict[str, Any]]) -> int:
         """Write every item with BatchWriteItem (25 per request); returns the write requests made."""
         return self.write_batches(table, ({"PutRequest": {"Item": to_dynamo(item)}} for item in items))
