@@ -48,6 +48,12 @@ class CodecError(ValueError):
     """Bytes that are not an encoded bar block, or bars that cannot be encoded."""
 
 
+_TIMESTAMP = SCHEMA.field("timestamp").type
+_VALUE_DTYPES = [(f.name, f.type.to_pandas_dtype()) for f in list(SCHEMA)[1:]]
+_SCHEMA_MESSAGE = SCHEMA.serialize().to_pybytes()
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
 def encode(bars: pd.DataFrame) -> tuple[bytes, str]:
     """(block, checksum) of bars sorted by time, columns timestamp/open/high/low/close/volume/trade_count/vwap."""
     seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
@@ -58,12 +64,11 @@ def encode_columns(seconds: np.ndarray, columns: dict[str, np.ndarray]) -> tuple
     """The same from plain arrays: epoch seconds plus one array per column (the fast path for many blocks)."""
     if len(seconds) == 0:
         raise CodecError("no bars to encode")
-    arrays = [pa.array(np.asarray(seconds, dtype=np.int64), type=SCHEMA.field("timestamp").type)]
-    arrays += [pa.array(np.asarray(columns[f.name], dtype=f.type.to_pandas_dtype())) for f in list(SCHEMA)[1:]]
-    sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, SCHEMA) as writer:
-        writer.write_batch(pa.record_batch(arrays, schema=SCHEMA))
-    block = gzip.compress(sink.getvalue().to_pybytes(), GZIP_LEVEL, mtime=0)
+    arrays = [pa.array(np.asarray(seconds, dtype=np.int64), type=_TIMESTAMP)]
+    arrays += [pa.array(np.asarray(columns[name], dtype=dtype)) for name, dtype in _VALUE_DTYPES]
+    # The stream a pyarrow IPC writer emits, byte for byte (a test checks it): schema, batch, end-of-stream.
+    stream = _SCHEMA_MESSAGE + pa.RecordBatch.from_arrays(arrays, schema=SCHEMA).serialize().to_pybytes() + _END_OF_STREAM
+    block = gzip.compress(stream, GZIP_LEVEL, mtime=0)
     if len(block) > MAX_ITEM_BYTES:
         raise CodecError(f"{len(seconds)} bars encode to {len(block)} bytes, over the {MAX_ITEM_BYTES}-byte item "
                          "budget: store fewer bars per item")

@@ -44,6 +44,38 @@ def _sessions() -> pd.DataFrame:
     return xcals.get_calendar("XNYS").schedule[["open", "close"]]
 
 
+@dataclass(frozen=True)
+class _Days:
+    """Every calendar day 1970-2100 as arrays, so that a page's bars find their day with one searchsorted, not
+    with per-bar time-zone conversions (the costliest step of a page before)."""
+
+    names: np.ndarray  # "YYYY-MM-DD", day k = 1970-01-01 + k
+    new_york_midnight: np.ndarray  # epoch seconds of each day's 00:00 New York
+    central_midnight: np.ndarray  # epoch seconds of each day's 00:00 US Central
+    session_open: np.ndarray  # epoch seconds of the XNYS open, -1 on days without a session
+    session_close: np.ndarray
+
+
+@functools.lru_cache(maxsize=1)
+def _days() -> _Days:
+    dates = pd.date_range("1970-01-01", "2100-12-31", freq="D")
+    seconds = lambda index: index.asi8 // 1_000_000_000  # noqa: E731
+    sessions = _sessions()
+    position = dates.get_indexer(sessions.index)
+    opens, closes = np.full(len(dates), -1, dtype=np.int64), np.full(len(dates), -1, dtype=np.int64)
+    opens[position], closes[position] = seconds(pd.DatetimeIndex(sessions["open"])), seconds(pd.DatetimeIndex(sessions["close"]))
+    return _Days(dates.strftime("%Y-%m-%d").to_numpy(dtype=object), seconds(dates.tz_localize(NEW_YORK)),
+                 seconds(dates.tz_localize(US_CENTRAL)), opens, closes)
+
+
+def _epoch_seconds(timestamps: pd.Series) -> np.ndarray:
+    return timestamps.astype("int64").to_numpy() // 1_000_000_000
+
+
+def _new_york_day_index(seconds: np.ndarray) -> np.ndarray:
+    return np.searchsorted(_days().new_york_midnight, seconds, side="right") - 1
+
+
 def is_session(day: date) -> bool:
     return pd.Timestamp(day) in _sessions().index
 
@@ -58,8 +90,8 @@ def fetch_window(first: date, last: date, *, crypto: bool) -> tuple[datetime, da
 
 def trading_days(timestamps: pd.Series, *, crypto: bool) -> np.ndarray:
     """The trading day (YYYY-MM-DD) of each bar: its New York date for equities, its UTC date for crypto."""
-    local = timestamps if crypto else timestamps.dt.tz_convert(NEW_YORK)
-    return local.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    seconds = _epoch_seconds(timestamps)
+    return _days().names[seconds // 86_400 if crypto else _new_york_day_index(seconds)]
 
 
 def with_days(bars: pd.DataFrame, *, crypto: bool) -> pd.DataFrame:
@@ -117,6 +149,8 @@ def screen(bars: pd.DataFrame, timeframe: str, *, crypto: bool) -> Screening:
     problems: list[BarProblem] = []
     for mask, name, reason in checks:
         new = mask & ~held_back
+        if not new.any():
+            continue
         held_back |= new
         for row in bars.loc[new, ["symbol", "day", "timestamp"]].itertuples(index=False):
             problems.append(BarProblem(row.symbol, row.day, row.timestamp.isoformat(), name, reason))
@@ -130,31 +164,23 @@ def _on_grid(bars: pd.DataFrame, seconds: np.ndarray, timeframe: str, crypto: bo
     step = STEP_MINUTES[timeframe]
     if step is not None:
         return seconds % (step * 60) == 0
+    days = _days()
     if not crypto:
-        return _is_local_midnight(bars["timestamp"], NEW_YORK)
-    return (seconds % 86_400 == 0) | _is_local_midnight(bars["timestamp"], US_CENTRAL)
-
-
-def _is_local_midnight(timestamps: pd.Series, zone) -> np.ndarray:
-    local = timestamps.dt.tz_convert(zone)
-    return (local == local.dt.normalize()).to_numpy()
+        return days.new_york_midnight[_new_york_day_index(seconds)] == seconds
+    central = days.central_midnight[np.searchsorted(days.central_midnight, seconds, side="right") - 1]
+    return (seconds % 86_400 == 0) | (central == seconds)
 
 
 def _in_trading_hours(bars: pd.DataFrame, seconds: np.ndarray, timeframe: str, crypto: bool) -> np.ndarray:
     if crypto:
         return np.ones(len(bars), dtype=bool)
-    sessions = _sessions()
-    known = pd.DatetimeIndex(pd.to_datetime(bars["day"])).isin(sessions.index)
+    days, index = _days(), _new_york_day_index(seconds)
+    known = days.session_open[index] >= 0
     step = STEP_MINUTES[timeframe]
     if step is None:
         return known
-    minute_of_day = _new_york_minute_of_day(bars["timestamp"])
+    minute_of_day = (seconds - days.new_york_midnight[index]) // 60
     return known & (minute_of_day >= EXTENDED_OPEN_MINUTE) & (minute_of_day + step <= EXTENDED_CLOSE_MINUTE)
-
-
-def _new_york_minute_of_day(timestamps: pd.Series) -> np.ndarray:
-    local = timestamps.dt.tz_convert(NEW_YORK)
-    return (local.dt.hour * 60 + local.dt.minute).to_numpy()
 
 
 def _duplicates(bars, seconds, timeframe, crypto, *values) -> list[tuple[np.ndarray, str, str]]:
@@ -199,14 +225,12 @@ def session_codes(timestamps: pd.Series, timeframe: str) -> np.ndarray:
         raise ValueError("daily bars have no session: they cover the whole trading day")
     if len(timestamps) == 0:
         return np.zeros(0, dtype=np.int64)
-    days = timestamps.dt.tz_convert(NEW_YORK).dt.normalize().dt.tz_localize(None)
-    aligned = _sessions().reindex(pd.DatetimeIndex(days))
-    opens = aligned["open"].dt.tz_convert(None).to_numpy()
-    closes = aligned["close"].dt.tz_convert(None).to_numpy()
-    naive = timestamps.dt.tz_convert(None).to_numpy()
-    with np.errstate(invalid="ignore"):
-        regular = (naive < closes) & ((naive + np.timedelta64(step, "m")) > opens)
-        before = naive + np.timedelta64(step, "m") <= opens
+    seconds = _epoch_seconds(timestamps)
+    days, index = _days(), _new_york_day_index(seconds)
+    opens, closes = days.session_open[index], days.session_close[index]
+    known = opens >= 0
+    regular = known & (seconds < closes) & (seconds + step * 60 > opens)
+    before = seconds + step * 60 <= opens
     return np.where(regular, REGULAR, np.where(before, PRE, POST))
 
 

@@ -85,13 +85,13 @@ class RunTally:
         self.problems += verdict.problems
         self.vwap_outside_range += int(verdict.vwap_outside.sum())
         sound = ~verdict.held_back
-        figures = pd.DataFrame({
-            "day": bars["day"].to_numpy(), "bars": sound, "held_back": verdict.held_back,
-            "zero_trade": sound & verdict.zero_trade, "pre_market": sound & (verdict.session == PRE),
-            "regular": sound & (verdict.session == REGULAR), "post_market": sound & (verdict.session == POST),
-        }).groupby("day").sum()
-        for day, row in figures.iterrows():
-            self.by_day[(timeframe, day)].update({k: int(v) for k, v in row.items()})
+        days, index = np.unique(bars["day"].to_numpy(dtype=str), return_inverse=True)
+        figures = {"bars": sound, "held_back": verdict.held_back, "zero_trade": sound & verdict.zero_trade,
+                   "pre_market": sound & (verdict.session == PRE), "regular": sound & (verdict.session == REGULAR),
+                   "post_market": sound & (verdict.session == POST)}
+        counts = {name: np.bincount(index, weights=mask, minlength=len(days)) for name, mask in figures.items()}
+        for position, day in enumerate(days):
+            self.by_day[(timeframe, str(day))].update({name: int(c[position]) for name, c in counts.items()})
 
     def totals(self) -> collections.Counter:
         total: collections.Counter = collections.Counter({k: 0 for k in DAY_FIGURES})
@@ -155,7 +155,8 @@ class BucketUpdate:
     series: str
     bucket: str  # the bucket's first day: the item's sort key
     symbol: str
-    bars: pd.DataFrame  # timestamp plus the value columns, sorted by time
+    seconds: np.ndarray  # the sound bars' start times (epoch seconds, int64), sorted
+    columns: dict[str, np.ndarray]  # their VALUE_COLUMNS, aligned with `seconds`
     days: set[str]  # days this fetch has bars for (sound or held back): their stored bars are replaced
     held: list[dict]  # {"day", "t", "field", "reason"} per held-back bar
 
@@ -247,7 +248,7 @@ class BucketWriter:
                     continue
                 requests += 1
                 if self.dynamodb.put_if(self.table, item, condition, {"#v": "version"}, values):
-                    written.append(Written(key[0], key[1], item["version"], item["checksum"], len(update.bars), kept))
+                    written.append(Written(key[0], key[1], item["version"], item["checksum"], len(update.seconds), kept))
                 else:
                     lost[key] = update
             if not lost:
@@ -260,34 +261,39 @@ class BucketWriter:
 
     def _merged(self, update: BucketUpdate, stored: dict | None) -> tuple[dict | None, int, str, dict | None]:
         """The bucket with this fetch's days replaced, the earlier bars kept at held-back times, the condition."""
-        new, kept, held, feeds = update.bars, 0, update.held, set()
+        seconds, columns, kept, held, feeds = update.seconds, update.columns, 0, update.held, set()
         if stored is not None:
-            old, checksum = decode(bytes(stored["bars"]))
-            if checksum != stored.get("checksum"):
-                raise CodecError(f"stored bucket {update.series} {update.bucket} fails its checksum; "
-                                 "re-materialize the partitions it covers")
-            untouched = ~np.isin(trading_days(old["timestamp"], crypto=self.crypto), list(update.days))
-            held_times = pd.to_datetime([h["t"] for h in update.held], utc=True)
-            at_held = ~untouched & old["timestamp"].isin(held_times).to_numpy() & \
-                ~old["timestamp"].isin(new["timestamp"]).to_numpy()
-            kept = int(at_held.sum())
-            new = pd.concat([old.loc[untouched | at_held], new], ignore_index=True).sort_values(
-                "timestamp", kind="stable", ignore_index=True)
+            seconds, columns, kept, untouched = self._merge_stored(update, stored)
             held = [h for h in stored.get("held_back") or [] if h["day"] not in update.days] + update.held
-            if untouched.any():
+            if untouched:
                 feeds = set(str(stored.get("feed", self.describe["feed"])).split("+"))
-        if new.empty:
+        if len(seconds) == 0:
             return None, 0, "", None
-        seconds = new["timestamp"].astype("int64").to_numpy() // 1_000_000_000
-        block, checksum = encode_columns(seconds, {c: new[c].to_numpy() for c in VALUE_COLUMNS})
+        block, checksum = encode_columns(seconds, columns)
         versioned = stored is not None and "version" in stored
         item = {"series": update.series, "day": update.bucket, "symbol": update.symbol, **self.describe,
-                "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block, "bar_count": len(new),
+                "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block, "bar_count": len(seconds),
                 "checksum": checksum, "first_ts": _iso(seconds[0]), "last_ts": _iso(seconds[-1]), "held_back": held,
                 "version": int(stored["version"]) + 1 if versioned else 1}
         if versioned:
             return item, kept, "#v = :v", {":v": int(stored["version"])}
         return item, kept, "attribute_not_exists(#v)", None  # a new bucket, or an item written before versions
+
+    def _merge_stored(self, update: BucketUpdate, stored: dict) -> tuple[np.ndarray, dict, int, int]:
+        """The stored bars of the days this fetch did not answer, the stored ones at its held-back times, and its own."""
+        old, checksum = decode(bytes(stored["bars"]))
+        if checksum != stored.get("checksum"):
+            raise CodecError(f"stored bucket {update.series} {update.bucket} fails its checksum; "
+                             "re-materialize the partitions it covers")
+        old_seconds = old["timestamp"].astype("int64").to_numpy() // 1_000_000_000
+        untouched = ~np.isin(trading_days(old["timestamp"], crypto=self.crypto), list(update.days))
+        held_seconds = [int(pd.Timestamp(h["t"]).timestamp()) for h in update.held]
+        at_held = ~untouched & np.isin(old_seconds, held_seconds) & ~np.isin(old_seconds, update.seconds)
+        keep = untouched | at_held
+        seconds = np.concatenate([old_seconds[keep], update.seconds])
+        order = np.argsort(seconds, kind="stable")
+        columns = {c: np.concatenate([old[c].to_numpy()[keep], update.columns[c]])[order] for c in VALUE_COLUMNS}
+        return seconds[order], columns, int(at_held.sum()), int(untouched.sum())
 
 
 @dataclass
@@ -309,20 +315,34 @@ class _Store:
             return
         verdict = screen(bars, self.timeframe, crypto=crypto)
         self.tally.count_screening(self.timeframe, bars, verdict)
-        bars["bucket"] = bucket_starts(bars["day"].to_numpy(), self.timeframe)
+        symbols, days = bars["symbol"].to_numpy(), bars["day"].to_numpy()
+        buckets = bucket_starts(days, self.timeframe)
+        seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
+        columns = {c: bars[c].to_numpy() for c in VALUE_COLUMNS}
+        sound = ~verdict.held_back
         held: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
         for p in verdict.problems:
             held[(p.symbol, bucket_starts(np.array([p.day]), self.timeframe)[0])].append(
                 {"day": p.day, "t": p.timestamp, "field": p.field, "reason": p.reason})
-        sound = bars.loc[~verdict.held_back]
-        for symbol, day in set(zip(sound["symbol"], sound["day"])):
-            self.tally.symbols_with_bars[day].add(symbol)
-        by_bucket = dict(tuple(sound.groupby(["symbol", "bucket"], sort=False)))
-        for (symbol, bucket), days in bars.groupby(["symbol", "bucket"], sort=False)["day"].unique().items():
-            group = by_bucket.get((symbol, bucket), sound.iloc[:0])
-            self.writer.add(BucketUpdate(series_key(symbol, self.timeframe), bucket, symbol,
-                                         group[["timestamp", *VALUE_COLUMNS]].reset_index(drop=True),
-                                         set(days), held.get((symbol, bucket), [])))
+        day_starts = _run_starts(symbols, days)
+        for start in day_starts[np.add.reduceat(sound, day_starts) > 0]:  # (symbol, day) runs with a sound bar
+            self.tally.symbols_with_bars[days[start]].add(symbols[start])
+        starts = _run_starts(symbols, buckets)
+        for start, end in zip(starts, np.append(starts[1:], len(bars))):
+            rows = np.arange(start, end)[sound[start:end]] if not sound[start:end].all() else slice(start, end)
+            symbol, bucket = symbols[start], buckets[start]
+            self.writer.add(BucketUpdate(series_key(symbol, self.timeframe), bucket, symbol, seconds[rows],
+                                         {c: a[rows] for c, a in columns.items()}, set(days[start:end]),
+                                         held.get((symbol, bucket), [])))
+
+
+def _run_starts(*keys: np.ndarray) -> np.ndarray:
+    """Where a run of equal (key, ...) rows starts, in rows sorted by those keys."""
+    change = np.zeros(len(keys[0]), dtype=bool)
+    change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(change)
 
 
 def _iso(epoch_seconds) -> str:

@@ -158,3 +158,19 @@ def test_bars_that_would_overflow_a_dynamodb_item_are_refused_with_a_typed_error
     columns = {name: rng.random(count) for name in ("open", "high", "low", "close", "volume", "vwap")}
     with pytest.raises(CodecError, match=f"over the {MAX_ITEM_BYTES}-byte item budget"):
         encode_columns(np.arange(count, dtype=np.int64) * 60, {**columns, "trade_count": rng.integers(0, 2**62, count)})
+
+
+def test_the_block_is_exactly_the_stream_a_pyarrow_ipc_writer_emits():
+    import pyarrow.ipc as ipc
+
+    from signal9_pipeline.market_data.codec import SCHEMA, encode_columns
+
+    seconds = np.arange(30, dtype=np.int64) * 86_400 + 1_704_171_600
+    columns = {c: np.linspace(1, 2, 30) for c in ("open", "high", "low", "close", "volume", "vwap")}
+    columns["trade_count"] = np.arange(30, dtype=np.int64)
+    block, _ = encode_columns(seconds, columns)
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, SCHEMA) as writer:
+        writer.write_batch(pa.Table.from_pydict({"timestamp": pa.array(seconds, SCHEMA.field("timestamp").type), **columns},
+                                                schema=SCHEMA).to_batches()[0])
+    assert gzip.decompress(block) == sink.getvalue().to_pybytes()
