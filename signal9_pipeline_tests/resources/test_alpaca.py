@@ -46,7 +46,7 @@ def test_list_assets_returns_every_asset_with_every_field(stack_env, default_uni
 
 
 def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resource_for):
-    resource = resource_for(sandbox)
+    resource = resource_for(sandbox, feed="sip")  # the dense feed, so the window spans several full pages
     frames = [*resource.iter_bars(SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"),
               *resource.iter_bars(["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto")]
     assert len(frames) >= 2 and all(list(f.columns) == BAR_COLUMNS for f in frames)
@@ -80,7 +80,7 @@ def test_calendar_and_credentials_check(sandbox, resource_for, secret_for):
 
 def test_thirty_percent_faults_over_fifty_pages_return_what_a_clean_run_returns(sandbox_factory, resource_for, default_universe):
     server = sandbox_factory(list(default_universe), rate_limit_per_minute=100_000, seed=7)
-    resource = resource_for(server, max_attempts=8)
+    resource = resource_for(server, max_attempts=8, feed="sip")
     symbols = sorted(a["symbol"] for a in default_universe if a["status"] == "active" and a["class"] == "us_equity")[:48]
     window = (datetime(2024, 4, 1), datetime(2024, 5, 15))
     clean, clean_pages = all_bars(resource, symbols, "1Min", *window)
@@ -95,7 +95,7 @@ def test_thirty_percent_faults_over_fifty_pages_return_what_a_clean_run_returns(
 
 def test_hung_requests_time_out_and_paging_still_returns_every_bar_once(sandbox_factory, resource_for, default_universe):
     server = sandbox_factory(list(default_universe), rate_limit_per_minute=100_000)
-    resource = resource_for(server, request_timeout_s=1, max_attempts=4)
+    resource = resource_for(server, request_timeout_s=1, max_attempts=4, feed="sip")
     clean, pages = all_bars(resource, SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 14))
     assert pages >= 3
     set_faults(server, hang_s=120, hang_every=3)
