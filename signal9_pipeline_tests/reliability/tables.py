@@ -19,7 +19,9 @@ from signal9_pipeline.sandbox.bars import BarGenerator
 # Each is set to the writing run's `now` (the sync's, pollenation's or the bars run's start time).
 ASSET_RUN_TIMES = ("created_at", "updated_at", "first_seen_at", "last_seen_at", "status_changed_at",
                    "pollenation_pending_since", "pollenated_at")
-BARS_RUN_TIMES = ("ingested_at",)
+# `version` counts a bucket's writes: a rerun after a crash writes again what the killed run wrote, so it is a
+# write counter rather than content, masked like the run times.
+BARS_RUN_TIMES = ("ingested_at", "version")
 RUN_TIME = "<run time>"
 KEYS = {"assets": ("asset_id",), "market_data": ("series", "day")}
 
@@ -90,9 +92,9 @@ def items_lost(expected: Tables, actual: Tables) -> int:
     return sum(actual[kind].get(key) != item for kind, snapshot in expected.items() for key, item in snapshot.items())
 
 
-def sandbox_daily_bars(symbol: str, day: date) -> int:
-    """How many 1Day bars the sandbox serves for a symbol on a trading date (0 or 1; 0 on days it did not trade)."""
-    crypto = "/" in symbol
+def sandbox_daily_bars(symbol: str, day: date, *, crypto: bool, feed: str = "iex") -> int:
+    """How many 1Day bars the sandbox serves for a symbol on a trading date (0 or 1; 0 on days it did not trade),
+    from the feed the pipeline asks for (its default, IEX)."""
     midnight = datetime.combine(day, time(0), timezone.utc if crypto else ZoneInfo("America/New_York"))
     minute = int(midnight.timestamp()) // 60
-    return sum(len(bars) for bars in BarGenerator(symbol, crypto=crypto).bars("1Day", minute, minute))
+    return sum(len(bars) for bars in BarGenerator(symbol, crypto=crypto).bars("1Day", minute, minute, feed=feed))

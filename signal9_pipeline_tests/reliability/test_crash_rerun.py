@@ -29,6 +29,7 @@ import pytest
 
 from signal9_pipeline.assets_sync.changes import EVENTS_MARKER, POLLENATION_MARKER, is_listed
 from signal9_pipeline.market_data.codec import decode
+from signal9_pipeline.market_data.days import trading_days
 from signal9_pipeline.resources.dynamodb import WRITE_ANSWERED, WRITE_SENT
 from signal9_pipeline.sandbox.churn import churn
 from signal9_pipeline_tests.reliability import tables
@@ -190,16 +191,21 @@ def test_asset_sync_killed_at_random_writes_converges_on_rerun(bars_env, default
 # --- ohlc_bars --------------------------------------------------------------------------------------------
 
 
-def check_against_sandbox(bars: tables.Snapshot, listed: set[str]) -> None:
-    """The uninterrupted run itself: one item per symbol-day the sandbox has a bar for, the manifest naming them."""
+def check_against_sandbox(bars: tables.Snapshot, classes: dict[str, str]) -> None:
+    """The uninterrupted run itself: every symbol-day the sandbox has a bar for, in its bucket, the manifest naming them."""
     days = sorted({day for (series, day) in bars if series.startswith("#PARTITION")})
-    items = {(i["symbol"], i["day"]): i for (series, _), i in bars.items() if not series.startswith("#")}
-    expected = {(s, d): n for s in listed for d in days
-                if (n := tables.sandbox_daily_bars(s, date.fromisoformat(d)))}
-    assert {k: i["bar_count"] for k, i in items.items()} == expected
-    assert all(decode(i["bars"])[0]["timestamp"].is_unique for i in items.values())
+    stored: collections.Counter = collections.Counter()
+    for (series, _), item in bars.items():
+        if series.startswith("#"):
+            continue
+        decoded = decode(item["bars"])[0]
+        assert decoded["timestamp"].is_unique and item["bar_count"] == len(decoded)
+        stored.update((item["symbol"], d) for d in trading_days(decoded["timestamp"], crypto=item["asset_class"] == "crypto"))
+    expected = {(s, d): n for s, c in classes.items() for d in days
+                if (n := tables.sandbox_daily_bars(s, date.fromisoformat(d), crypto=c == "crypto"))}
+    assert dict(stored) == expected
     for day in days:
-        assert bars[("#PARTITION#1Day", day)]["symbols"] == sorted(s for s, d in items if d == day)
+        assert bars[("#PARTITION#1Day", day)]["symbols"] == sorted(s for s, d in stored if d == day)
 
 
 def bars_chain(server: ForkServer, table: str, points: list[str], start: tables.Snapshot, reference: tables.Snapshot) -> Cycle:
@@ -228,15 +234,16 @@ def test_ohlc_bars_killed_at_random_writes_converges_on_rerun(bars_env, default_
     put_universe(bars_env, base)
     must_succeed(fork_server.run(SYNC + BARS), "first sync and bars")
     table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
-    start = tables.scan(table, "market_data")  # bars of a universe that then changes: the rerun must drop some
+    start = tables.scan(table, "market_data")  # bars of a universe that then changes
     day = churn(base, rng, listings=8, delistings=8)
     put_universe(bars_env, day.universe)
     must_succeed(fork_server.run(SYNC), "sync of the changed universe")
     uninterrupted = must_succeed(fork_server.run(BARS, COUNT_WRITES, batch_size=BARS_BATCH_SIZE), "uninterrupted bars")
     reference = tables.scan(table, "market_data")
-    listed = {i["symbol"] for i in tables.scan(bars_env["SIGNAL9_ASSETS_TABLE"], "assets").values() if is_listed(i)}
-    check_against_sandbox(reference, listed)
-    assert not {s for (s, _) in reference} & {f"{s}#1Day" for s in day.delisted}
+    # The dates are in the past: every asset the table holds was listed then, today's delistings included.
+    classes = {i["symbol"]: i["asset_class"] for i in tables.scan(bars_env["SIGNAL9_ASSETS_TABLE"], "assets").values()}
+    check_against_sandbox(reference, classes)
+    assert {f"{s}#1Day" for s in day.delisted} <= {s for (s, _) in reference}  # their history stays and is refreshed
     cycles = [bars_chain(fork_server, table, pair, start, reference)
               for pair in chains(kill_points(uninterrupted.dynamodb_writes, KILL_POINTS, rng), uninterrupted.dynamodb_writes)]
     record_and_assert(ledger, "ohlc_bars", uninterrupted.dynamodb_writes, cycles)
