@@ -213,9 +213,12 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
         symbol = min(i["symbol"] for i in DynamoDBResource().scan(env["SIGNAL9_ASSETS_TABLE"]))
         requests.post(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": [symbol]},
                       timeout=10).raise_for_status()
-        refused_bar = materialize_bars("1Day", DAY, DAY, instance=instance)
+        held_back = materialize_bars("1Day", DAY, DAY, instance=instance)  # succeeds, naming the bar it held back
         requests.post(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/reset", timeout=10).raise_for_status()
+        refused_bar = materialize_bars("1Min", DAY, DAY, watchlist="ZZZZQ", instance=instance)  # an unknown symbol
         refused_keys, wrong_secret = run_with_a_wrong_secret(env, instance, monkeypatch)
+        assert held_back.success and "price not positive" in held_back.asset_materializations_for_node(
+            "ohlc_bars")[0].metadata["held_back"].value
         assert not refused_bar.success and "AlpacaAuthError" in wrong_secret
         alert_for(instance, refused_bar.run_id)
         alert_for(instance, refused_keys)
@@ -232,10 +235,12 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
         }
         errors = "\n".join([wrong_secret, *error_texts([refused_bar])]).encode()
     assert {e["detail-type"] for e in delivered} >= {"assetSyncComplete", "pollenationNeeded", "pipelineRunFailed"}
-    assert {e["detail"]["errorType"] for e in delivered if e["detail-type"] == "pipelineRunFailed"} == {"Failure", "AlpacaAuthError"}
+    assert {e["detail"]["errorType"] for e in delivered if e["detail-type"] == "pipelineRunFailed"} == {"UnknownSymbolError",
+                                                                                                  "AlpacaAuthError"}
     sent_to_aws = channels["AWS request bodies (CloudWatch, EventBridge, SNS, Secrets Manager, ...)"]
     assert b"PutMetricData" in sent_to_aws and b"AlpacaApiCalls" in sent_to_aws  # the runs' own metrics were captured
-    assert b"price not positive" in errors and b"AlpacaAuthError" in errors  # the failures really are in it
+    assert b"UnknownSymbolError" in errors and b"AlpacaAuthError" in errors  # the failures really are in it
+    assert b"price not positive" in channels["Dagster event log"]  # and the held-back bar's reason
     assert {channel for _, _, channel in findings({"canary": CANARY}, channels)} == set(channels)
     leaks = findings(CREDENTIALS, {**channels, "exception texts of failed runs": errors})
     assert leaks == [], leaks

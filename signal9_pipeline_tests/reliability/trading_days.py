@@ -21,7 +21,8 @@ from pathlib import Path
 import requests
 
 from signal9_pipeline.assets_sync.changes import EVENTS_MARKER, POLLENATION_MARKER, is_listed
-from signal9_pipeline.market_data.days import is_session
+from signal9_pipeline.market_data.codec import decode
+from signal9_pipeline.market_data.days import bucket_start, is_session, trading_days
 from signal9_pipeline.resources.dynamodb import WRITE_SENT, DynamoDBResource
 from signal9_pipeline.sandbox.churn import Churn, churn
 from signal9_pipeline_tests.reliability.forked_runs import ForkServer, RunOutcome
@@ -144,7 +145,8 @@ class TradingDays:
         dynamodb = DynamoDBResource()
         items = {i["symbol"]: i for i in dynamodb.scan(dynamodb.assets_table_name())}
         problems = asset_problems(items, self.model)
-        return problems + (bar_problems(dynamodb, self.model, items, trading_date) if with_bars else [])
+        served = {a["symbol"] for a in self.universe}
+        return problems + (bar_problems(dynamodb, served, items, trading_date) if with_bars else [])
 
 
 def asset_problems(items: dict[str, dict], model: Model) -> list[str]:
@@ -162,19 +164,30 @@ def asset_problems(items: dict[str, dict], model: Model) -> list[str]:
     return problems + ([f"still owing pollenation or events: {sorted(owing)[:5]}"] if owing else [])
 
 
-def bar_problems(dynamodb: DynamoDBResource, model: Model, items: dict[str, dict], trading_date: date) -> list[str]:
-    """One item per listed symbol that traded that day, with the sandbox's bar count; none for the others."""
+def bar_problems(dynamodb: DynamoDBResource, served: set[str], items: dict[str, dict], trading_date: date) -> list[str]:
+    """Each symbol of the day that traded has that day's bar in its year bucket, with the sandbox's count.
+
+    A simulated date lies before every status the table recorded (those carry the wall clock's time), so
+    every asset the table holds counts as listed on it, delisted ones included; the sandbox serves bars of
+    the assets in its universe, whatever their status.
+    """
     day = trading_date.isoformat()
-    expected = {s: n for s in model.listed if (n := sandbox_daily_bars(s, trading_date))}
-    keys = [{"series": f"{s}#1Day", "day": day} for s in sorted(items)] + [{"series": "#PARTITION#1Day", "day": day}]
+    crypto = {s: i.get("asset_class") == "crypto" for s, i in items.items()}
+    expected = {s: n for s in set(items) & served if (n := sandbox_daily_bars(s, trading_date, crypto=crypto[s]))}
+    bucket = bucket_start(trading_date, "1Day").isoformat()
+    keys = [{"series": f"{s}#1Day", "day": bucket} for s in sorted(items)] + [{"series": "#PARTITION#1Day", "day": day}]
     stored = {i["series"]: i for i in dynamodb.get_items(dynamodb.market_data_table_name(), keys,
-                                                        projection=["series", "symbol", "bar_count", "symbols"])}
-    manifest = stored.pop("#PARTITION#1Day", {}).get("symbols")
-    counts = {i["symbol"]: i["bar_count"] for i in stored.values()}
+                                                        projection=["series", "symbol", "bars", "symbols"])}
+    manifest = set(stored.pop("#PARTITION#1Day", {}).get("symbols", []))
+    counts = {}
+    for item in stored.values():
+        bars = decode(item["bars"])[0]
+        if n := int((trading_days(bars["timestamp"], crypto=crypto[item["symbol"]]) == day).sum()):
+            counts[item["symbol"]] = n
     problems = [] if counts == expected else [
         f"bars of {day}: missing {sorted(set(expected) - set(counts))[:5]}, unexpected {sorted(set(counts) - set(expected))[:5]}, "
         f"wrong counts {sorted(s for s in set(counts) & set(expected) if counts[s] != expected[s])[:5]}"]
-    return problems + ([] if manifest == sorted(expected) else [f"manifest of {day} does not name exactly its items"])
+    return problems + ([] if manifest == set(expected) else [f"manifest of {day} does not name exactly its symbols"])
 
 
 def rss_growth_mb(peaks: list[float]) -> float:
