@@ -42,7 +42,9 @@ def one_backfill(timeframe: str, first: str, last: str, watchlist: str) -> None:
     wall = time.monotonic() - started
     metadata = result.asset_materializations_for_node("ohlc_bars")[0].metadata
     print(json.dumps({"success": result.success, "wall_s": round(wall, 1),
-                      **{k: metadata[k].value for k in ("bars_written", "requests_used", "bars_per_request", "write_requests")},
+                      **{k: metadata[k].value for k in ("bars_written", "requests_used", "bars_per_request", "write_requests",
+                                                        "items_written", "largest_block_bytes", "bars_pre_market",
+                                                        "bars_post_market", "bars_held_back")},
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
@@ -98,11 +100,15 @@ def main() -> None:
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"sandbox and limiter at {LIMIT} requests/min; command: python -m benchmarks.ohlc_bars")
-    print("| backfill | bars | requests | bars/request | max requests in 60 s | rate while fetching (/min) | 429s | wall (s) | peak RSS (MB) | DynamoDB write requests |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| backfill | bars | pre/post-market bars | held back | requests | bars/request | max requests in 60 s | "
+          "rate while fetching (/min) | 429s | wall (s) | peak RSS (MB) | items | bars/item | largest block (bytes) | "
+          "DynamoDB write requests |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, f in rows:
-        print(f"| {name} | {f['bars_written']} | {f['requests_used']} | {f['bars_per_request']} | {f['max_in_60s']} | "
-              f"{f['rate_per_min']} | {f['status_429']} | {f['wall_s']} | {f['peak_rss_mb']} | {f['write_requests']} |")
+        print(f"| {name} | {f['bars_written']} | {f['bars_pre_market']}/{f['bars_post_market']} | {f['bars_held_back']} | "
+              f"{f['requests_used']} | {f['bars_per_request']} | {f['max_in_60s']} | {f['rate_per_min']} | "
+              f"{f['status_429']} | {f['wall_s']} | {f['peak_rss_mb']} | {f['items_written']} | "
+              f"{f['bars_written'] / max(1, f['items_written']):.0f} | {f['largest_block_bytes']} | {f['write_requests']} |")
     print()
     print("| read_bars(\"SPY\", \"1Min\", one year) | bars | seconds |")
     print("|---|---|---|")

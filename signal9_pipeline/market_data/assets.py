@@ -139,6 +139,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
             "stored_symbol_days_without_bars_now": dg.MetadataValue.int(sum(map(len, without_bars_now.values()))),
             "write_requests": dg.MetadataValue.int(tally.write_requests),
             "write_conflicts": dg.MetadataValue.int(tally.write_conflicts),
+            "largest_block_bytes": dg.MetadataValue.int(tally.largest_block_bytes),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             "by_date": dg.MetadataValue.md(_by_date_table(tally)),
             **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in tally.problems[:200]))} if tally.problems else {}),

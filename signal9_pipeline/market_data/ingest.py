@@ -60,6 +60,7 @@ class RunTally:
     vwap_outside_range: int = 0
     kept_from_earlier: int = 0  # stored bars kept at the times of held-back bars
     write_conflicts: int = 0  # conditional puts that lost to another run's write, then merged again
+    largest_block_bytes: int = 0  # the largest `bars` attribute written (DynamoDB allows 400 KB per item)
     by_day: dict[tuple[str, str], collections.Counter] = field(
         default_factory=lambda: collections.defaultdict(collections.Counter))  # (timeframe, day) -> DAY_FIGURES
     symbols_with_bars: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))
@@ -173,6 +174,7 @@ class Written:
     checksum: str
     bars: int
     kept_from_earlier: int
+    block_bytes: int
 
 
 class BucketConflictError(RuntimeError):
@@ -234,6 +236,7 @@ class BucketWriter:
             self.tally.bars += w.bars
             self.tally.remember((w.series, w.bucket), (w.version, w.checksum))
             self.tally.kept_from_earlier += w.kept_from_earlier
+            self.tally.largest_block_bytes = max(self.tally.largest_block_bytes, w.block_bytes)
 
     def _write(self, updates: list[BucketUpdate]) -> tuple[list[Written], int, int]:
         pending = {u.key: u for u in updates}
@@ -248,7 +251,8 @@ class BucketWriter:
                     continue
                 requests += 1
                 if self.dynamodb.put_if(self.table, item, condition, {"#v": "version"}, values):
-                    written.append(Written(key[0], key[1], item["version"], item["checksum"], len(update.seconds), kept))
+                    written.append(Written(key[0], key[1], item["version"], item["checksum"], len(update.seconds), kept,
+                                           len(item["bars"])))
                 else:
                     lost[key] = update
             if not lost:

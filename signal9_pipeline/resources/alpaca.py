@@ -325,7 +325,7 @@ class _Gateway:
         if status is not None and status >= 500:
             return AlpacaUnavailableError(f"Alpaca unavailable: {status} on {endpoint}: {message}")
         if status == 404:
-            return AlpacaNotFoundError(f"Alpaca has no {endpoint} (404: {message})")
+            return AlpacaNotFoundError(f"Alpaca has nothing at {endpoint} (404: {message})")
         return AlpacaRequestError(f"Alpaca rejected the request to {endpoint}: {status}: {message}")
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:

@@ -26,7 +26,7 @@ from signal9_pipeline.market_data.days import CRYPTO, EQUITY
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
 from signal9_pipeline_tests.contract import corpus
-from signal9_pipeline_tests.contract.replay import PATHS, ReplayServer
+from signal9_pipeline_tests.contract.replay import PATHS
 
 FIELDS = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "n": "trade_count", "vw": "vwap"}
 
@@ -84,14 +84,6 @@ def planned_runs() -> list[Run]:
 
 
 RUNS = planned_runs()
-
-
-@pytest.fixture(scope="module")
-def replay():
-    server = ReplayServer()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def recorded_frame(bars: list[dict]) -> pd.DataFrame:

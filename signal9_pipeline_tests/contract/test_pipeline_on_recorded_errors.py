@@ -13,13 +13,13 @@ import pytest
 
 from signal9_pipeline.resources import alpaca as alpaca_module
 from signal9_pipeline.resources.alpaca import (
-    AlpacaAuthError, AlpacaRateLimitError, AlpacaRequestError, AlpacaResource, AlpacaSubscriptionError,
+    AlpacaAuthError, AlpacaNotFoundError, AlpacaRateLimitError, AlpacaRequestError, AlpacaResource,
+    AlpacaSubscriptionError,
 )
 from signal9_pipeline_tests.contract import corpus
-from signal9_pipeline_tests.contract.replay import ReplayServer
 
 EXPECTED = {  # recording -> [(status, typed error)], the status where the source shows none
-    "alpacapy_data_no_bar_found_message_only": [(404, AlpacaRequestError)],
+    "alpacapy_data_no_bar_found_message_only": [(404, AlpacaNotFoundError)],
     "faq_data_subscription_sip_recent": [(403, AlpacaSubscriptionError), (422, AlpacaSubscriptionError)],
     "issue_data_422_invalid_timeframe": [(422, AlpacaRequestError)],
     "issue_data_message_only_timeframe_too_large": [(422, AlpacaRequestError), (400, AlpacaRequestError)],
@@ -29,14 +29,6 @@ EXPECTED = {  # recording -> [(status, typed error)], the status where the sourc
     "alpacapy_broker_401_request_not_authorized": [(401, AlpacaAuthError)],
 }
 CASES = [(e, status, error) for e in corpus.of_kind("error") if e.name in EXPECTED for status, error in EXPECTED[e.name]]
-
-
-@pytest.fixture(scope="module")
-def replay():
-    server = ReplayServer()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
