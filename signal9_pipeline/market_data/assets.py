@@ -86,7 +86,8 @@ def _new_york_day(day: date) -> tuple[str, str]:
     partitions_def=BARS_PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), pool="alpaca_api",
     kinds={"alpaca", "dynamodb"}, group_name="market_data",
     description="Every OHLC bar Alpaca returns per (trading date, timeframe): 1Day for every listed asset, intraday "
-                "(04:00-20:00 New York for equities) for the watchlist; one DynamoDB item per symbol-day.",
+                "(04:00-20:00 New York for equities) for the watchlist; stored in DynamoDB buckets per symbol "
+                "(a day of 1Min bars, a year of 1Day bars), as gzipped Arrow IPC blocks.",
     check_specs=[dg.AssetCheckSpec(name, asset="ohlc_bars") for name in CHECKS],
 )
 def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: AlpacaResource, dynamodb: DynamoDBResource,

@@ -1,17 +1,19 @@
-"""The bars ingestion engine behind `ohlc_bars` and pollenation's history load: fetch, screen, encode, write.
+"""The bars ingestion engine behind `ohlc_bars` and pollenation's history load: fetch, screen, merge, write.
 
 Symbols are split by asset class (their endpoints and day boundaries differ)
 and into a few large groups, each fetched as its own stream of full 10,000-bar
 pages by a worker thread; the shared rate limiter keeps all of them together
 under Alpaca's limit while they keep it busy. Pages are consumed as they
-arrive and each symbol's days are written as soon as its last page is in, so
+arrive and each symbol's bars are handed on as soon as its last page is in, so
 memory stays flat.
 
 Every bar is screened (`days.screen`): an impossible bar is held back with its
-reason and the rest of its symbol-day is stored; where an earlier run stored
-a sound bar at a held-back bar's time, that bar is kept. Nothing is deleted:
-a partition's manifest only ever gains symbols, and a symbol-day Alpaca now
-answers without bars keeps its stored item and is flagged.
+reason and the rest of its day is stored. Bars are stored in buckets sized per
+timeframe (`days.BUCKETS`); `BucketWriter` merges each fetch into its stored
+bucket (the fetched days replaced, the others kept, a sound bar an earlier run
+stored at a held-back bar's time kept) under a conditional put on the bucket's
+version. Nothing is deleted: a partition's manifest only ever gains symbols,
+and a day Alpaca now answers without bars keeps what was stored and is flagged.
 """
 
 from __future__ import annotations

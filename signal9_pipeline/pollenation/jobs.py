@@ -69,7 +69,7 @@ def announce_new_symbols(context: dg.OpExecutionContext, config: PollenationConf
 @dg.op(pool="alpaca_api", retry_policy=OP_RETRY, out=dg.Out(dict))
 def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announced: dict, alpaca: AlpacaResource,
                  dynamodb: DynamoDBResource) -> dict:
-    """Daily bars of the announced symbols up to yesterday, one item per symbol-day like ohlc_bars."""
+    """Daily bars of the announced symbols up to yesterday, merged into ohlc_bars' own year buckets."""
     symbols = announced["delivered"]
     if not symbols:
         return announced
