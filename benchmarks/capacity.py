@@ -1,9 +1,9 @@
-"""Benchmark: the figures behind docs/CAPACITY.md - what the shared limiter and one stored symbol-day cost.
+"""Benchmark: the figures behind docs/CAPACITY.md - what the shared limiter and one stored bucket cost.
 
 1. The limiter's ceiling: 1, 4 and 8 processes take tokens as fast as they can from one shared
    limiter (SQLite with a file lock, and Redis), with a limit no one reaches. Reports tokens/s and
    the 50th/99th percentile time to take one; Alpaca's 10,000/min plan needs 167/s.
-2. One symbol-day item per timeframe: a real ohlc_bars run per timeframe for one trading day of
+2. One stored bucket item per timeframe: a real ohlc_bars run per timeframe for one trading day of
    200 listed equities and 10 crypto pairs on the local stack; the items are read back and
    sized as DynamoDB sizes them (attribute names plus values), giving write units per item.
 3. One run's own ceiling: a 1Min day of 2,000 listed equities with no rate limit in the way;

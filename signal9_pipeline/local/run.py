@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from signal9_pipeline.local import stack
 
 SHOWN = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
-         "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_per_request")
+         "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_held_back", "bars_per_request")
 
 
 def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None) -> int:
