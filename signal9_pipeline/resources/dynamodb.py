@@ -139,21 +139,28 @@ class DynamoDBResource(dg.ConfigurableResource):
 
     def put_if(self, table: str, item: dict[str, Any], condition: str, names: dict[str, str],
                values: dict[str, Any] | None = None) -> bool:
-        """One conditional PutItem; False when the condition no longer holds (someone else wrote the item first)."""
-        failpoints.hit_nth(WRITE_SENT)
-        try:
-            self.client().put_item(TableName=table, Item=to_dynamo(item), ConditionExpression=condition,
-                                   ExpressionAttributeNames=names,
-                                   **({"ExpressionAttributeValues": to_dynamo(values)} if values else {}))
-            applied = True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise DynamoWriteError(f"writing an item to {table} failed: {exc}") from exc
-            applied = False
-        except BotoCoreError as exc:
-            raise DynamoWriteError(f"writing an item to {table} failed: {type(exc).__name__}: {exc}") from exc
-        failpoints.hit_nth(WRITE_ANSWERED)
-        return applied
+        """One conditional PutItem, retried while throttled; False when the condition no longer holds (someone else
+        wrote the item first)."""
+        request = {"TableName": table, "Item": to_dynamo(item), "ConditionExpression": condition,
+                   "ExpressionAttributeNames": names, **({"ExpressionAttributeValues": to_dynamo(values)} if values else {})}
+        for round_number in range(MAX_BATCH_ROUNDS):
+            failpoints.hit_nth(WRITE_SENT)
+            try:
+                self.client().put_item(**request)
+                applied = True
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in THROTTLING_CODES:
+                    time.sleep(min(5.0, 0.05 * 2**round_number) * random.uniform(0.5, 1.5))
+                    continue
+                if code != "ConditionalCheckFailedException":
+                    raise DynamoWriteError(f"writing an item to {table} failed: {exc}") from exc
+                applied = False
+            except BotoCoreError as exc:
+                raise DynamoWriteError(f"writing an item to {table} failed: {type(exc).__name__}: {exc}") from exc
+            failpoints.hit_nth(WRITE_ANSWERED)
+            return applied
+        raise DynamoWriteError(f"an item of {table} still throttled after {MAX_BATCH_ROUNDS} attempts; the next run writes it")
 
     def put_items(self, table: str, items: Iterable[dict[str, Any]]) -> int:
         """Write every item with BatchWriteItem (25 per request); returns the write requests made."""

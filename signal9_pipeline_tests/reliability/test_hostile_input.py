@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from signal9_pipeline.alerting.sensor import error_type
 from signal9_pipeline.assets_sync.changes import asset_key, plan_sync
 from signal9_pipeline.assets_sync.validation import validate_assets
-from signal9_pipeline.market_data.ingest import RunTally, _Store
+from signal9_pipeline.market_data.ingest import BucketWriter, RunTally, _Store
 from signal9_pipeline.resources.alpaca import AlpacaResponseError, bars_page_frame
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline_tests.reliability.hostile_corpus import (
@@ -62,6 +62,7 @@ from signal9_pipeline_tests.support import (
 
 MAX_REASON_CHARS = 512
 DAY, TIMEFRAME = "2024-06-03", "1Day"
+BUCKET = "2024-01-01"  # 1Day bars are stored a symbol-year per item
 DAILY_STAMP = "2024-06-03T04:00:00Z"  # midnight New York
 SERIES_KEY = re.compile(rf"(?:{ALLOWED_SYMBOL.pattern})#{TIMEFRAME}|#PARTITION#{TIMEFRAME}")
 # The ledger fixture only appends to the session's list, so sharing it across examples is sound.
@@ -238,24 +239,21 @@ def test_a_hostile_universe_synced_into_dynalite_leaves_only_safe_keys(sync_env,
 
 
 # --- bars, pure ----------------------------------------------------------------------------------
-class CollectedItems:
-    """Where the store puts items; collects them instead of writing DynamoDB."""
+class CollectingTable:
+    """A market-data table that holds nothing yet and collects the buckets put into it, instead of DynamoDB."""
 
     def __init__(self) -> None:
         self.items: list[dict] = []
 
-    def add(self, item: dict) -> None:
-        self.items.append(item)
-
-
-class NoEarlierItems:
-    """A market-data table that holds nothing yet (the store asks it for earlier bars of held-back days)."""
-
     def market_data_table_name(self) -> str:
-        return "empty"
+        return "collected"
 
     def get_items(self, table: str, keys: list[dict], projection: list[str] | None = None) -> list[dict]:
         return []
+
+    def put_if(self, table: str, item: dict, condition: str, names: dict, values: dict | None = None) -> bool:
+        self.items.append(item)
+        return True
 
 
 def daily_bar(price: float = 100.0) -> dict:
@@ -265,10 +263,15 @@ def daily_bar(price: float = 100.0) -> dict:
 
 def stored_series(page: dict, symbols: list[str]) -> tuple[set[str], RunTally]:
     frame, _ = bars_page_frame(page, "/v2/stocks/bars", requested=symbols)
-    tally, sink = RunTally(), CollectedItems()
-    store = _Store(NoEarlierItems(), TIMEFRAME, "us_equity", "iex", {DAY}, tally, sink, "raw", "2024-06-04T05:00:00+00:00")
-    store(frame)
-    return {item["series"] for item in sink.items}, tally
+    tally, table = RunTally(), CollectingTable()
+    describe = {"timeframe": TIMEFRAME, "asset_class": "us_equity", "adjustment": "raw", "feed": "iex",
+                "ingested_at": "2024-06-04T05:00:00+00:00"}
+    writer = BucketWriter(table, tally, describe, crypto=False, threads=1)
+    try:
+        _Store(TIMEFRAME, "us_equity", {DAY}, tally, writer)(frame)
+    finally:
+        writer.close()
+    return {item["series"] for item in table.items}, tally
 
 
 @pytest.mark.parametrize("bar", UNSOUND_BARS, ids=lambda b: f"{b.field}={b.value!r}")
@@ -428,7 +431,7 @@ def test_hostile_bars_served_over_http_are_refused_before_dynalite(spoiling_prox
     assert first.success and check_results(first)["ohlc_consistent"] is False
     stored = market_data_items(bars_env)
     assert all(SERIES_KEY.fullmatch(series) for series, _ in stored)
-    assert {s for s in equities if (f"{s}#1Day", DAY) in stored} == set(equities) - set(unsound)
+    assert {s for s in equities if (f"{s}#1Day", BUCKET) in stored} == set(equities) - set(unsound)
     assert held_back_symbols(first) == set(unsound)  # the run names every held-back bar's symbol, and only those
     ledger.record("hostile input", "bars with NaN, inf, negative, zero, high<low, huge values over HTTP (end to end)",
                   "each spoiled bar held back and named, every sound one stored", lost=0, times=len(unsound))
