@@ -80,6 +80,7 @@ def deployment(bars_env, postgres_env, redis_server, sandbox_factory, default_un
            "SIGNAL9_RATE_LIMITER_URL": redis_url, "ALPACA_RATE_LIMIT_PER_MINUTE": str(LIMIT_PER_MINUTE),
            "ALPACA_TRADING_URL": sandbox.url, "ALPACA_DATA_URL": sandbox.url, "SIGNAL9_SANDBOX_URL": sandbox.url,
            "SIGNAL9_INTRADAY_WATCHLIST": "all",
+           "ALPACA_FEED": "sip",  # the dense feed (the windows are past), so the backfill spans several windows
            "SIGNAL9_CODE_SERVER_HOST": "127.0.0.1", "SIGNAL9_CODE_SERVER_PORT": str(free_port())}
     deployed = Deployment(env, tmp_path / "logs")
     try:
