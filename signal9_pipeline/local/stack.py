@@ -52,6 +52,8 @@ def dynalite_bin() -> str:
     candidates = [configured] if configured else [str(PROJECT_ROOT / "node_modules" / ".bin" / "dynalite"), shutil.which("dynalite")]
     for candidate in candidates:
         if candidate and Path(candidate).exists():
+            if not configured and (PROJECT_ROOT / "node_modules" / "dynalite" / "cli.js").exists():
+                return str(Path(__file__).with_name("dynalite.js"))  # the project's dynalite, guarded against resets
             return candidate
     raise StackError(
         f"dynalite not found (looked at {', '.join(filter(None, candidates))}): run `make install`, which runs `npm ci`"
