@@ -7,9 +7,9 @@ asks for, and yesterday's 1Day market-data partition; a summary of each.
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
 
 from signal9_pipeline.local import stack
+from signal9_pipeline.market_data.days import last_session
 
 SHOWN = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
          "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_held_back", "bars_per_request")
@@ -34,7 +34,7 @@ def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None)
             if not sync.success:
                 return 1
             results = [tick_pollenation(defs, instance)]
-            day = last_trading_day()
+            day = last_session().isoformat()
             bars = defs.resolve_job_def("daily_bars_job").execute_in_process(
                 instance=instance, raise_on_error=False, partition_key=dg.MultiPartitionKey({"date": day, "timeframe": "1Day"}))
             print(summarize(f"daily_bars_job {day}|1Day", bars))
@@ -64,15 +64,6 @@ def tick_pollenation(defs, instance) -> bool:
         print(summarize(f"pollenation_job ({request.tags['signal9/symbol_count']} symbols)", result))
         ok &= result.success
     return ok
-
-
-def last_trading_day() -> str:
-    from signal9_pipeline.market_data.days import is_session
-
-    day = date.today() - timedelta(days=1)
-    while not is_session(day):
-        day -= timedelta(days=1)
-    return day.isoformat()
 
 
 def summarize(name: str, result) -> str:

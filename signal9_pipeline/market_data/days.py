@@ -80,6 +80,23 @@ def is_session(day: date) -> bool:
     return pd.Timestamp(day) in _sessions().index
 
 
+def last_ended_day(now: datetime | None = None) -> date:
+    """The latest New York date that has ended: the newest date partition of ohlc_bars at `now`.
+
+    Not the UTC date before today: from 00:00 to 04:00/05:00 UTC New York is still on
+    yesterday's UTC date, whose partition does not exist yet.
+    """
+    return (now or datetime.now(timezone.utc)).astimezone(NEW_YORK).date() - timedelta(days=1)
+
+
+def last_session(now: datetime | None = None) -> date:
+    """The latest XNYS session that has ended by `now` (New York dates)."""
+    day = last_ended_day(now)
+    while not is_session(day):
+        day -= timedelta(days=1)
+    return day
+
+
 def fetch_window(first: date, last: date, *, crypto: bool) -> tuple[datetime, datetime]:
     """[start, end] (UTC) holding every bar of the trading days first..last."""
     zone = timezone.utc if crypto else NEW_YORK

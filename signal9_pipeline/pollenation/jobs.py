@@ -9,7 +9,7 @@ shared rate limit; a symbol that missed either stays pending for a later
 sensor tick, and the run fails naming it.
 """
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import dagster as dg
@@ -17,6 +17,7 @@ import dagster as dg
 from signal9_pipeline import failpoints
 from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION_PENDING, asset_key
 from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
+from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, asset_classes, ingest
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_fast_on_permanent_errors
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -73,7 +74,7 @@ def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announce
     symbols = announced["delivered"]
     if not symbols:
         return announced
-    last = date.today() - timedelta(days=1)
+    last = last_ended_day()
     dates = [last - timedelta(days=n) for n in range(config.lookback())][::-1]
     tally = RunTally()
     with fail_fast_on_permanent_errors():

@@ -22,6 +22,7 @@ import redis
 import requests
 import yaml
 
+from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.pollenation.sensor import pending_symbols
 from signal9_pipeline.resources.alpaca import read_credentials
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -45,7 +46,7 @@ LISTED = 120
 def _separate_sessions(n: int) -> list[str]:
     """n recent XNYS sessions, no two on consecutive calendar days."""
     calendar = xcals.get_calendar("XNYS")
-    end = date.today() - timedelta(days=1)
+    end = last_ended_day()  # the newest date partition that exists now
     picked: list[date] = []
     for session in reversed(calendar.sessions_in_range(end - timedelta(days=30), end)):
         day = session.date()

@@ -1,13 +1,23 @@
 """The bar block encoding and the trading-day rules (pure logic)."""
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from signal9_pipeline.market_data.codec import CodecError, decode, encode
-from signal9_pipeline.market_data.days import POST, PRE, REGULAR, fetch_window, screen, session_codes, with_days
+from signal9_pipeline.market_data.days import (
+    POST,
+    PRE,
+    REGULAR,
+    fetch_window,
+    last_ended_day,
+    last_session,
+    screen,
+    session_codes,
+    with_days,
+)
 
 
 def bars(symbol="AAPL", start="2024-06-03T13:30:00Z", count=390, step="1min", **overrides) -> pd.DataFrame:
@@ -162,3 +172,23 @@ def test_sessions_split_pre_regular_and_post_market_with_the_xnys_calendar():
     assert (half_day == REGULAR).sum() == 210  # 09:30-13:00
     hours = session_codes(bars(start="2024-06-03T08:00:00Z", count=16, step="1h")["timestamp"], "1Hour")
     assert hours.tolist() == [PRE] * 5 + [REGULAR] * 7 + [POST] * 4  # 09:00 holds the open; 16:00 is post
+
+
+@pytest.mark.parametrize("now, ended, session", [
+    ("2026-12-02T00:01:00", date(2026, 11, 30), date(2026, 11, 30)),  # UTC has turned, New York has not
+    ("2026-12-02T05:01:00", date(2026, 12, 1), date(2026, 12, 1)),
+    ("2026-07-02T03:59:00", date(2026, 6, 30), date(2026, 6, 30)),  # EDT: New York turns at 04:00Z
+    ("2026-07-02T04:00:00", date(2026, 7, 1), date(2026, 7, 1)),
+    ("2026-11-30T03:00:00", date(2026, 11, 28), date(2026, 11, 27)),  # a weekend walks back to Friday
+    ("2026-11-27T12:00:00", date(2026, 11, 26), date(2026, 11, 25)),  # Thanksgiving is no session
+])
+def test_the_newest_partition_date_is_the_last_new_york_day_that_ended(now, ended, session):
+    at = datetime.fromisoformat(now).replace(tzinfo=timezone.utc)
+    assert last_ended_day(at) == ended
+    assert last_session(at) == session
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
+    from signal9_pipeline.market_data.assets import BARS_PARTITIONS
+
+    with partition_loading_context(effective_dt=at):  # the partitions Dagster offers at that moment agree
+        assert BARS_PARTITIONS.get_partitions_def_for_dimension("date").get_last_partition_key() == ended.isoformat()
