@@ -16,7 +16,7 @@ import dagster as dg
 from signal9_pipeline.assets_sync.changes import is_listed, plan_sync
 from signal9_pipeline.assets_sync.status_events import asset_status_events
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_fast_on_permanent_errors
+from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
@@ -61,7 +61,7 @@ def _markdown(rows: list[tuple], header: tuple[str, ...]) -> dg.MetadataValue:
           description="Every asset Alpaca lists (all statuses and classes), as the API returns them.")
 def alpaca_assets(context: dg.AssetExecutionContext, alpaca: AlpacaResource, metrics: MetricsResource) -> dg.Output[list]:
     started, before = time.monotonic(), alpaca.requests_sent
-    with fail_fast_on_permanent_errors():
+    with fail_without_step_retries():
         assets = alpaca.list_assets()
     requests_used = alpaca.requests_sent - before
     metadata = {"dagster/row_count": dg.MetadataValue.int(len(assets)),

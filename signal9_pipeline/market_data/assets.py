@@ -24,7 +24,7 @@ from signal9_pipeline.market_data.ingest import (
     DAY_FIGURES, IngestOptions, RunTally, UnknownSymbolError, asset_classes, completeness, ingest, record_manifests,
     stored_mismatches,
 )
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_fast_on_permanent_errors
+from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.metrics import MetricsResource
 from signal9_pipeline.settings import env_int, env_str
@@ -84,7 +84,8 @@ def _new_york_day(day: date) -> tuple[str, str]:
 
 @dg.asset(
     partitions_def=BARS_PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), pool="alpaca_api",
-    kinds={"alpaca", "dynamodb"}, group_name="market_data",
+    deps=["assets_table"],  # a date's symbols are those the assets table shows listed on it
+    kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=["team:market-data"],
     description="Every OHLC bar Alpaca returns per (trading date, timeframe): 1Day for every listed asset, intraday "
                 "(04:00-20:00 New York for equities) for the watchlist; stored in DynamoDB buckets per symbol "
                 "(a day of 1Min bars, a year of 1Day bars), as gzipped Arrow IPC blocks.",
@@ -101,7 +102,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
     without_bars_now: dict[str, list[str]] = {}
     for timeframe, dates in sorted(by_timeframe.items()):
         dates.sort()
-        with fail_fast_on_permanent_errors():
+        with fail_without_step_retries():
             try:
                 symbols = universe(timeframe, dates, config, dynamodb, alpaca)
             except UnknownSymbolError as exc:

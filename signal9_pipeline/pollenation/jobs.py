@@ -19,7 +19,7 @@ from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION
 from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
 from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, asset_classes, ingest
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_fast_on_permanent_errors
+from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
@@ -77,7 +77,7 @@ def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announce
     last = last_ended_day()
     dates = [last - timedelta(days=n) for n in range(config.lookback())][::-1]
     tally = RunTally()
-    with fail_fast_on_permanent_errors():
+    with fail_without_step_retries():
         ingest(alpaca, dynamodb, "1Day", dates, asset_classes(dynamodb, symbols), IngestOptions(), tally)
     if tally.problems:  # held back with their reasons; the rest of the history is stored
         context.log.warning(f"{len(tally.problems)} impossible daily bar(s) held back: "

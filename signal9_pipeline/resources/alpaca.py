@@ -33,6 +33,7 @@ import requests
 import tenacity
 from alpaca.common.exceptions import APIError
 from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
+from alpaca.data.historical.corporate_actions import CorporateActionsClient
 from alpaca.trading.client import TradingClient
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.secretsmanager import SecretsManagerResource
@@ -116,14 +117,18 @@ RETRYABLE = (AlpacaRateLimitError, AlpacaTimeoutError, AlpacaUnavailableError, A
 # Failures a step retry cannot fix: the run fails at once, naming the error.
 PERMANENT = (CredentialsError, AlpacaAuthError, AlpacaRequestError, RateLimiterError, RunTimeBudgetExceeded,
              AlpacaConfigError)
+# Outages the access layer has already retried with backoff (ALPACA_MAX_ATTEMPTS): step retries on top would
+# multiply the attempts and turn a persistent outage into minutes of waiting before the run says what is wrong.
+EXHAUSTED = (AlpacaUnavailableError, AlpacaTimeoutError)
 
 
 @contextlib.contextmanager
-def fail_fast_on_permanent_errors() -> Iterator[None]:
-    """Inside a step: turn a permanent access error into a non-retryable Dagster failure that names it."""
+def fail_without_step_retries() -> Iterator[None]:
+    """Inside a step: a permanent access error, or an outage the request retries did not outlast, fails the
+    step at once (no step retry) with a Dagster failure that names it."""
     try:
         yield
-    except PERMANENT as exc:
+    except PERMANENT + EXHAUSTED as exc:
         raise dg.Failure(description=f"{type(exc).__name__}: {exc}", metadata={"error_type": type(exc).__name__},
                          allow_retries=False) from exc
 
@@ -237,6 +242,8 @@ class _Gateway:
                                    url_override=self.config.trading_url)
         elif kind == "stocks":
             client = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=self.config.data_url)
+        elif kind == "corporate_actions":
+            client = CorporateActionsClient(creds.api_key, creds.secret_key, raw_data=True, url_override=self.config.data_url)
         else:
             client = CryptoHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=self.config.data_url)
         client._session = _AlpacaSession(self)
@@ -556,12 +563,31 @@ class AlpacaResource(dg.ConfigurableResource):
             return False
         return isinstance(account, dict) and "id" in account
 
+    def iter_corporate_actions(self, start: date, end: date, *, types: Sequence[str] = ()) -> Iterator[dict]:
+        """Every page of `/v1/corporate-actions` for actions processed from start to end (inclusive), all symbols.
+
+        One unfiltered request pages through every symbol's actions (up to 1,000 per page), far fewer
+        requests than asking symbol by symbol; the caller keeps the symbols it stores.
+        """
+        gateway, token = self._gateway(), None
+        params = {"start": start.isoformat(), "end": end.isoformat(), "limit": 1000, "sort": "asc",
+                  **({"types": ",".join(types)} if types else {})}
+        while True:
+            page = gateway.get("corporate_actions", "/corporate-actions", {**params, **({"page_token": token} if token else {})})
+            if not isinstance(page, dict) or not isinstance(page.get("corporate_actions", {}), dict):
+                raise AlpacaResponseError("/v1/corporate-actions answered "
+                                          f"{type(page).__name__}, expected an object with a corporate_actions object")
+            yield page
+            token = page.get("next_page_token")
+            if not token:
+                return
+
     def iter_bars(self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime, *,
-                  asset_class: str, adjustment: str = "raw") -> Iterator[pd.DataFrame]:
+                  asset_class: str, adjustment: str = "raw", feed: str | None = None) -> Iterator[pd.DataFrame]:
         """One DataFrame per API page (up to 10,000 bars across symbols) of one asset class's endpoint.
 
-        Stocks go to /v2/stocks/bars with this resource's feed, crypto to /v1beta3/crypto/us/bars: which
-        one is the asset's class (from the asset list), never the spelling of its symbol.
+        Stocks go to /v2/stocks/bars with this resource's feed (or `feed`), crypto to /v1beta3/crypto/us/bars:
+        which one is the asset's class (from the asset list), never the spelling of its symbol.
         """
         if timeframe not in TIMEFRAMES:
             raise AlpacaConfigError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
@@ -575,7 +601,7 @@ class AlpacaResource(dg.ConfigurableResource):
             yield from self._pages("crypto", "/crypto/us/bars", symbols, window)
         else:
             yield from self._pages("stocks", "/stocks/bars", symbols,
-                                   {**window, "adjustment": adjustment, "feed": self.data_feed()})
+                                   {**window, "adjustment": adjustment, "feed": feed or self.data_feed()})
 
     def _pages(self, kind: str, path: str, symbols: list[str], params: dict) -> Iterator[pd.DataFrame]:
         gateway, token = self._gateway(), None

@@ -136,6 +136,23 @@ def test_a_persistent_bars_fault_fails_typed_and_leaves_the_tables(case: Persist
     assert after == before
 
 
+def test_a_persistent_outage_of_the_asset_list_fails_the_sync_without_step_retries(alpaca, access_log, monkeypatch,
+                                                                                      ledger):
+    """Request retries and step retries are sized together: once the access layer's attempts are spent on an
+    outage, the step fails naming it, instead of waiting through step retries (minutes) for the same answer."""
+    monkeypatch.setenv("ALPACA_MAX_ATTEMPTS", "3")
+    before = scan_tables()
+    alpaca.set_faults(error_rate=1.0, error_statuses=[503], paths=["/v2/assets"])
+    result = run_sync()
+    error, message = failure_cause(result)
+    ledger.record("alpaca", "503 outage of /v2/assets", f"{error} after {access_log.requests_to(['/v2/assets'])} request(s)",
+                  lost=items_lost(before, scan_tables()), times=access_log.requests_to(["/v2/assets"]))
+    assert not result.success and error == "AlpacaUnavailableError" and "503 on /v2/assets" in message
+    assert access_log.requests_to(["/v2/assets"]) == 3  # one step's attempts, no step retry on top
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert scan_tables() == before
+
+
 # --- Alpaca's list itself is wrong: the mass-delisting guard stops it before anything is written -------
 @pytest.mark.parametrize("keep_fraction,name", [(0.0, "/v2/assets answers an empty list"),
                                                 (0.6, "/v2/assets misses 40% of the universe")])
