@@ -1,9 +1,12 @@
-"""The sandbox's HTTP server: Alpaca's REST API (assets, account, calendar, bars) plus test hooks.
+"""The sandbox's HTTP server: Alpaca's REST API (assets, account, calendar, bars, corporate actions) plus test hooks.
 
 It speaks the live API closely enough that alpaca-py's clients work against it
 unchanged (`url_override`): the same paths, query parameters, JSON shapes,
 paging with `next_page_token`, auth headers, error bodies and `X-RateLimit-*`
-headers. The `/_sandbox/*` hooks let tests replace the universe, inject faults
+headers. Corporate actions (`GET /v1/corporate-actions`), the split cliffs of raw
+stock bars and `adjustment=` bars all come from one source, actions.py; a
+universe replaced through the hook records renames (same `id`, new symbol)
+as `name_changes`. The `/_sandbox/*` hooks let tests replace the universe, inject faults
 (errors, hangs, malformed JSON, bodies cut short), switch settings (the data
 plan, the crypto daily stamp) and read which requests were served.
 
@@ -13,7 +16,7 @@ Error bodies differ by API, as Alpaca's do:
   403 `{"message": "forbidden."}` (alpacahq/Alpaca-API issue 228), wrong ones
   401 `{"message": "unauthorized."}` (https://alpaca.markets/learn/how-to-fix-common-trading-api-errors-at-alpaca
   and a recorded alpaca-py APIError on paper-api /v2/account).
-- Market data API (/v2/stocks/bars, /v1beta3/crypto/us/bars): only a message.
+- Market data API (/v2/stocks/bars, /v1beta3/crypto/us/bars, /v1/corporate-actions): only a message.
   400 for an invalid parameter value (alpacahq/alpaca-docs historical.md lists
   400 "Invalid value for query parameter"; recorded bodies quoted in public
   code: `{"message":"invalid timeframe: 30Sec"}`, "end should not be before
@@ -50,6 +53,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from signal9_pipeline.sandbox.actions import ActionsError, CorporateActions, name_change, new_york_today, parse_adjustment
 from signal9_pipeline.sandbox.bars import (
     CRYPTO_DAILY_STAMPS, UTC_MIDNIGHT, BarGenerator, Bars, canonical_timeframe, xnys_days,
 )
@@ -58,9 +62,8 @@ MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 WINDOW_S = 60.0
 ASSET_CLASSES = {"us_equity", "us_option", "crypto"}
-# historical.md: raw, split, dividend, all; alpacahq's MCP server (get_stock_bars) adds spin-off and
-# comma-separated combinations. The sandbox has no corporate actions, so every adjustment serves raw bars.
-ADJUSTMENTS = {"raw", "split", "dividend", "spin-off", "all"}
+# historical.md: raw, split, dividend, all; alpaca-trade-api-go (AdjustmentSpinOff, CombineAdjustments) and
+# alpacahq's MCP server (get_stock_bars) add spin-off and comma-separated combinations. See actions.py.
 # alpaca-py 0.44's DataFeed enum (alpaca/data/enums.py).
 FEEDS = ("sip", "iex", "delayed_sip", "otc", "boats", "overnight")
 # Alpaca's Basic (free) and Algo Trader Plus (paid) plans. A request that names no feed gets "the 'best'
@@ -80,7 +83,7 @@ RECENT_SIP_CODE = 42210000
 # with 400 "invalid symbol: X" (recorded for 3USL, CSP1, SAAB-B.ST), while a well-formed symbol Alpaca does
 # not know answers 200 without an entry (recorded `{"bars":{},"next_page_token":null}`).
 STOCK_SYMBOL = re.compile(r"^[A-Z]+(?:[./][A-Z]+)*$")
-DATA_API_PREFIXES = ("/v2/stocks/", "/v1beta3/crypto/")
+DATA_API_PREFIXES = ("/v2/stocks/", "/v1beta3/crypto/", "/v1/corporate-actions")
 # "Historical crypto market data endpoints have been made public and require no authentication"
 # (https://alpaca.markets/docs/api-references/market-data-api/crypto-pricing-data/).
 PUBLIC_PATHS = ("/v1beta3/crypto/",)
@@ -178,6 +181,9 @@ class SandboxState:
         self.lock = threading.Lock()
         self.stop = threading.Event()  # ends injected hangs on reset and shutdown
         self.fault_rng = random.Random(seed)
+        self.seed = seed
+        self.universe: list[dict] = []
+        self.actions = CorporateActions([], seed=seed, today=new_york_today())
         self.set_universe(universe)
         self.reset()
 
@@ -201,6 +207,11 @@ class SandboxState:
             if isinstance(asset.get("symbol"), str) and isinstance(asset.get("class"), str) and asset["class"] in bar_symbols:
                 bar_symbols[asset["class"]].add(asset["symbol"])
         with self.lock:
+            renames = _renames(self.universe, universe)
+            today = new_york_today()
+            name_changes = [*self.actions.name_changes,
+                            *(name_change(old, new, today, self.seed) for old, new in renames)]
+            self.actions = CorporateActions(universe, seed=self.seed, today=today, name_changes=name_changes)
             self.universe = universe
             self.assets_by_key = by_key
             self.bar_symbols = bar_symbols
@@ -252,6 +263,15 @@ class SandboxState:
     def record(self, method: str, path: str, status: int, arrived: float) -> None:
         with self.lock:
             self.requests.append({"t": arrived, "method": method, "path": path, "status": status})
+
+
+def _renames(before: list[dict], after: list[dict]) -> list[tuple[str, str]]:
+    """(old, new) symbols of us_equity assets that kept their `id` under a new symbol, as churn.py renames and
+    the pipeline's asset sync records them; each becomes a `name_changes` action."""
+    old_symbols = {a.get("id"): a.get("symbol") for a in before if a.get("class") == "us_equity"}
+    return [(old_symbols[a["id"]], a["symbol"]) for a in after
+            if a.get("class") == "us_equity" and isinstance(a.get("symbol"), str)
+            and isinstance(old_symbols.get(a.get("id")), str) and old_symbols[a["id"]] != a["symbol"]]
 
 
 class RateLimited(Exception):
@@ -320,10 +340,11 @@ def _parse_timeframe(query: dict) -> str:
     return timeframe
 
 
-def _parse_adjustment(query: dict) -> None:
-    raw = _one(query, "adjustment", "raw")
-    if not set(raw.split(",")) <= ADJUSTMENTS:
-        raise ApiError(400, f"invalid adjustment: {raw[:64]}")
+def _parse_adjustment(query: dict) -> set[str]:
+    try:
+        return parse_adjustment(_one(query, "adjustment", "raw") or "raw")
+    except ActionsError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _epoch_minute(moment: datetime, *, ceil: bool) -> int:
@@ -361,7 +382,8 @@ def _bar_dicts(bars: Bars) -> list[dict]:
 class BarsQuery:
     """One bars request, validated: which symbols, timeframe, window, feed, page and order."""
 
-    def __init__(self, query: dict, known: set[str], *, crypto: bool, settings: Settings, now: datetime):
+    def __init__(self, query: dict, known: set[str], *, crypto: bool, settings: Settings, now: datetime,
+                 actions: CorporateActions | None = None):
         symbols = _parse_symbols(query, crypto=crypto)
         self.timeframe = _parse_timeframe(query)
         self.start = _parse_time(query, "start", now.replace(hour=0, minute=0, second=0, microsecond=0))
@@ -374,8 +396,8 @@ class BarsQuery:
             raise ApiError(400, f"invalid sort: {sort[:32]}")
         self.descending = sort == "desc"
         self.feed = "crypto" if crypto else self._feed(query, settings, now)
-        if not crypto:
-            _parse_adjustment(query)
+        self.adjustments = set() if crypto else _parse_adjustment(query)
+        self.actions = None if crypto else actions  # crypto has no corporate actions
         token = _one(query, "page_token")
         self.resume = decode_page_token(token) if token else None
         self.symbols = sorted({s for s in symbols if s in known})  # well-formed but unknown: no entry, as Alpaca
@@ -422,6 +444,9 @@ class BarsQuery:
         feed = "iex" if self.feed == "iex" else "sip"  # delayed_sip and otc: the consolidated minutes
         chunks = BarGenerator(symbol, crypto=self.crypto).bars(self.timeframe, lo, hi, feed=feed,
                                                                crypto_daily=self.crypto_daily)
+        if self.actions is not None:  # raw bars show split cliffs; adjustments are computed from the same actions
+            chunks = (self.actions.adjusted_bars(symbol, self.actions.raw_bars(symbol, bars), self.adjustments)
+                      for bars in chunks)
         if not self.descending:
             yield from chunks
             return
@@ -586,11 +611,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
             crypto = path.startswith("/v1beta3")
             with state.lock:
                 settings, known = state.settings, state.bar_symbols["crypto" if crypto else "us_equity"]
-            page = BarsQuery(query, known, crypto=crypto, settings=settings, now=datetime.now(timezone.utc)).page()
+                actions = state.actions
+            page = BarsQuery(query, known, crypto=crypto, settings=settings, now=datetime.now(timezone.utc),
+                             actions=actions).page()
             for symbol in state.faults.invalid_bar_symbols:
                 if page["bars"].get(symbol):
                     page["bars"][symbol][0]["l"] = -1.0
             return json.dumps(page).encode()
+        if path == "/v1/corporate-actions":
+            with state.lock:
+                actions = state.actions
+            try:
+                return json.dumps(actions.page(query, new_york_today())).encode()
+            except ActionsError as exc:
+                raise ApiError(400, str(exc)) from None
         raise error(404, f"no such endpoint: {path}")
 
     def _hook(self, state: SandboxState, method: str, path: str, body: bytes) -> None:

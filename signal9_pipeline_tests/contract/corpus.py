@@ -15,6 +15,7 @@ from typing import Any
 
 CORPUS = Path(__file__).parent / "corpus"
 BARS_KINDS = ("stock_bars", "crypto_bars")
+ACTIONS_KIND = "corporate_actions"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ class Entry:
         return {symbol: bars for symbol, bars in (body.get("bars") or {}).items() if bars}
 
 
+def actions_by_type(entry: Entry) -> dict[str, list[dict]]:
+    """A corporate-actions recording's entries by body key (`forward_splits`, `cash_dividends`, ...)."""
+    return dict(entry.body["corporate_actions"])
+
+
 @lru_cache(maxsize=1)
 def entries() -> tuple[Entry, ...]:
     raw = json.loads((CORPUS / "index.json").read_text())
@@ -75,6 +81,10 @@ def entries() -> tuple[Entry, ...]:
 
 def of_kind(*kinds: str) -> list[Entry]:
     return [e for e in entries() if e.kind in kinds]
+
+
+def entry(name: str) -> Entry:
+    return next(e for e in entries() if e.name == name)
 
 
 _ALIASES = {"1T": "1Min", "5T": "5Min", "15T": "15Min", "30T": "30Min", "1H": "1Hour", "60Min": "1Hour", "1D": "1Day",
