@@ -56,6 +56,7 @@ benchmark: install
 	$(PY) -m benchmarks.sensor_tick
 	$(PY) -m benchmarks.ohlc_bars
 	$(PY) -m benchmarks.capacity
+	$(PY) -m benchmarks.adjust
 
 # Crashes, faults, hostile input, secret scans and a 30-day soak; writes RELIABILITY.md from the run.
 reliability: install

@@ -13,6 +13,7 @@ from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
 from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
 from signal9_pipeline.assets_sync import assets as assets_sync
+from signal9_pipeline.corporate_actions import assets as corporate_actions
 from signal9_pipeline.market_data import assets as market_data
 from signal9_pipeline.pollenation.jobs import pollenation_job
 from signal9_pipeline.pollenation.sensor import new_symbols_sensor
@@ -34,6 +35,7 @@ def _io_managers() -> dict:
 defs = dg.Definitions.merge(
     assets_sync.defs,
     market_data.defs,
+    corporate_actions.defs,
     dg.Definitions(jobs=[pollenation_job], sensors=[new_symbols_sensor, pipeline_run_failure_alert]),
     dg.Definitions(
         resources={"alpaca": AlpacaResource(), "alerts": AlertsResource(), "dynamodb": DynamoDBResource(), "events": EventsResource(),

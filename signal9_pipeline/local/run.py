@@ -1,7 +1,7 @@
 """`make run`: the daily pipeline once, end to end, against the local stack.
 
 The asset sync, one tick of the new-symbols sensor with the pollenation runs it
-asks for, and yesterday's 1Day market-data partition; a summary of each.
+asks for, yesterday's 1Day market-data partition and its corporate actions; a summary of each.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from signal9_pipeline.local import stack
 from signal9_pipeline.market_data.days import last_session
 
 SHOWN = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
-         "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_held_back", "bars_per_request")
+         "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_held_back", "bars_per_request",
+         "forward_splits", "reverse_splits", "cash_dividends", "events_published")
 
 
 def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None) -> int:
@@ -38,7 +39,10 @@ def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None)
             bars = defs.resolve_job_def("daily_bars_job").execute_in_process(
                 instance=instance, raise_on_error=False, partition_key=dg.MultiPartitionKey({"date": day, "timeframe": "1Day"}))
             print(summarize(f"daily_bars_job {day}|1Day", bars))
-            results.append(bars.success)
+            actions = defs.resolve_job_def("corporate_actions_job").execute_in_process(
+                instance=instance, raise_on_error=False, partition_key=day)
+            print(summarize(f"corporate_actions_job {day}", actions))
+            results += [bars.success, actions.success]
         return 0 if all(results) else 1
     finally:
         if not was_running:

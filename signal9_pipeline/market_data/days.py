@@ -80,6 +80,12 @@ def is_session(day: date) -> bool:
     return pd.Timestamp(day) in _sessions().index
 
 
+def previous_session(day: date) -> date:
+    """The last XNYS session strictly before `day` (a cash dividend's reference close is that session's)."""
+    sessions = _sessions().index
+    return sessions[sessions.searchsorted(pd.Timestamp(day)) - 1].date()
+
+
 def last_ended_day(now: datetime | None = None) -> date:
     """The latest New York date that has ended: the newest date partition of ohlc_bars at `now`.
 

@@ -6,6 +6,10 @@ block; decoded items are kept in an in-process LRU cache keyed by their
 checksum, so hot symbols are decoded once and a re-ingested bucket is never
 served stale. An item that fails its checksum is a typed error naming it and
 the fix, never wrong prices.
+
+Bars are stored raw; `adjustment` applies the corporate actions stored at the
+moment of the read (one more Query, `series = SYMBOL#actions`), by the method
+documented in `corporate_actions.actions`.
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
+from signal9_pipeline.corporate_actions.actions import ADJUSTMENTS, factors, from_item
+from signal9_pipeline.corporate_actions.actions import series_key as actions_series
 from signal9_pipeline.market_data.codec import CodecError, decode
-from signal9_pipeline.market_data.days import CRYPTO, EQUITY, REGULAR, SESSIONS, TIMEFRAMES, bucket_start, session_codes
+from signal9_pipeline.market_data.days import (
+    CRYPTO, EQUITY, NEW_YORK, REGULAR, SESSIONS, TIMEFRAMES, bucket_start, session_codes, trading_days,
+)
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
@@ -27,16 +35,20 @@ def series_key(symbol: str, timeframe: str) -> str:
 
 
 def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime,
-              dynamodb: DynamoDBResource | None = None, *, session: str = "all") -> pd.DataFrame:
+              dynamodb: DynamoDBResource | None = None, *, session: str = "all", adjustment: str = "raw") -> pd.DataFrame:
     """Bars of `symbol` with start <= timestamp <= end (naive datetimes are UTC), sorted by time.
 
     `session` selects equities' intraday bars: "all" (04:00-20:00 New York, as Alpaca serves them),
     "regular" (bars overlapping the XNYS session, early closes included) or "extended" (pre- and post-market).
+    `adjustment` is "raw" (as stored), "split" (prices and volumes for splits and stock dividends),
+    "dividend" (prices for cash dividends) or "all"; adjusted volumes are floats.
     """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
     if session not in SESSIONS:
         raise ValueError(f"session {session!r} is not one of {', '.join(SESSIONS)}")
+    if adjustment not in ADJUSTMENTS:
+        raise ValueError(f"adjustment {adjustment!r} is not one of {', '.join(ADJUSTMENTS)}")
     if session != "all" and timeframe == "1Day":
         raise ValueError(f"session={session!r} needs an intraday timeframe: a 1Day bar covers the whole trading day")
     start, end = _utc(start), _utc(end)
@@ -66,7 +78,28 @@ def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime,
     if session != "all":
         regular = session_codes(bars["timestamp"], timeframe) == REGULAR
         inside &= regular if session == "regular" else ~regular
-    return bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
+    bars = bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
+    if adjustment == "raw" or bars.empty or all(_asset_class(i) == CRYPTO for i in items):
+        return bars
+    return adjusted(bars, stored_actions(symbol, dynamodb), adjustment)
+
+
+def stored_actions(symbol: str, dynamodb: DynamoDBResource) -> list:
+    """The corporate actions stored for `symbol` now, each with its reference close (cash dividends)."""
+    return [from_item(i) for i in dynamodb.query(
+        dynamodb.market_data_table_name(), ExpressionAttributeNames={"#s": "series"},
+        KeyConditionExpression="#s = :series", ExpressionAttributeValues={":series": {"S": actions_series(symbol)}})]
+
+
+def adjusted(bars: pd.DataFrame, actions: list, adjustment: str) -> pd.DataFrame:
+    """Equity bars with `actions` applied: vectorised, one factor per bar from its New York trading day."""
+    days = trading_days(bars["timestamp"], crypto=False).astype("datetime64[D]")
+    applied = factors(days, actions, adjustment, today=datetime.now(NEW_YORK).date())
+    out = bars.copy()
+    for column in ("open", "high", "low", "close", "vwap"):
+        out[column] = bars[column].to_numpy(dtype="float64") * applied.price
+    out["volume"] = bars["volume"].to_numpy(dtype="float64") * applied.volume
+    return out
 
 
 def _asset_class(item: dict) -> str:

@@ -1,5 +1,7 @@
 """Run the whole pipeline once in this process and print every AWS API call it made, as JSON lines.
 
+The sync, pollenation, a bars partition and a corporate-actions partition.
+
 `test_iam_policy.py` runs this in a fresh process (so step outputs go to S3 through the
 S3 IO manager) and checks the calls against deploy/iam/run-task-policy.json. Each call is
 recorded and then made for real, against dynalite and moto.
@@ -34,6 +36,11 @@ def main(bars_date: str) -> None:
         pollenated = drive_sensor(instance)
         assert pollenated and all(r.success for r in pollenated)
         assert materialize_bars("1Day", bars_date, bars_date, instance=instance).success
+        from signal9_pipeline.definitions import defs
+
+        actions = defs.resolve_job_def("corporate_actions_job").execute_in_process(
+            instance=instance, partition_key=bars_date, raise_on_error=False)
+        assert actions.success
     AlertsResource().publish("signal9 policy check", "the alerting path, as pipeline_run_failure_alert uses it")
     metrics._flush_all()
     for call in CALLS:

@@ -1,0 +1,129 @@
+"""corporate_actions end to end: sandbox over HTTP -> dynalite -> read_bars(adjustment=...), checked by hand."""
+
+import collections
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from signal9_pipeline.corporate_actions.actions import parse_page
+from signal9_pipeline.corporate_actions.store import LOOKAHEAD
+from signal9_pipeline.market_data import read_bars
+from signal9_pipeline.market_data.days import fetch_window, last_ended_day, previous_session
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline_tests.support import EventTap, check_results, materialize_bars, put_universe, run_sync, small_universe
+
+PRICES = ["open", "high", "low", "close", "vwap"]
+
+
+def materialize_actions(first: date, last: date) -> dg.ExecuteInProcessResult:
+    from signal9_pipeline.definitions import defs
+
+    return defs.resolve_job_def("corporate_actions_job").execute_in_process(
+        raise_on_error=False, tags={"dagster/asset_partition_range_start": first.isoformat(),
+                                    "dagster/asset_partition_range_end": last.isoformat()})
+
+
+def served_actions(first: date, last: date) -> list:
+    return [a for page in AlpacaResource().iter_corporate_actions(first, last) for a in parse_page(page)]
+
+
+def sip_close(symbol: str, day: date) -> float:
+    pages = list(AlpacaResource().iter_bars([symbol], "1Day", *fetch_window(day, day, crypto=False),
+                                            asset_class="us_equity", feed="sip"))
+    return float(pd.concat(pages)["close"].iloc[0])
+
+
+def by_hand(raw: pd.DataFrame, ex: date, price_factor: float, volume_factor: float = 1.0) -> pd.DataFrame:
+    """The documented method, bar by bar: bars of New York days before the ex-date get the factors."""
+    out = raw.copy()
+    out["volume"] = out["volume"].astype("float64")
+    for i, stamp in enumerate(raw["timestamp"]):
+        if stamp.tz_convert("America/New_York").date() < ex:
+            for column in PRICES:
+                out.loc[i, column] = raw.loc[i, column] * price_factor
+            out.loc[i, "volume"] = raw.loc[i, "volume"] * volume_factor
+    return out
+
+
+def assert_to_the_cent(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert got["timestamp"].tolist() == expected["timestamp"].tolist()
+    for column in PRICES:
+        assert (got[column] - expected[column]).abs().max() < 0.005, column
+    assert (got["volume"] - expected["volume"]).abs().max() < 1e-6
+    assert got["trade_count"].tolist() == expected["trade_count"].tolist()
+
+
+@pytest.fixture
+def stored(bars_env, default_universe):
+    """A synced universe with 1Day bars over the last 90 days, and the sandbox's actions of that span found."""
+    put_universe(bars_env, small_universe(default_universe, n=40))
+    assert run_sync().success
+    last = last_ended_day()
+    first = last - timedelta(days=90)
+    actions = served_actions(first, last + LOOKAHEAD)  # what the asset asks for: dividends are processed when paid
+    per_symbol = collections.Counter(s for a in actions for s in a.symbols)
+    found = {}
+    for action in actions:  # the sandbox's guaranteed actions: their symbols have no other action
+        if per_symbol[action.symbols[0]] != 1 or not first < action.ex_date <= last:
+            continue
+        if action.type == "forward_split" and action.ratio == 4:
+            found.setdefault("split", action)
+        elif action.type == "reverse_split" and action.ratio == pytest.approx(0.1):
+            found.setdefault("reverse", action)
+        elif action.type == "cash_dividend":
+            found.setdefault("dividend", action)
+    assert set(found) == {"split", "reverse", "dividend"}, [a.describe() for a in actions]
+    result = materialize_bars("1Day", first.isoformat(), last.isoformat())
+    assert result.success
+    return bars_env, first, last, found
+
+
+def test_adjusted_reads_follow_the_documented_method_to_the_cent_and_raw_stays_raw(stored):
+    env, first, last, found = stored
+    start, end = datetime.combine(first, datetime.min.time()), datetime.combine(last + timedelta(days=1), datetime.min.time())
+    raw = {k: read_bars(a.symbols[0], "1Day", start, end) for k, a in found.items()}
+    split = found["split"]
+    before = raw["split"][raw["split"]["timestamp"].dt.tz_convert("America/New_York").dt.date < split.ex_date]
+    after = raw["split"][raw["split"]["timestamp"].dt.tz_convert("America/New_York").dt.date >= split.ex_date]
+    assert len(before) and len(after) and before["close"].iloc[-1] > 2.5 * after["close"].iloc[0]  # the raw cliff
+    # Nothing recorded yet: an adjusted read is the raw read.
+    assert_to_the_cent(read_bars(split.symbols[0], "1Day", start, end, adjustment="all"),
+                       by_hand(raw["split"], split.ex_date, 1.0))
+
+    tap = EventTap(env["SIGNAL9_EVENT_BUS"], "corporate-actions", ["corporateActionRecorded"])
+    result = materialize_actions(first, last)
+    assert result.success, result.all_events
+    checks = check_results(result)
+    assert checks == {"ratios_valid": True, "dates_valid": True, "no_duplicate_actions": True,
+                      "names_agree_with_renames": True, "agrees_with_alpaca_adjusted": True}
+    agreement = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                     and e.event_specific_data.check_name == "agrees_with_alpaca_adjusted")
+    assert agreement.metadata["compared"].value >= 3  # the sandbox's adjusted closes follow the same method
+    metadata = result.asset_materializations_for_node("corporate_actions")[0].metadata
+    assert metadata["forward_splits"].value >= 1 and metadata["reverse_splits"].value >= 1
+    assert metadata["cash_dividends"].value >= 1 and metadata["new"].value >= 3
+
+    # Recorded after the bars were stored: adjusted reads change at once, nothing re-ingested.
+    assert_to_the_cent(read_bars(split.symbols[0], "1Day", start, end, adjustment="split"),
+                       by_hand(raw["split"], split.ex_date, 1 / 4, 4))
+    reverse = found["reverse"]
+    assert_to_the_cent(read_bars(reverse.symbols[0], "1Day", start, end, adjustment="split"),
+                       by_hand(raw["reverse"], reverse.ex_date, 10, 1 / 10))
+    dividend = found["dividend"]
+    factor = 1 - dividend.cash / sip_close(dividend.symbols[0], previous_session(dividend.ex_date))
+    assert_to_the_cent(read_bars(dividend.symbols[0], "1Day", start, end, adjustment="dividend"),
+                       by_hand(raw["dividend"], dividend.ex_date, factor))
+    for key, action in found.items():  # raw stays raw
+        pd.testing.assert_frame_equal(read_bars(action.symbols[0], "1Day", start, end), raw[key])
+
+    announced = {e["detail"]["actionId"]: e["detail"] for e in tap.drain()}
+    assert split.id in announced and reverse.id in announced and dividend.id not in announced
+    assert announced[split.id]["ratio"] == 4 and announced[split.id]["symbols"] == list(split.symbols)
+
+    again = materialize_actions(first, last)  # idempotent: nothing new, nothing announced twice
+    again_metadata = again.asset_materializations_for_node("corporate_actions")[0].metadata
+    assert again.success and again_metadata["new"].value == 0 and again_metadata["changed"].value == 0
+    assert again_metadata["unchanged"].value == metadata["new"].value + metadata["unchanged"].value
+    assert tap.drain() == []
