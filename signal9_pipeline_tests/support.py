@@ -74,6 +74,15 @@ def materialize_bars(timeframe: str, first: str, last: str, watchlist: str = "",
               "dagster/asset_partition_range_end": f"{last}|{timeframe}"})
 
 
+def materialize_actions(first, last, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """corporate_actions over process dates first..last (dates), as one run, as a backfill launches it."""
+    from signal9_pipeline.definitions import defs
+
+    return defs.resolve_job_def("corporate_actions_job").execute_in_process(
+        raise_on_error=False, instance=instance, tags={"dagster/asset_partition_range_start": first.isoformat(),
+                                                       "dagster/asset_partition_range_end": last.isoformat()})
+
+
 def max_in_any_window(stamps: list[float], window_s: float = 60.0) -> int:
     """The most timestamps that fall into any window of window_s seconds."""
     stamps = sorted(stamps)

@@ -1,4 +1,4 @@
-"""A loopback server that answers Alpaca's bars endpoints with recorded real bars, for the contract tests.
+"""A loopback server that answers Alpaca's bars and corporate-actions endpoints with recorded real bodies.
 
 The bar objects it sends are the recorded ones, unchanged JSON values. Only the
 page envelope is rebuilt, the way Alpaca pages a multi-symbol request (`bars`
@@ -6,6 +6,9 @@ keyed by symbol, symbols in order then time, `limit` counted across symbols,
 `next_page_token`), so the pipeline's own requests - its windows, symbol groups
 and page tokens - get exactly the recorded bars that fall inside them. It
 records every request it served, so tests can check what the pipeline sent.
+Bars are kept per `adjustment` (Alpaca's raw and adjusted answers differ);
+corporate-actions pages are served in order, whatever the filters, each
+pointing to the next with its own `next_page_token`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 
 PATHS = {"stock_bars": "/v2/stocks/bars", "crypto_bars": "/v1beta3/crypto/us/bars"}
+ACTIONS_PATH = "/v1/corporate-actions"
 
 
 class ReplayServer(ThreadingHTTPServer):
@@ -26,7 +30,8 @@ class ReplayServer(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.bars: dict[tuple[str, str, str], list[dict]] = {}  # (path, timeframe, symbol) -> recorded bars
+        self.bars: dict[tuple[str, str, str, str], list[dict]] = {}  # (path, timeframe, symbol, adjustment) -> bars
+        self.action_pages: list[dict] = []
         self.served: list[tuple[str, dict[str, str]]] = []
         self.failure: tuple[int, bytes] | None = None  # answer every request with this status and body
         self.lock = threading.Lock()
@@ -36,15 +41,21 @@ class ReplayServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def load(self, path: str, timeframe: str, bars_by_symbol: dict[str, list[dict]]) -> None:
-        """Serve these recorded bars (replacing what was served before for the same symbols)."""
+    def load(self, path: str, timeframe: str, bars_by_symbol: dict[str, list[dict]], adjustment: str = "raw") -> None:
+        """Serve these recorded bars (replacing what was served before for the same symbols and adjustment)."""
         with self.lock:
             for symbol, bars in bars_by_symbol.items():
-                self.bars[(path, timeframe, symbol)] = sorted(bars, key=lambda b: pd.Timestamp(b["t"]))
+                self.bars[(path, timeframe, symbol, adjustment)] = sorted(bars, key=lambda b: pd.Timestamp(b["t"]))
+
+    def load_actions(self, pages: list[dict]) -> None:
+        """Serve these corporate-actions bodies as consecutive pages."""
+        with self.lock:
+            self.action_pages = [dict(p) for p in pages]
 
     def clear(self) -> None:
         with self.lock:
             self.bars.clear()
+            self.action_pages = []
             self.served.clear()
             self.failure = None
 
@@ -63,7 +74,7 @@ class ReplayServer(ThreadingHTTPServer):
         for symbol in symbols:
             if resume and symbol < resume[0]:
                 continue
-            recorded = self.bars.get((path, query["timeframe"], symbol), [])
+            recorded = self.bars.get((path, query["timeframe"], symbol, query.get("adjustment", "raw")), [])
             inside = [b for b in recorded if start <= pd.Timestamp(b["t"]) <= end]
             first = resume[1] if resume and symbol == resume[0] else 0
             for index in range(first, len(inside)):
@@ -72,6 +83,14 @@ class ReplayServer(ThreadingHTTPServer):
                 out.setdefault(symbol, []).append(inside[index])
                 taken += 1
         return {"bars": out, "next_page_token": None}
+
+
+    def actions_page(self, token: str | None) -> dict:
+        index = int(token[1:]) if token else 0
+        if not self.action_pages:
+            return {"corporate_actions": {}, "next_page_token": None}
+        more = index + 1 < len(self.action_pages)
+        return {**self.action_pages[index], "next_page_token": f"p{index + 1}" if more else None}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -89,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = self.server.failure
             elif parsed.path in PATHS.values():
                 status, payload = 200, json.dumps(self.server.page(parsed.path, query)).encode()
+            elif parsed.path == ACTIONS_PATH:
+                status, payload = 200, json.dumps(self.server.actions_page(query.get("page_token"))).encode()
             else:
                 status, payload = 404, b'{"message": "Not Found"}'
 

@@ -12,17 +12,11 @@ from signal9_pipeline.corporate_actions.store import LOOKAHEAD
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.days import fetch_window, last_ended_day, previous_session
 from signal9_pipeline.resources.alpaca import AlpacaResource
-from signal9_pipeline_tests.support import EventTap, check_results, materialize_bars, put_universe, run_sync, small_universe
+from signal9_pipeline_tests.support import (
+    EventTap, check_results, materialize_actions, materialize_bars, put_universe, run_sync, small_universe,
+)
 
 PRICES = ["open", "high", "low", "close", "vwap"]
-
-
-def materialize_actions(first: date, last: date) -> dg.ExecuteInProcessResult:
-    from signal9_pipeline.definitions import defs
-
-    return defs.resolve_job_def("corporate_actions_job").execute_in_process(
-        raise_on_error=False, tags={"dagster/asset_partition_range_start": first.isoformat(),
-                                    "dagster/asset_partition_range_end": last.isoformat()})
 
 
 def served_actions(first: date, last: date) -> list:
@@ -127,3 +121,36 @@ def test_adjusted_reads_follow_the_documented_method_to_the_cent_and_raw_stays_r
     assert again.success and again_metadata["new"].value == 0 and again_metadata["changed"].value == 0
     assert again_metadata["unchanged"].value == metadata["new"].value + metadata["unchanged"].value
     assert tap.drain() == []
+
+
+def test_name_changes_agree_with_the_renames_the_sync_records_and_are_announced(bars_env, default_universe):
+    import random
+
+    from signal9_pipeline.sandbox.churn import churn
+
+    base = small_universe(default_universe, n=40)
+    put_universe(bars_env, base)
+    assert run_sync().success
+    day = churn(base, random.Random(11), renames=2)
+    (old, new), (other_old, other_new) = sorted(day.renamed.items())
+    tap = EventTap(bars_env["SIGNAL9_EVENT_BUS"], "corporate-action-renames", ["corporateActionRecorded"])
+    put_universe(bars_env, day.universe)
+    assert run_sync().success  # the sync records both renames
+    yesterday = last_ended_day()
+    result = materialize_actions(yesterday, yesterday)  # the name changes are processed today: within the lookahead
+    assert result.success and check_results(result)["names_agree_with_renames"] is True
+    announced = {(e["detail"]["oldSymbol"], e["detail"]["newSymbol"]) for e in tap.drain()
+                 if e["detail"]["type"] == "name_change"}
+    assert announced == {(old, new), (other_old, other_new)}
+
+    # A rename Alpaca reports that the asset sync has not recorded (no sync since) is a warning on the check.
+    later = churn(day.universe, random.Random(12), renames=1)
+    put_universe(bars_env, later.universe)
+    ((stale_old, stale_new),) = later.renamed.items()
+    result = materialize_actions(yesterday, yesterday)
+    checks = check_results(result)
+    assert result.success and checks["names_agree_with_renames"] is False
+    evaluation = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                      and e.event_specific_data.check_name == "names_agree_with_renames")
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert f"{stale_old} -> {stale_new}" in evaluation.description and "recorded no rename" in evaluation.description
