@@ -4,7 +4,9 @@ Measures the first sync (empty table), a no-change sync, and a change sync
 (50 listings, 30 delistings, 5 reactivations, 2 renames): wall time, Alpaca
 requests (from the sandbox's own stats), DynamoDB write requests, and the peak
 RSS of the process running the sync. Each sync runs in a fresh process, like a
-run launched by Dagster.
+run launched by Dagster. Then the whole-process time of a no-change sync through
+`dagster job execute` (what a launched run costs, start-up included), against
+the time to import the code location alone, in the same run.
 
     python -m benchmarks.asset_sync            # prints a markdown table
 """
@@ -55,6 +57,14 @@ def run_sync(env: dict[str, str]) -> dict:
     return figures
 
 
+def whole_process_s(env: dict[str, str], argv: list[str]) -> float:
+    started = time.monotonic()
+    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return round(time.monotonic() - started, 2)
+
+
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="signal9-bench-"))
     env = stack.up(home)  # Alpaca's real limit: 200 requests/min
@@ -69,6 +79,10 @@ def main() -> None:
         day = churn(prep.universe, rng, listings=50, delistings=30, reactivations=5, renames=2, reactivate_from=inactive_present)
         requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=day.universe, timeout=60)
         rows.append(("change sync (+50 -30 5 react. 2 ren.)", run_sync(env)))
+        dagster = str(Path(sys.executable).with_name("dagster"))
+        cli = whole_process_s({**env, "DAGSTER_HOME": str(home / "dagster")},
+                              [dagster, "job", "execute", "-m", "signal9_pipeline.definitions", "-j", "asset_sync_job"])
+        imports = whole_process_s(env, [sys.executable, "-c", "import signal9_pipeline.definitions"])
     finally:
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
@@ -78,6 +92,8 @@ def main() -> None:
     for name, f in rows:
         changes = ", ".join(f"{k} {v}" for k, v in f["counts"].items() if v and k != "unchanged") or "none"
         print(f"| {name} | {f['wall_s']} | {f['api_requests']} | {f['write_requests']} | {f['peak_rss_mb']} | {changes} |")
+    print(f"\nno-change sync through `dagster job execute`, whole process: {cli} s; importing the code location "
+          f"alone: {imports} s")
 
 
 if __name__ == "__main__":

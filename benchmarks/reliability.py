@@ -30,7 +30,8 @@ SUITE = "signal9_pipeline_tests/reliability"
 def run_suite(ledger: Path) -> tuple[int, str, float]:
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pytest", SUITE, "-q", "-p", "no:cacheprovider"], cwd=ROOT,
-                          env={**os.environ, "SIGNAL9_RELIABILITY_LEDGER": str(ledger)}, capture_output=True, text=True)
+                          env={**os.environ, "SIGNAL9_RELIABILITY_LEDGER": str(ledger), "SIGNAL9_KILL_POINTS": "20"},
+                          capture_output=True, text=True)
     summary = next((line for line in reversed(done.stdout.splitlines()) if " passed" in line or " failed" in line), "")
     return done.returncode, summary.strip("= "), time.monotonic() - started
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from signal9_pipeline.assets_sync.changes import is_listed, plan_sync
+from signal9_pipeline.catalog import ASSETS_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.assets_sync.status_events import asset_status_events
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
@@ -57,7 +58,7 @@ def _markdown(rows: list[tuple], header: tuple[str, ...]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-@dg.asset(group_name=GROUP, kinds={"alpaca"}, pool="alpaca_api", retry_policy=STEP_RETRY,
+@dg.asset(group_name=GROUP, kinds={"alpaca"}, pool="alpaca_api", retry_policy=STEP_RETRY, owners=OWNERS,
           description="Every asset Alpaca lists (all statuses and classes), as the API returns them.")
 def alpaca_assets(context: dg.AssetExecutionContext, alpaca: AlpacaResource, metrics: MetricsResource) -> dg.Output[list]:
     started, before = time.monotonic(), alpaca.requests_sent
@@ -76,7 +77,7 @@ def alpaca_assets(context: dg.AssetExecutionContext, alpaca: AlpacaResource, met
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"pandera"}, freshness_policy=FRESHNESS,
+    group_name=GROUP, kinds={"pandera"}, freshness_policy=FRESHNESS, owners=OWNERS,
     description="Alpaca's assets normalized and validated; invalid rows quarantined with a reason each.",
     check_specs=[
         dg.AssetCheckSpec("schema_valid", asset="validated_assets", blocking=True,
@@ -158,7 +159,8 @@ def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAsset
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"dynamodb"}, freshness_policy=FRESHNESS, retry_policy=STEP_RETRY,
+    group_name=GROUP, kinds={"dynamodb"}, freshness_policy=FRESHNESS, retry_policy=STEP_RETRY, owners=OWNERS,
+    metadata=table_metadata("SIGNAL9_ASSETS_TABLE", "signal9-assets", ASSETS_TABLE_COLUMNS),
     description="The DynamoDB assets table (ASSET#{symbol}): written only where something changed; delisted "
                 "assets marked inactive, never deleted.",
     check_specs=[dg.AssetCheckSpec("reconciliation", asset="assets_table",
@@ -231,7 +233,10 @@ asset_sync_job = dg.define_asset_job(
 daily_asset_sync_schedule = dg.ScheduleDefinition(
     name="daily_asset_sync_schedule", job=asset_sync_job, cron_schedule="0 4 * * *", execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every day at 04:00 UTC: Alpaca's asset list into the assets table; the bars and corporate actions "
+                "of the day run after it.",
 )
 
-defs = dg.Definitions(assets=[alpaca_assets, validated_assets, assets_table, asset_status_events], jobs=[asset_sync_job],
+defs = dg.Definitions(assets=dg.with_source_code_references([alpaca_assets, validated_assets, assets_table, asset_status_events]),
+                      jobs=[asset_sync_job],
                       schedules=[daily_asset_sync_schedule])

@@ -10,6 +10,7 @@ the two re-sends the same ids next time; consumers drop the duplicates.
 import dagster as dg
 
 from signal9_pipeline.assets_sync.changes import EVENTS_MARKER
+from signal9_pipeline.catalog import OWNERS
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
@@ -17,7 +18,7 @@ from signal9_pipeline.resources.metrics import MetricsResource
 INDEX = "events-pending"
 
 
-@dg.asset(group_name="asset_sync", kinds={"eventbridge"}, deps=["assets_table"],
+@dg.asset(group_name="asset_sync", kinds={"eventbridge"}, deps=["assets_table"], owners=OWNERS,
           description="assetStatusChanged events for every status change the sync recorded, each published once.")
 def asset_status_events(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource, events: EventsResource,
                         metrics: MetricsResource) -> dg.MaterializeResult:

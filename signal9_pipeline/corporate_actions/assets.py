@@ -12,6 +12,7 @@ from datetime import date
 
 import dagster as dg
 
+from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.corporate_actions.actions import KNOWN_GROUPS, Action
 from signal9_pipeline.corporate_actions.store import Recorded, record
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
@@ -35,7 +36,8 @@ WARN_ONLY = ("no_duplicate_actions", "names_agree_with_renames", "agrees_with_al
 
 @dg.asset(
     partitions_def=ACTIONS_PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), pool="alpaca_api",
-    deps=["assets_table"], kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=["team:market-data"],
+    deps=["assets_table"], kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=OWNERS,
+    metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", "signal9-market-data", MARKET_DATA_TABLE_COLUMNS),
     description="Alpaca's corporate actions (splits, dividends, symbol changes, mergers, ...) processed on each New "
                 "York date, for the symbols of the assets table, stored per symbol and ex-date in the market-data "
                 "table (series SYMBOL#actions); read_bars(adjustment=...) applies them to the raw bars.",
@@ -112,4 +114,5 @@ daily_corporate_actions_schedule = dg.build_schedule_from_partitioned_job(
     description="Yesterday's New York process date, once the day has ended and the asset sync has run.",
     default_status=dg.DefaultScheduleStatus.RUNNING)
 
-defs = dg.Definitions(assets=[corporate_actions], jobs=[corporate_actions_job], schedules=[daily_corporate_actions_schedule])
+defs = dg.Definitions(assets=dg.with_source_code_references([corporate_actions]), jobs=[corporate_actions_job],
+                      schedules=[daily_corporate_actions_schedule])

@@ -19,6 +19,7 @@ import dagster as dg
 import pandas as pd
 
 from signal9_pipeline.assets_sync.changes import was_listed_on
+from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.market_data.days import ASSET_CLASSES, TIMEFRAMES, BarProblem
 from signal9_pipeline.market_data.ingest import (
     DAY_FIGURES, IngestOptions, RunTally, UnknownSymbolError, asset_classes, completeness, ingest, record_manifests,
@@ -34,7 +35,14 @@ BARS_PARTITIONS = dg.MultiPartitionsDefinition({
                                          timezone="America/New_York"),
     "timeframe": dg.StaticPartitionsDefinition(list(TIMEFRAMES)),
 })
-CHECKS = ("ohlc_consistent", "timestamps_valid", "completeness", "stored_equals_fetched")
+CHECKS = {
+    "ohlc_consistent": "Every stored bar is possible: finite positive prices, high/low bounding open/close, "
+                       "non-negative volume and trades; impossible bars are held back with their reasons.",
+    "timestamps_valid": "Every bar is on its timeframe's grid, within 04:00-20:00 New York on an XNYS session "
+                        "(equities), with no duplicate time.",
+    "completeness": "The share of the partition's symbol-days with bars is at least min_completeness.",
+    "stored_equals_fetched": "A read-back of every written item's checksum equals what was written.",
+}
 DEFAULT_WATCHLIST = "SPY,AAPL,MSFT,BTC/USD,ETH/USD"
 
 
@@ -85,11 +93,12 @@ def _new_york_day(day: date) -> tuple[str, str]:
 @dg.asset(
     partitions_def=BARS_PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), pool="alpaca_api",
     deps=["assets_table"],  # a date's symbols are those the assets table shows listed on it
-    kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=["team:market-data"],
+    kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=OWNERS,
+    metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", "signal9-market-data", MARKET_DATA_TABLE_COLUMNS),
     description="Every OHLC bar Alpaca returns per (trading date, timeframe): 1Day for every listed asset, intraday "
                 "(04:00-20:00 New York for equities) for the watchlist; stored in DynamoDB buckets per symbol "
                 "(a day of 1Min bars, a year of 1Day bars), as gzipped Arrow IPC blocks.",
-    check_specs=[dg.AssetCheckSpec(name, asset="ohlc_bars") for name in CHECKS],
+    check_specs=[dg.AssetCheckSpec(name, asset="ohlc_bars", description=text) for name, text in CHECKS.items()],
 )
 def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: AlpacaResource, dynamodb: DynamoDBResource,
               metrics: MetricsResource):
@@ -178,7 +187,8 @@ def _first(problems: list[BarProblem]) -> str | None:
 
 
 @dg.schedule(cron_schedule="0 5 * * *", execution_timezone="UTC", job_name="daily_bars_job",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="05:00 UTC, after the 04:00 asset sync: yesterday's New York date in every timeframe.")
 def daily_bars_schedule(context: dg.ScheduleEvaluationContext):
     """After the 04:00 asset sync: yesterday's New York date, every timeframe (crypto trades on weekends too)."""
     scheduled = context.scheduled_execution_time or datetime.now(timezone.utc)
@@ -188,6 +198,9 @@ def daily_bars_schedule(context: dg.ScheduleEvaluationContext):
                             partition_key=dg.MultiPartitionKey({"date": day, "timeframe": timeframe}))
 
 
-daily_bars_job = dg.define_asset_job("daily_bars_job", selection=[ohlc_bars])
+daily_bars_job = dg.define_asset_job(
+    "daily_bars_job", selection=[ohlc_bars],
+    description="OHLC bars of one or more (date, timeframe) partitions; a date range runs as one run.")
 
-defs = dg.Definitions(assets=[ohlc_bars], jobs=[daily_bars_job], schedules=[daily_bars_schedule])
+defs = dg.Definitions(assets=dg.with_source_code_references([ohlc_bars]), jobs=[daily_bars_job],
+                      schedules=[daily_bars_schedule])

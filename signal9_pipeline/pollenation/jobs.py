@@ -7,8 +7,14 @@ after its event was accepted and its daily-bar history (SIGNAL9_POLLENATION_HIST
 default five years) was stored through ohlc_bars' storage, under the same
 shared rate limit; a symbol that missed either stays pending for a later
 sensor tick, and the run fails naming it.
+
+The job is ops (announce, load, mark: one batch's steps in order), and what they
+write is recorded against assets, so the lineage and the partitions tab tell the
+truth: each run materializes `pollenation_events` (assets_table -> pollenation_events)
+and every `ohlc_bars` 1Day partition whose bars its history load stored.
 """
 
+import collections
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
@@ -17,6 +23,8 @@ import dagster as dg
 from signal9_pipeline import failpoints
 from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION_PENDING, asset_key
 from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
+from signal9_pipeline.catalog import OWNERS
+from signal9_pipeline.market_data.assets import BARS_PARTITIONS
 from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, asset_classes, ingest
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
@@ -26,6 +34,10 @@ from signal9_pipeline.resources.metrics import MetricsResource
 from signal9_pipeline.settings import env_int
 
 OP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+pollenation_events = dg.AssetSpec(
+    "pollenation_events", deps=["assets_table"], group_name="pollenation", kinds={"eventbridge"}, owners=OWNERS,
+    description="pollenationNeeded events on SIGNAL9_EVENT_BUS for newly listed symbols, one per symbol and pending "
+                "episode (idempotent id); published by pollenation_job runs, which new_symbols_sensor launches.")
 
 
 class PollenationConfig(dg.Config):
@@ -54,6 +66,9 @@ def announce_new_symbols(context: dg.OpExecutionContext, config: PollenationConf
     undelivered = {e.detail["assetId"] for e in events.publish(batch)}
     delivered = [e for e in batch if e.detail["assetId"] not in undelivered]
     metrics.put("PollenationEventsPublished", len(delivered))
+    context.log_event(dg.AssetMaterialization(pollenation_events.key, metadata={
+        "delivered": dg.MetadataValue.int(len(delivered)), "undelivered": dg.MetadataValue.int(len(undelivered)),
+        "symbols": dg.MetadataValue.text(", ".join(e.detail["assetId"] for e in delivered))}))
     context.add_output_metadata({
         "symbols": dg.MetadataValue.text(", ".join(e.detail["assetId"] for e in delivered)),
         "event_ids": dg.MetadataValue.json({e.detail["assetId"]: e.event_id for e in delivered}),
@@ -82,10 +97,23 @@ def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announce
     if tally.problems:  # held back with their reasons; the rest of the history is stored
         context.log.warning(f"{len(tally.problems)} impossible daily bar(s) held back: "
                             + "; ".join(str(p) for p in tally.problems[:20]))
+    for day, figures in _stored_partitions(tally):
+        context.log_event(dg.AssetMaterialization("ohlc_bars", partition=str(dg.MultiPartitionKey({"date": day, "timeframe": "1Day"})),
+                                                  description=f"daily history of {len(symbols)} newly listed symbol(s)",
+                                                  metadata={"bars_written": dg.MetadataValue.int(figures["bars"]),
+                                                            "source": dg.MetadataValue.text("pollenation")}))
     context.add_output_metadata({"bars_written": dg.MetadataValue.int(tally.bars),
                                  "bars_held_back": dg.MetadataValue.int(len(tally.problems)),
                                  "history_days": dg.MetadataValue.int(config.lookback())})
     return announced
+
+
+def _stored_partitions(tally: RunTally) -> list[tuple[str, collections.Counter]]:
+    """The ohlc_bars date partitions (those that exist) in which this load stored bars."""
+    dates = BARS_PARTITIONS.get_partitions_def_for_dimension("date")
+    first, last = dates.start.date().isoformat(), last_ended_day().isoformat()
+    return sorted((day, figures) for (timeframe, day), figures in tally.by_day.items()
+                  if timeframe == "1Day" and figures["bars"] and first <= day <= last)
 
 
 @dg.op

@@ -17,7 +17,7 @@ from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.settings import env_int
 
 INDEX = "pollenation-pending"
-BATCH_TAG, SYMBOLS_TAG, COUNT_TAG = "signal9/pollenation_batch", "signal9/symbols", "signal9/symbol_count"
+BATCH_TAG, COUNT_TAG = "signal9/pollenation_batch", "signal9/symbol_count"  # short tags; the symbols are in run config
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -28,6 +28,11 @@ def pending_symbols(dynamodb: DynamoDBResource) -> list[str]:
     return sorted(i["symbol"] for i in items)
 
 
+def run_symbols(run: dg.DagsterRun) -> list[str]:
+    """The symbols a pollenation run was launched for (its run config)."""
+    return list(((run.run_config or {}).get("ops", {}).get("announce_new_symbols", {}).get("config", {})).get("symbols", []))
+
+
 @dg.sensor(job=pollenation_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Launches pollenation_job runs, in batches, for symbols pending pollenation.")
 def new_symbols_sensor(context: dg.SensorEvaluationContext, dynamodb: DynamoDBResource):
@@ -35,7 +40,7 @@ def new_symbols_sensor(context: dg.SensorEvaluationContext, dynamodb: DynamoDBRe
     max_runs = env_int("SIGNAL9_POLLENATION_MAX_RUNS", 2)
     pending = pending_symbols(dynamodb)
     running = context.instance.get_runs(dg.RunsFilter(job_name=pollenation_job.name, statuses=IN_FLIGHT))
-    in_flight = {s for run in running for s in run.tags.get(SYMBOLS_TAG, "").split(",") if s}
+    in_flight = {s for run in running for s in run_symbols(run)}
     batches = plan_batches(pending, in_flight, batch_size, max_runs - len(running))
     if not batches:
         return dg.SkipReason(f"{len(pending)} symbol(s) pending, {len(in_flight)} in {len(running)} run(s) in flight")
@@ -46,7 +51,7 @@ def new_symbols_sensor(context: dg.SensorEvaluationContext, dynamodb: DynamoDBRe
         requests.append(dg.RunRequest(
             run_key=f"{key}:{finished}",
             run_config={"ops": {"announce_new_symbols": {"config": {"symbols": batch}}}},
-            tags={BATCH_TAG: key, SYMBOLS_TAG: ",".join(batch), COUNT_TAG: str(len(batch))},
+            tags={BATCH_TAG: key, COUNT_TAG: str(len(batch))},
         ))
     context.log.info(f"{len(pending)} pending; launching {len(requests)} run(s) for {sum(len(b) for b in batches)} symbol(s)")
     return requests

@@ -58,6 +58,11 @@ def test_listings_and_delistings_deliver_each_event_exactly_once(sync_env, defau
 
         history = read_bars(day.listed[0], "1Day", datetime.now() - timedelta(days=31), datetime.now())
         assert 15 <= len(history) <= 23  # the month of daily bars pollenation loaded (SIGNAL9_POLLENATION_HISTORY_DAYS=30)
+        # What pollenation stored shows in the catalog: its events, and the ohlc_bars partitions its history covers.
+        assert instance.get_latest_materialization_event(dg.AssetKey("pollenation_events")) is not None
+        partitions = instance.get_materialized_partitions(dg.AssetKey("ohlc_bars"))
+        sessions = {b.tz_convert("America/New_York").date().isoformat() for b in history["timestamp"]}
+        assert {f"{d}|1Day" for d in sessions} <= partitions and all(p.endswith("|1Day") for p in partitions)
 
 
 def test_a_run_killed_after_sending_its_events_is_repaired_by_the_next_run(sync_env, default_universe):
