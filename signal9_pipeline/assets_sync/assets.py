@@ -7,22 +7,25 @@ bad answer (schema, quarantine rate, mass delisting) before anything is written.
 """
 
 import collections
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from signal9_pipeline import logs
 from signal9_pipeline.assets_sync.changes import is_listed, plan_sync
-from signal9_pipeline.catalog import ASSETS_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.assets_sync.status_events import asset_status_events
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
+from signal9_pipeline.catalog import ASSETS_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
 
 GROUP = "asset_sync"
+log = logging.getLogger("signal9.sync")
 FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="30 4 * * *", lower_bound_delta=timedelta(hours=24), timezone="UTC")
 STEP_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 CHANGES_SHOWN = 25
@@ -174,7 +177,9 @@ def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedA
     write_requests = dynamodb.put_items(table, plan.puts)
     duration = time.monotonic() - started
     counts = {kind: int(n) for kind, n in plan.counts.items()}
-    context.log.info(f"asset sync: {counts}, {write_requests} write request(s) for {len(plan.puts)} item(s)")
+    logs.event(log, logging.INFO, "asset sync: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+               + f"; {write_requests} write request(s) for {len(plan.puts)} item(s)", "asset_sync_summary",
+               **counts, write_requests=write_requests, items_written=len(plan.puts))
     for kind, n in counts.items():
         metrics.put(f"AssetSync{kind.capitalize()}", n)
     metrics.put("AssetSyncWriteRequests", write_requests)

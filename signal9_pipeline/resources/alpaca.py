@@ -38,7 +38,7 @@ from alpaca.trading.client import TradingClient
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.secretsmanager import SecretsManagerResource
 
-from signal9_pipeline import redaction
+from signal9_pipeline import logs, redaction
 from signal9_pipeline.market_data.days import ASSET_CLASSES, CRYPTO, TIMEFRAMES
 from signal9_pipeline.resources import run_scope
 from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for
@@ -46,6 +46,7 @@ from signal9_pipeline.resources.rate_limit import RateLimiterError, shared_limit
 from signal9_pipeline.settings import Settings
 
 redaction.install()
+logs.install()
 
 # Stock feeds the pipeline can store (Alpaca's DataFeed values whose bars lie within 04:00-20:00 New York;
 # the overnight feeds `boats` and `overnight` trade 20:00-04:00 and are not ingested). `iex` is what every
@@ -345,9 +346,10 @@ class _Gateway:
     def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
         error = retry_state.outcome.exception()
         self.metrics.put("AlpacaApiRetries", 1, ErrorType=type(error).__name__)
-        log.warning(json.dumps({"event": "alpaca_retry", "attempt": retry_state.attempt_number,
-                                "error": type(error).__name__, "detail": str(error)[:300],
-                                "sleep_s": round(retry_state.upcoming_sleep, 3)}))
+        logs.event(log, logging.WARNING, f"Alpaca retry after attempt {retry_state.attempt_number}: "
+                   f"{type(error).__name__}: {str(error)[:200]}; next attempt in {retry_state.upcoming_sleep:.1f} s",
+                   "alpaca_retry", attempt=retry_state.attempt_number, error=type(error).__name__,
+                   detail=str(error)[:300], sleep_s=round(retry_state.upcoming_sleep, 3))
 
     # every HTTP request ---------------------------------------------------------------------------
     def send(self, request: Callable[..., requests.Response], method: str, url: str, **kwargs) -> requests.Response:
@@ -393,7 +395,8 @@ class _Gateway:
         pause = self._quota_reset_at - time.time()
         if pause > 0:
             self.metrics.put("AlpacaRateLimitWaits", 1, Source="server")
-            log.info(json.dumps({"event": "alpaca_quota_wait", "seconds": round(pause, 3)}))
+            logs.event(log, logging.INFO, f"Alpaca's quota is spent: waiting {pause:.1f} s for its reset",
+                       "alpaca_quota_wait", seconds=round(pause, 3))
             time.sleep(min(pause, MAX_RATE_LIMIT_WAIT_S))
 
     def _take_token(self) -> float:
@@ -417,10 +420,10 @@ class _Gateway:
 
     def _record(self, method: str, path: str, status, latency_ms: float, remaining, waited_s: float) -> None:
         attempt = getattr(self._local, "attempt", 1)
-        entry = {"event": "alpaca_request", "method": method, "path": path, "status": status,
-                 "latency_ms": round(latency_ms, 1), "attempt": attempt, "remaining": remaining,
-                 "limiter_wait_ms": round(waited_s * 1000, 1)}
-        log.info(json.dumps(entry))
+        logs.event(log, logging.INFO, f"Alpaca {method} {path}: {status} in {latency_ms:.1f} ms (attempt {attempt}, "
+                   f"{remaining if remaining is not None else '?'} left this minute)", "alpaca_request",
+                   method=method, path=path, status=status, latency_ms=round(latency_ms, 1), attempt=attempt,
+                   remaining=remaining, limiter_wait_ms=round(waited_s * 1000, 1))
         endpoint, job = _endpoint_name(path), run_scope.current().job
         # Each figure by its dimension, for dashboards, and as a plain total (plus by job), which the alarms watch.
         for dims in ({"Endpoint": endpoint}, {}, *([{"Job": job}] if job else [])):

@@ -18,6 +18,7 @@ import dagster as dg
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from signal9_pipeline import logs
 from signal9_pipeline.settings import Settings
 
 MAX_BATCH = 500  # PutMetricData takes up to 1,000 datums per call
@@ -65,8 +66,9 @@ class MetricsPublisher:
                 sent += len(chunk)
             except (BotoCoreError, ClientError) as exc:
                 self.failures += 1
-                log.warning('{"event": "metrics_dropped", "namespace": "%s", "datums": %d, "error": "%s"}',
-                            self.namespace, len(chunk), type(exc).__name__)
+                logs.event(log, logging.WARNING, f"CloudWatch refused {len(chunk)} metric datum(s) of {self.namespace} "
+                           f"({type(exc).__name__}); dropped, metrics are best effort", "metrics_dropped",
+                           namespace=self.namespace, datums=len(chunk), error=type(exc).__name__)
         self.sent += sent
         return sent
 
@@ -77,7 +79,8 @@ class MetricsPublisher:
                 self._client = boto3.client("cloudwatch", config=Config(connect_timeout=3, read_timeout=5,
                                                                         retries={"max_attempts": 2, "mode": "standard"}))
             except BotoCoreError as exc:
-                log.warning('{"event": "metrics_unconfigured", "error": "%s"}', type(exc).__name__)
+                logs.event(log, logging.WARNING, f"no CloudWatch client ({type(exc).__name__}): metrics are not sent",
+                           "metrics_unconfigured", error=type(exc).__name__)
                 raise
         return self._client
 

@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 import requests
 
+from signal9_pipeline.logs import fields_of
 from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
 from signal9_pipeline.pollenation.sensor import pending_symbols
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -79,7 +80,9 @@ _fault_free: dict[str, Tables] = {}
 def fault_free_tables(local_stack: dict[str, str], universe: list[dict]) -> Tables:
     """What the pipeline writes for `universe` when nothing goes wrong (computed once per session)."""
     if "tables" not in _fault_free:
-        server = start_in_thread(universe, api_key=TEST_KEY, secret_key=TEST_SECRET, rate_limit_per_minute=100_000)
+        # The faulted runs' seed: the sandbox's corporate actions (and so its raw split cliffs) follow its seed.
+        server = start_in_thread(universe, api_key=TEST_KEY, secret_key=TEST_SECRET, rate_limit_per_minute=100_000,
+                                 seed=FAULT_SEED)
         try:
             with pytest.MonkeyPatch.context() as patch:
                 for key, value in local_stack.items():
@@ -113,8 +116,7 @@ class AccessLog:
     caplog: pytest.LogCaptureFixture
 
     def entries(self, event: str) -> list[dict]:
-        lines = [r.getMessage() for r in self.caplog.records if r.name == "signal9.alpaca"]
-        return [e for e in map(json.loads, lines) if e.get("event") == event]
+        return [fields_of(r) for r in self.caplog.records if r.name == "signal9.alpaca" and getattr(r, "event", None) == event]
 
     def retries(self) -> int:
         return len(self.entries("alpaca_retry"))

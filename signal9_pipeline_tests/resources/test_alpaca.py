@@ -212,8 +212,16 @@ def test_secrets_manager_unreachable_raises_credentials_error(stack_env, monkeyp
 
 
 def test_no_credential_appears_in_any_log_line_or_error(sandbox_factory, resource_for, secret_for, caplog, capfd):
+    import io
+
+    from signal9_pipeline.logs import json_handler
+
     server = sandbox_factory(None, rate_limit_per_minute=100_000)
     caplog.set_level(logging.DEBUG)
+    json_lines = io.StringIO()
+    handler = json_handler()
+    handler.setStream(json_lines)  # the JSON lines production writes (SIGNAL9_LOG_FORMAT=json), scanned too
+    logging.getLogger("signal9").addHandler(handler)
     resource = resource_for(server, max_attempts=2)
     resource.list_assets()
     list(resource.iter_bars(["AAPL"], "1Hour", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"))
@@ -227,22 +235,30 @@ def test_no_credential_appears_in_any_log_line_or_error(sandbox_factory, resourc
             errors.append(repr(exc) + str(exc))
     with pytest.raises(AlpacaAuthError) as refused:
         resource_for(server, credentials_secret_id=secret_for(TEST_KEY, "S3CR3T-WRONG-VALUE")).list_assets()
+    logging.getLogger("signal9").removeHandler(handler)
     captured = capfd.readouterr()
-    text = "\n".join([caplog.text, captured.out, captured.err, str(refused.value), *errors])
-    assert '"event": "alpaca_request"' in caplog.text  # the logs were really captured
+    text = "\n".join([caplog.text, json_lines.getvalue(), captured.out, captured.err, str(refused.value), *errors])
+    assert "Alpaca GET /v2/assets: 200" in caplog.text and '"event": "alpaca_request"' in json_lines.getvalue()
     for secret in (TEST_KEY, TEST_SECRET, "S3CR3T-WRONG-VALUE"):
         assert secret not in text
 
 
-def test_every_api_call_logs_one_json_object(sandbox, resource_for, caplog):
+def test_every_api_call_logs_a_sentence_with_its_facts_as_fields(sandbox, resource_for, caplog, capsys):
     import json
+
+    from signal9_pipeline.logs import fields_of, json_handler
 
     caplog.set_level(logging.INFO, logger="signal9.alpaca")
     resource_for(sandbox).get_calendar(date(2024, 1, 2), date(2024, 1, 5))
-    entries = [json.loads(r.getMessage()) for r in caplog.records if r.name == "signal9.alpaca"]
+    records = [r for r in caplog.records if r.name == "signal9.alpaca"]
+    entries = [fields_of(r) for r in records]
     assert [e["path"] for e in entries] == ["/v2/calendar"]
-    assert {"method", "path", "status", "latency_ms", "attempt", "remaining"} <= entries[0].keys()
+    assert {"event", "method", "path", "status", "latency_ms", "attempt", "remaining"} <= entries[0].keys()
     assert entries[0]["status"] == 200 and isinstance(entries[0]["remaining"], int)
+    assert records[0].getMessage().startswith("Alpaca GET /v2/calendar: 200 in ")  # what a person reads
+    line = json.loads(json_handler().format(records[0]))  # what CloudWatch Logs Insights filters on
+    assert line["event"] == "alpaca_request" and line["path"] == "/v2/calendar" and line["status"] == 200
+    assert line["level"] == "INFO" and line["logger"] == "signal9.alpaca" and line["message"] == records[0].getMessage()
 
 
 @pytest.mark.parametrize("page", [

@@ -5,6 +5,7 @@ from datetime import date
 
 import boto3
 
+from signal9_pipeline.logs import fields_of
 from signal9_pipeline.resources.metrics import MetricsPublisher, MetricsResource
 
 
@@ -39,7 +40,10 @@ def test_cloudwatch_down_logs_a_warning_and_never_raises(stack_env, monkeypatch,
     for i in range(3):
         publisher.put("AlpacaApiCalls", 1, Endpoint="assets")
     assert publisher.flush() == 0
-    assert publisher.failures == 1 and "metrics_dropped" in caplog.text
+    dropped = [fields_of(r) for r in caplog.records if getattr(r, "event", None) == "metrics_dropped"]
+    assert publisher.failures == 1 and dropped == [{"event": "metrics_dropped", "namespace": "Signal9/Test/Down",
+                                                    "datums": 3, "error": dropped[0]["error"]}]
+    assert "CloudWatch refused 3 metric datum(s)" in caplog.text  # a sentence a person reads
 
 
 def test_a_full_buffer_is_sent_without_waiting_for_the_end(stack_env):
