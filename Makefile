@@ -40,10 +40,11 @@ down:
 services:
 	scripts/install-services.sh
 
-# Full suite with coverage; the suite starts (and stops) its own local stack, and its own
+# ruff (pyproject.toml's rules), then the full suite with coverage; the suite starts (and stops) its own local stack, and its own
 # PostgreSQL, Redis and Dagster services for the production-like test
 # (`pytest -m "not production_like"` leaves that one out locally).
 test: install services
+	$(VENV)/bin/ruff check signal9_pipeline signal9_pipeline_tests benchmarks deploy
 	rm -f .coverage .coverage.*
 	$(VENV)/bin/coverage run -m pytest
 	$(VENV)/bin/coverage combine --quiet

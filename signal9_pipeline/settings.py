@@ -55,7 +55,7 @@ class Settings:
     metrics_namespace: str
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         return cls(
             assets_table=env_str("SIGNAL9_ASSETS_TABLE", "signal9-assets"),
             market_data_table=env_str("SIGNAL9_MARKET_DATA_TABLE", "signal9-market-data"),

@@ -8,6 +8,7 @@ from signal9_pipeline.catalog import ASSETS_TABLE_COLUMNS, MARKET_DATA_TABLE_COL
 from signal9_pipeline.definitions import defs
 from signal9_pipeline.market_data.days import last_session
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.settings import Settings
 from signal9_pipeline_tests.support import materialize_actions, materialize_bars, put_universe, run_sync, small_universe
 
 
@@ -24,6 +25,17 @@ def test_every_asset_check_job_schedule_and_sensor_says_what_it_is_and_who_owns_
         assert definition.description, definition.name
 
 
+def test_the_tables_carry_their_names_and_schemas():
+    graph = defs.resolve_asset_graph()
+    settings = Settings.from_env()
+    for asset, columns, table in (("assets_table", ASSETS_TABLE_COLUMNS, settings.assets_table),
+                                  ("ohlc_bars", MARKET_DATA_TABLE_COLUMNS, settings.market_data_table),
+                                  ("corporate_actions", MARKET_DATA_TABLE_COLUMNS, settings.market_data_table)):
+        metadata = graph.get(dg.AssetKey(asset)).metadata
+        assert [c.name for c in metadata["dagster/column_schema"].columns] == [name for name, _, _ in columns]
+        assert metadata["dagster/table_name"] == table
+
+
 def test_the_lineage_is_the_data_flow():
     graph = defs.resolve_asset_graph()
     parents = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()}
@@ -33,14 +45,7 @@ def test_the_lineage_is_the_data_flow():
 
 
 def test_the_table_schemas_name_every_attribute_the_pipeline_writes(bars_env, default_universe):
-    graph = defs.resolve_asset_graph()
-    for asset, columns, table in (("assets_table", ASSETS_TABLE_COLUMNS, "SIGNAL9_ASSETS_TABLE"),
-                                  ("ohlc_bars", MARKET_DATA_TABLE_COLUMNS, "SIGNAL9_MARKET_DATA_TABLE"),
-                                  ("corporate_actions", MARKET_DATA_TABLE_COLUMNS, "SIGNAL9_MARKET_DATA_TABLE")):
-        metadata = graph.get(dg.AssetKey(asset)).metadata
-        assert [c.name for c in metadata["dagster/column_schema"].columns] == [name for name, _, _ in columns]
-        assert metadata["dagster/table_name"]
-
+    """Every attribute in the items a sync, a bars backfill and a corporate-actions run write is in the schemas."""
     put_universe(bars_env, small_universe(default_universe, n=40))
     assert run_sync().success
     day = last_session()

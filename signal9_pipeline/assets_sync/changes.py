@@ -13,8 +13,9 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 ALPACA_FIELDS = (
     "alpaca_id", "symbol", "name", "exchange", "asset_class", "status", "tradable", "marginable", "shortable",

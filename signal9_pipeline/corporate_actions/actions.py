@@ -21,9 +21,10 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

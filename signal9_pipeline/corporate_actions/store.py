@@ -16,7 +16,15 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from signal9_pipeline.corporate_actions.actions import (
-    DIVIDEND_TYPES, EVENT_TYPES, Action, AdjustmentError, duplicates, factors, fingerprint, parse_page, to_item,
+    DIVIDEND_TYPES,
+    EVENT_TYPES,
+    Action,
+    AdjustmentError,
+    duplicates,
+    factors,
+    fingerprint,
+    parse_page,
+    to_item,
 )
 from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, fetch_window, last_session, previous_session
 from signal9_pipeline.market_data.read import stored_actions

@@ -22,7 +22,14 @@ from signal9_pipeline.assets_sync.changes import was_listed_on
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.market_data.days import ASSET_CLASSES, TIMEFRAMES, BarProblem
 from signal9_pipeline.market_data.ingest import (
-    DAY_FIGURES, IngestOptions, RunTally, UnknownSymbolError, asset_classes, completeness, ingest, record_manifests,
+    DAY_FIGURES,
+    IngestOptions,
+    RunTally,
+    UnknownSymbolError,
+    asset_classes,
+    completeness,
+    ingest,
+    record_manifests,
     stored_mismatches,
 )
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries

@@ -33,8 +33,19 @@ import pandas as pd
 from signal9_pipeline.assets_sync.changes import asset_key
 from signal9_pipeline.market_data.codec import CodecError, decode, encode_columns
 from signal9_pipeline.market_data.days import (
-    ASSET_CLASSES, CRYPTO, POST, PRE, REGULAR, BarProblem, Screening, bucket_starts, fetch_window, is_session, screen,
-    trading_days, with_days,
+    ASSET_CLASSES,
+    CRYPTO,
+    POST,
+    PRE,
+    REGULAR,
+    BarProblem,
+    Screening,
+    bucket_starts,
+    fetch_window,
+    is_session,
+    screen,
+    trading_days,
+    with_days,
 )
 from signal9_pipeline.market_data.read import series_key
 from signal9_pipeline.resources.alpaca import AlpacaResource

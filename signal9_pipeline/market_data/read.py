@@ -23,7 +23,15 @@ from signal9_pipeline.corporate_actions.actions import ADJUSTMENTS, factors, fro
 from signal9_pipeline.corporate_actions.actions import series_key as actions_series
 from signal9_pipeline.market_data.codec import CodecError, decode
 from signal9_pipeline.market_data.days import (
-    CRYPTO, EQUITY, NEW_YORK, REGULAR, SESSIONS, TIMEFRAMES, bucket_start, session_codes, trading_days,
+    CRYPTO,
+    EQUITY,
+    NEW_YORK,
+    REGULAR,
+    SESSIONS,
+    TIMEFRAMES,
+    bucket_start,
+    session_codes,
+    trading_days,
 )
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 

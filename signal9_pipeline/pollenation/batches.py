@@ -10,7 +10,7 @@ same batch have already finished, so a second tick asks for the same keys
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from collections.abc import Iterable
 
 DATA_TYPES = ["company_overview", "earnings", "cash_flow", "balance_sheet", "income_statement"]
 

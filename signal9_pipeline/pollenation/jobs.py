@@ -22,11 +22,11 @@ import dagster as dg
 
 from signal9_pipeline import failpoints
 from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION_PENDING, asset_key
-from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
 from signal9_pipeline.catalog import OWNERS
 from signal9_pipeline.market_data.assets import BARS_PARTITIONS
 from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, asset_classes, ingest
+from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource

@@ -22,9 +22,10 @@ import random
 import threading
 import time
 import warnings
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Collection, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import dagster as dg
 import pandas as pd
@@ -205,7 +206,7 @@ class _CountedAsFailure(Exception):
 class _AlpacaSession(requests.Session):
     """The session alpaca-py's clients use: every request passes through the gateway."""
 
-    def __init__(self, gateway: "_Gateway"):
+    def __init__(self, gateway: _Gateway):
         super().__init__()
         self._gateway = gateway
 

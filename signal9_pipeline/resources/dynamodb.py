@@ -13,7 +13,8 @@ import os
 import random
 import threading
 import time
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 import boto3
 import dagster as dg

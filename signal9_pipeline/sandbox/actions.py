@@ -60,8 +60,9 @@ import binascii
 import bisect
 import functools
 import hashlib
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -221,7 +222,7 @@ class Splits(NamedTuple):
     old: np.ndarray  # prod of old_rate, integers
 
     @classmethod
-    def of(cls, splits: Iterable[Action]) -> "Splits":
+    def of(cls, splits: Iterable[Action]) -> Splits:
         ordered = sorted(splits, key=lambda a: a.ex)
         later = lambda rates: np.append(np.cumprod(rates[::-1])[::-1], 1).astype(np.int64)  # noqa: E731
         new = later(np.array([int(a.new_rate) for a in ordered], dtype=np.int64))

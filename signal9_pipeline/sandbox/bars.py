@@ -63,8 +63,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import exchange_calendars as xcals
 import numpy as np
@@ -125,7 +126,7 @@ class Bars:
     def __len__(self) -> int:
         return len(self.t)
 
-    def select(self, index) -> "Bars":
+    def select(self, index) -> Bars:
         return Bars(*(getattr(self, f)[index] for f in _FIELDS))
 
 
@@ -138,7 +139,7 @@ class Days(NamedTuple):
     regular_close: np.ndarray
     label: np.ndarray
 
-    def slice(self, lo: int, hi: int) -> "Days":
+    def slice(self, lo: int, hi: int) -> Days:
         return Days(*(part[lo:hi] for part in self))
 
 

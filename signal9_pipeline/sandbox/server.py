@@ -45,17 +45,23 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from signal9_pipeline.sandbox.actions import ActionsError, CorporateActions, name_change, new_york_today, parse_adjustment
 from signal9_pipeline.sandbox.bars import (
-    CRYPTO_DAILY_STAMPS, UTC_MIDNIGHT, BarGenerator, Bars, canonical_timeframe, xnys_days,
+    CRYPTO_DAILY_STAMPS,
+    UTC_MIDNIGHT,
+    BarGenerator,
+    Bars,
+    canonical_timeframe,
+    xnys_days,
 )
 
 MAX_LIMIT = 10_000
@@ -122,7 +128,7 @@ class Settings:
     plan: str = "free"
     crypto_daily_stamp: str = UTC_MIDNIGHT
 
-    def updated(self, changes: Any) -> "Settings":
+    def updated(self, changes: Any) -> Settings:
         if not isinstance(changes, dict) or set(changes) - set(SETTING_CHOICES):
             raise ApiError(422, f"settings must be an object with keys among {sorted(SETTING_CHOICES)}")
         for name, value in changes.items():
@@ -143,7 +149,7 @@ class Faults:
     invalid_bar_symbols: list[str] = field(default_factory=list)  # their first bar in a page gets a negative low
 
     @classmethod
-    def parse(cls, body: Any) -> "Faults":
+    def parse(cls, body: Any) -> Faults:
         if not isinstance(body, dict) or set(body) - FAULT_KEYS:
             raise ApiError(422, f"faults must be an object with keys among {sorted(FAULT_KEYS)}")
         try:
@@ -549,7 +555,7 @@ def route_calendar(query: dict) -> bytes:
 
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "SandboxServer"
+    server: SandboxServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         return  # requests are recorded in /_sandbox/stats; stderr stays quiet

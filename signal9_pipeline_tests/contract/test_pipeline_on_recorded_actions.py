@@ -77,7 +77,12 @@ def test_recorded_and_hostile_actions_through_the_asset(bars_env, replay, defaul
     from signal9_pipeline.market_data import read_bars
     from signal9_pipeline.resources import alpaca as alpaca_module
     from signal9_pipeline_tests.support import (
-        check_results, materialize_actions, materialize_bars, put_universe, run_sync, small_universe,
+        check_results,
+        materialize_actions,
+        materialize_bars,
+        put_universe,
+        run_sync,
+        small_universe,
     )
 
     universe = small_universe(default_universe, n=6)[:6]

@@ -13,7 +13,11 @@ import pytest
 
 from signal9_pipeline.resources import alpaca as alpaca_module
 from signal9_pipeline.resources.alpaca import (
-    AlpacaAuthError, AlpacaNotFoundError, AlpacaRateLimitError, AlpacaRequestError, AlpacaResource,
+    AlpacaAuthError,
+    AlpacaNotFoundError,
+    AlpacaRateLimitError,
+    AlpacaRequestError,
+    AlpacaResource,
     AlpacaSubscriptionError,
 )
 from signal9_pipeline_tests.contract import corpus

@@ -13,7 +13,13 @@ from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.days import fetch_window, last_ended_day, previous_session
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline_tests.support import (
-    EventTap, check_results, materialize_actions, materialize_bars, put_universe, run_sync, small_universe,
+    EventTap,
+    check_results,
+    materialize_actions,
+    materialize_bars,
+    put_universe,
+    run_sync,
+    small_universe,
 )
 
 PRICES = ["open", "high", "low", "close", "vwap"]

@@ -15,15 +15,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 import yaml
 
-from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
 from signal9_pipeline.local.stack import free_port
+from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
 
 DEPLOY = PROJECT_ROOT / "deploy"
 LOCATION, REPOSITORY = "signal9_pipeline", "__repository__"
@@ -70,7 +71,7 @@ class Deployment:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.webserver_port}"
 
-    def start(self) -> "Deployment":
+    def start(self) -> Deployment:
         entrypoint, workspace = image_command("ENTRYPOINT"), str(DEPLOY / "workspace.yaml")
         code = [a.replace("0.0.0.0", "127.0.0.1") for a in image_command("CMD")]
         code[code.index("--port") + 1] = self.env["SIGNAL9_CODE_SERVER_PORT"]

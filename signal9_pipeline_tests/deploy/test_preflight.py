@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
+from signal9_pipeline.local.stack import free_port
 from signal9_pipeline_tests.conftest import PROJECT_ROOT
 from signal9_pipeline_tests.deploy.deployment import DEPLOY
-from signal9_pipeline.local.stack import free_port
 
 pytestmark = pytest.mark.production_like
 

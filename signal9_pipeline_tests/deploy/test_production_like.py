@@ -22,13 +22,13 @@ import redis
 import requests
 import yaml
 
+from signal9_pipeline.local.stack import free_port
 from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.pollenation.sensor import pending_symbols
 from signal9_pipeline.resources.alpaca import read_credentials
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.rate_limit import BUCKET_NAME
 from signal9_pipeline_tests.deploy.deployment import DEPLOY, LOCATION, REPOSITORY, Deployment, write_instance
-from signal9_pipeline.local.stack import free_port
 from signal9_pipeline_tests.support import max_in_any_window, small_universe
 
 pytestmark = [pytest.mark.production_like, pytest.mark.slow]
@@ -104,7 +104,8 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
              for n in deployed.graphql("{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]}
     assert nodes[("validated_assets",)] == {("alpaca_assets",)}
     assert ("validated_assets",) in nodes[("assets_table",)]
-    assert ("ohlc_bars",) in nodes
+    for downstream in ("ohlc_bars", "corporate_actions", "pollenation_events", "asset_status_events"):
+        assert nodes[(downstream,)] == {("assets_table",)}, downstream
     assert _sensor_status(deployed, "new_symbols_sensor") == "RUNNING"
 
     # The asset sync, launched as from the UI, queued, dequeued by the daemon, run by the code server.

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from signal9_pipeline_tests.reliability.faults import (
     FAULT_SEED,
-    Alpaca,
     AccessLog,
+    Alpaca,
     fault_free_tables,
     fresh_tables,
     pipeline_universe,

@@ -16,8 +16,8 @@ import dagster as dg
 import pytest
 import requests
 
-from signal9_pipeline.logs import fields_of
 from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+from signal9_pipeline.logs import fields_of
 from signal9_pipeline.pollenation.sensor import pending_symbols
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.sandbox import SandboxServer, start_in_thread

@@ -21,9 +21,9 @@ import json
 import os
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Iterator
 
 import pytest
 

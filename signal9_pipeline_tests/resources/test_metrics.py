@@ -37,7 +37,7 @@ def test_cloudwatch_down_logs_a_warning_and_never_raises(stack_env, monkeypatch,
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", "http://127.0.0.1:9")
     publisher = MetricsPublisher("Signal9/Test/Down")
     caplog.set_level(logging.WARNING, logger="signal9.metrics")
-    for i in range(3):
+    for _ in range(3):
         publisher.put("AlpacaApiCalls", 1, Endpoint="assets")
     assert publisher.flush() == 0
     dropped = [fields_of(r) for r in caplog.records if getattr(r, "event", None) == "metrics_dropped"]
@@ -48,6 +48,6 @@ def test_cloudwatch_down_logs_a_warning_and_never_raises(stack_env, monkeypatch,
 
 def test_a_full_buffer_is_sent_without_waiting_for_the_end(stack_env):
     publisher = MetricsPublisher("Signal9/Test/Batch")
-    for i in range(500):
+    for _ in range(500):
         publisher.put("AlpacaApiCalls", 1)
     assert publisher.sent == 500 and publisher.flush() == 0
