@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages of the servers the production-like tests start: PostgreSQL (Dagster's
-# storage) and Redis (the shared Alpaca rate limiter). The tests start their own servers
-# on loopback; the packages' own services are kept from starting during the install.
+# Debian packages the tests need: the servers the production-like tests start, PostgreSQL
+# (Dagster's storage) and Redis (the shared Alpaca rate limiter), and Chromium, which the
+# browser test (signal9_pipeline_tests/ui/) drives through Playwright. The tests start their
+# own servers on loopback; the packages' own services are kept from starting during the install.
 set -euo pipefail
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,14 +10,17 @@ credentials.
 from __future__ import annotations
 
 import json
+import logging
 
 import dagster as dg
 
+from signal9_pipeline import logs
 from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.settings import env_str
 
 WRAPPERS = ("Failure", "RetryRequestedFromPolicy", "DagsterExecutionStepExecutionError")
+log = logging.getLogger("signal9.alerts")
 
 
 def error_type(error) -> str:
@@ -47,7 +50,13 @@ def build_alert(run: dg.DagsterRun, step_failures: list) -> dict:
 def pipeline_run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource, events: EventsResource):
     alert = build_alert(context.dagster_run, context.get_step_failure_events())
     subject = f"Signal9: {alert['job']} failed at {alert['step'] or 'start'}: {alert['errorType']}"
-    alerts.publish(subject, json.dumps(alert, indent=2))
+    message_id = alerts.publish(subject, json.dumps(alert, indent=2))
     undelivered = events.publish([Event("pipelineRunFailed", alert, event_id=f"pipelineRunFailed:{alert['runId']}")])
-    if undelivered:
-        context.log.warning("the pipelineRunFailed event was not accepted; the SNS alert was sent")
+    sent = {"run_id": alert["runId"], "job": alert["job"], "step": alert["step"], "error_type": alert["errorType"],
+            "sns_topic": alerts.topic_arn(), "sns_message_id": message_id, "event_bus": events.bus(),
+            "event_delivered": not undelivered}
+    sentence = (f"alert sent for run {alert['runId']} of {alert['job']} ({alert['errorType']} at {alert['step'] or 'start'}): "
+                f"SNS {sent['sns_topic']} message {message_id}; pipelineRunFailed on {sent['event_bus']} "
+                + ("delivered" if not undelivered else "NOT accepted (the SNS alert was sent)"))
+    context.log.info(sentence)  # the sensor's tick shows what it sent
+    logs.event(log, logging.WARNING if undelivered else logging.INFO, sentence, "alert_sent", **sent)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from signal9_pipeline.assets_sync.changes import was_listed_on
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
-from signal9_pipeline.market_data.days import ASSET_CLASSES, TIMEFRAMES, BarProblem
+from signal9_pipeline.market_data.days import ASSET_CLASSES, TIMEFRAMES, BarProblem, is_session
 from signal9_pipeline.market_data.ingest import (
     DAY_FIGURES,
     IngestOptions,
@@ -159,7 +159,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
             "write_conflicts": dg.MetadataValue.int(tally.write_conflicts),
             "largest_block_bytes": dg.MetadataValue.int(tally.largest_block_bytes),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-            "by_date": dg.MetadataValue.md(_by_date_table(tally)),
+            "by_date": dg.MetadataValue.md(_by_date_table(tally, by_timeframe)),
             **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in tally.problems[:200]))} if tally.problems else {}),
         },
         check_results=[
@@ -179,13 +179,20 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
     )
 
 
-def _by_date_table(tally: RunTally, limit: int = 60) -> str:
-    """Per (date, timeframe): what was stored, by session, and what was held back."""
-    rows = ["| date | timeframe | " + " | ".join(DAY_FIGURES) + " |", "|" + "---|" * (2 + len(DAY_FIGURES))]
-    for (timeframe, day), figures in sorted(tally.by_day.items(), key=lambda kv: (kv[0][1], kv[0][0]))[:limit]:
-        rows.append(f"| {day} | {timeframe} | " + " | ".join(f"{figures[k]:,}" for k in DAY_FIGURES) + " |")
-    if len(tally.by_day) > limit:
-        rows.append(f"| ... {len(tally.by_day) - limit} more | | " + " | " * (len(DAY_FIGURES) - 1) + " |")
+def _by_date_table(tally: RunTally, requested: dict[str, list[date]], limit: int = 60) -> str:
+    """Per partition of the run (date, timeframe): its XNYS session, what was stored by session, what was held back.
+
+    Dagster records one materialization per partition of a single run with the run's metadata (it has no
+    per-partition metadata for single-run backfills), so this table is where each partition's own figures are.
+    """
+    rows = ["| date | timeframe | XNYS | " + " | ".join(DAY_FIGURES) + " |", "|" + "---|" * (3 + len(DAY_FIGURES))]
+    keys = sorted({(d.isoformat(), tf) for tf, dates in requested.items() for d in dates})
+    for day, timeframe in keys[:limit]:
+        figures = tally.by_day.get((timeframe, day), {})
+        session = "session" if is_session(date.fromisoformat(day)) else "no session (crypto only)"
+        rows.append(f"| {day} | {timeframe} | {session} | " + " | ".join(f"{figures.get(k, 0):,}" for k in DAY_FIGURES) + " |")
+    if len(keys) > limit:
+        rows.append(f"| ... {len(keys) - limit} more | | | " + " | " * (len(DAY_FIGURES) - 1) + " |")
     return "\n".join(rows)
 
 

@@ -68,7 +68,12 @@ def alert_for(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -
     pipeline_run_failure_alert(context)
 
 
-def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_credential(sync_env, default_universe):
+def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_credential(sync_env, default_universe, caplog):
+    import logging
+
+    from signal9_pipeline.logs import fields_of
+
+    caplog.set_level(logging.INFO, logger="signal9.alerts")
     put_universe(sync_env, small_universe(default_universe, n=20))
     alerts, events = AlertTap(), EventTap(sync_env["SIGNAL9_EVENT_BUS"], "run-failed-tap", ["pipelineRunFailed"])
     requests.post(f"{sync_env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"error_rate": 1.0, "error_statuses": [401]}, timeout=10)
@@ -83,6 +88,9 @@ def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_creden
     assert "AlpacaAuthError" in received[0]["Subject"] and body["runUrl"].endswith(f"/runs/{result.run_id}")
     delivered = events.drain()
     assert len(delivered) == 1 and delivered[0]["detail"]["errorType"] == "AlpacaAuthError"
+    (sent,) = [fields_of(r) for r in caplog.records if getattr(r, "event", None) == "alert_sent"]  # what the tick records
+    assert sent["run_id"] == result.run_id and sent["error_type"] == "AlpacaAuthError" and sent["event_delivered"]
+    assert sent["sns_message_id"] == received[0]["MessageId"] and sent["sns_topic"] == AlertsResource().topic_arn()
     secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=sync_env["ALPACA_SECRET_ID"])["SecretString"])
     everything = json.dumps(received) + json.dumps(delivered)
     assert secret["apiKey"] not in everything and secret["secretKey"] not in everything

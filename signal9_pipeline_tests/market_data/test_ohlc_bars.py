@@ -95,6 +95,10 @@ def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
     assert metadata["bars_written"].value >= 120 * 40
     assert metadata["bars_per_request"].value >= 2000 and metadata["requests_used"].value <= 6
     assert len(result.asset_materializations_for_node("ohlc_bars")) == 179  # every date of the range, one run
+    # Each partition's own figures: a row per date, sessions and the days without one (crypto bars only) named.
+    rows = {line.split(" | ")[0].strip("| "): line for line in metadata["by_date"].value.splitlines()[2:]}
+    assert "no session (crypto only)" in rows["2024-01-06"] and "| session |" in rows["2024-01-02"]
+    assert "no session" in rows["2024-01-15"]  # Martin Luther King Jr. Day
 
 
 def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_it_stores_it(loaded):
