@@ -274,10 +274,13 @@ class SandboxState:
 def _renames(before: list[dict], after: list[dict]) -> list[tuple[str, str]]:
     """(old, new) symbols of us_equity assets that kept their `id` under a new symbol, as churn.py renames and
     the pipeline's asset sync records them; each becomes a `name_changes` action."""
-    old_symbols = {a.get("id"): a.get("symbol") for a in before if a.get("class") == "us_equity"}
+    def usable(asset) -> bool:  # a hostile universe may hold ids and symbols of any JSON type
+        return (isinstance(asset, dict) and asset.get("class") == "us_equity" and isinstance(asset.get("id"), str)
+                and isinstance(asset.get("symbol"), str))
+
+    old_symbols = {a["id"]: a["symbol"] for a in before if usable(a)}
     return [(old_symbols[a["id"]], a["symbol"]) for a in after
-            if a.get("class") == "us_equity" and isinstance(a.get("symbol"), str)
-            and isinstance(old_symbols.get(a.get("id")), str) and old_symbols[a["id"]] != a["symbol"]]
+            if usable(a) and a["id"] in old_symbols and old_symbols[a["id"]] != a["symbol"]]
 
 
 class RateLimited(Exception):
