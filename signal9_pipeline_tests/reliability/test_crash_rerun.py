@@ -259,4 +259,4 @@ def record_and_assert(ledger, pipeline: str, writes: int, cycles: list[Cycle]) -
                else f"{len(failed)} of {len(cycles)} reruns diverged from the uninterrupted run")
     ledger.record("crash", f"SIGKILL during {pipeline} writes ({points} points of {2 * writes})", outcome,
                   lost=lost, times=points)
-    assert points >= 20 and not failed, "\n".join(f"{c.points}: {c.problems}" for c in failed)
+    assert points >= KILL_POINTS and not failed, "\n".join(f"{c.points}: {c.problems}" for c in failed)
