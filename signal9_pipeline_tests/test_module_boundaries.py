@@ -30,3 +30,27 @@ def test_a_pure_module_imports_no_framework_or_client(module):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [], module
+
+
+LOCAL_ONLY = ("signal9_pipeline.sandbox", "signal9_pipeline.local")  # removed from the image (deploy/Dockerfile)
+PRODUCTION_ENTRY_POINTS = ["signal9_pipeline.definitions", "signal9_pipeline.preflight"]
+
+
+@pytest.mark.parametrize("module", PRODUCTION_ENTRY_POINTS)
+def test_production_code_loads_without_the_sandbox_and_the_local_stack(module):
+    probe = ("import importlib.abc, sys\n"
+             "class Absent(importlib.abc.MetaPathFinder):\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             f"        if name.startswith({LOCAL_ONLY!r}):\n"
+             "            raise ModuleNotFoundError(name)\n"
+             "sys.meta_path.insert(0, Absent())\n"
+             f"import {module}\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_image_leaves_out_the_sandbox_and_the_local_stack():
+    from signal9_pipeline_tests.conftest import PROJECT_ROOT
+
+    dockerfile = (PROJECT_ROOT / "deploy" / "Dockerfile").read_text()
+    assert "rm -rf signal9_pipeline/sandbox signal9_pipeline/local" in dockerfile
