@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-ALPACA_FIELDS = (
-    "alpaca_id", "symbol", "name", "exchange", "asset_class", "status", "tradable", "marginable", "shortable",
-    "easy_to_borrow", "fractionable", "maintenance_margin_requirement", "margin_requirement_long",
-    "margin_requirement_short", "min_order_size", "min_trade_increment", "price_increment", "attributes",
-)
+from signal9_pipeline.assets_sync.validation import AssetSchema
+
+# The accepted asset's fields, in the validated schema's column order (content hashes depend on that order).
+ALPACA_FIELDS = tuple(AssetSchema.to_schema().columns)
 CHANGE_KINDS = ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged")
 HISTORY_LIMIT = 10
 POLLENATION_PENDING = "pending"
