@@ -10,7 +10,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import dagster as dg
 
@@ -23,6 +23,7 @@ from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
+from signal9_pipeline.timestamps import utc_stamp
 
 GROUP = "asset_sync"
 log = logging.getLogger("signal9.sync")
@@ -49,10 +50,6 @@ class ValidatedAssets:
     @property
     def listed_symbols(self) -> set[str]:
         return {r["symbol"] for r in self.rows if is_listed(r)}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _markdown(rows: list[tuple], header: tuple[str, ...]) -> dg.MetadataValue:
@@ -171,7 +168,7 @@ def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAsset
 )
 def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedAssets, dynamodb: DynamoDBResource,
                  events: EventsResource, metrics: MetricsResource):
-    started, now, table = time.monotonic(), _now(), dynamodb.assets_table_name()
+    started, now, table = time.monotonic(), utc_stamp(), dynamodb.assets_table_name()
     existing = list(dynamodb.scan(table))
     plan = plan_sync(validated_assets.rows, existing, now=now, held_back=validated_assets.held_back)
     write_requests = dynamodb.put_items(table, plan.puts)

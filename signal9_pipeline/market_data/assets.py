@@ -36,6 +36,7 @@ from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.metrics import MetricsResource
 from signal9_pipeline.settings import env_int, env_str
+from signal9_pipeline.timestamps import utc_stamp
 
 BARS_PARTITIONS = dg.MultiPartitionsDefinition({
     "date": dg.DailyPartitionsDefinition(start_date=env_str("SIGNAL9_BARS_START_DATE", "2024-01-02"),
@@ -94,7 +95,7 @@ def universe(timeframe: str, dates: list[date], config: BarsConfig, dynamodb: Dy
 def _new_york_day(day: date) -> tuple[str, str]:
     """The New York calendar day as [start, end) in the assets table's timestamp spelling."""
     start, end = (pd.Timestamp(d, tz="America/New_York").tz_convert("UTC") for d in (day, day + timedelta(days=1)))
-    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_stamp(start), utc_stamp(end)
 
 
 @dg.asset(

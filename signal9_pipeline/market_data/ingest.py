@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ from signal9_pipeline.market_data.days import (
 from signal9_pipeline.market_data.read import series_key
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.timestamps import utc_stamp
 
 READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sample beyond
 BARS_PER_DAY = {"1Min": 960, "5Min": 192, "15Min": 64, "30Min": 32, "1Hour": 16, "1Day": 1}  # equities, 04:00-20:00
@@ -290,7 +291,7 @@ class BucketWriter:
         versioned = stored is not None and "version" in stored
         item = {"series": update.series, "day": update.bucket, "symbol": update.symbol, **self.describe,
                 "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block, "bar_count": len(seconds),
-                "checksum": checksum, "first_ts": _iso(seconds[0]), "last_ts": _iso(seconds[-1]), "held_back": held,
+                "checksum": checksum, "first_ts": utc_stamp(seconds[0]), "last_ts": utc_stamp(seconds[-1]), "held_back": held,
                 "version": int(stored["version"]) + 1 if versioned else 1}
         if versioned:
             return item, kept, "#v = :v", {":v": int(stored["version"])}
@@ -362,14 +363,10 @@ def _run_starts(*keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _iso(epoch_seconds) -> str:
-    return datetime.fromtimestamp(int(epoch_seconds), timezone.utc).isoformat()
-
-
 def ingest(alpaca: AlpacaResource, dynamodb: DynamoDBResource, timeframe: str, dates: list[date],
            listings: dict[str, str], options: IngestOptions, tally: RunTally) -> None:
     """Fetch and store every bar of the symbols (symbol -> asset class) on `dates`, one window per asset class."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = utc_stamp()
     for asset_class in [c for c in ASSET_CLASSES if c in listings.values()]:  # equities, then crypto
         symbols = sorted(s for s, c in listings.items() if c == asset_class)
         describe = {"timeframe": timeframe, "asset_class": asset_class, "adjustment": options.adjustment,

@@ -15,7 +15,7 @@ and every `ohlc_bars` 1Day partition whose bars its history load stored.
 """
 
 import collections
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Optional
 
 import dagster as dg
@@ -32,6 +32,7 @@ from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
 from signal9_pipeline.settings import env_int
+from signal9_pipeline.timestamps import utc_stamp
 
 OP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 pollenation_events = dg.AssetSpec(
@@ -119,7 +120,7 @@ def _stored_partitions(tally: RunTally) -> list[tuple[str, collections.Counter]]
 @dg.op
 def mark_pollenated(context: dg.OpExecutionContext, announced: dict, dynamodb: DynamoDBResource) -> None:
     """Mark delivered symbols done (only if still pending); fail naming those whose events were not delivered."""
-    table, now = dynamodb.assets_table_name(), datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    table, now = dynamodb.assets_table_name(), utc_stamp()
     delivered, undelivered = announced["delivered"], announced["undelivered"]
     marked = sum(dynamodb.update_if(
         table, {"asset_id": asset_key(symbol)},
