@@ -67,7 +67,10 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
                                                     projection=["symbol", "alpaca_id", "asset_class", "renamed_from", "renamed_to"])}
     targets = {a.id: [s for s in a.symbols if s in assets] for a in result.actions}
     result.outside = sum(not t for t in targets.values())
-    closes = reference_closes(alpaca, [a for a in result.actions if targets[a.id]])
+    priced = [a for a in result.actions if targets[a.id] and a.applies_to_prices and not a.held_back and _in_effect(a)]
+    raw = session_closes(alpaca, sessions_before(priced), "raw")  # once: dividends' reference closes and the comparison
+    closes = {(s, a.ex_date): raw[(s, previous_session(a.ex_date))] for a in priced if a.type in DIVIDEND_TYPES
+              for s in a.symbols if (s, previous_session(a.ex_date)) in raw}
     table = dynamodb.market_data_table_name()
     items = {a.id: [to_item(a, s, closes.get((s, a.ex_date)) if a.type in DIVIDEND_TYPES else None)
                     for s in targets[a.id]] for a in result.actions}
@@ -92,11 +95,10 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     result.undelivered = [a.id for a in announce if _event_id(a) in refused]
     result.published = len(announce) - len(result.undelivered)
     dynamodb.put_items(table, [i for a in writes if a.id not in result.undelivered for i in items[a.id]])
-    result.without_close = sum(a.type in DIVIDEND_TYPES and not a.held_back and bool(targets[a.id])
-                               and (targets[a.id][0], a.ex_date) not in closes and _in_effect(a) for a in result.actions)
+    result.without_close = sum(a.type in DIVIDEND_TYPES and (targets[a.id][0], a.ex_date) not in closes for a in priced)
     result.duplicates = duplicates(result.actions)
     result.rename_disagreements = rename_disagreements(result.actions, assets)
-    compare_with_alpaca(alpaca, dynamodb, [a for a in result.actions if targets[a.id] and not a.held_back], result)
+    compare_with_alpaca(alpaca, dynamodb, priced, raw, result)
     _warn(result)
     return result
 
@@ -105,22 +107,16 @@ def _in_effect(action: Action) -> bool:
     return action.ex_date is not None and previous_session(action.ex_date) <= last_session()
 
 
-def reference_closes(alpaca: AlpacaResource, actions: list[Action]) -> dict[tuple[str, date], float]:
-    """(symbol, ex-date) -> the consolidated (SIP) daily close of the session before the ex-date, for cash dividends.
-
-    One multi-symbol request per distinct session; a session that has not ended yet has no close.
-    """
+def sessions_before(actions: list[Action]) -> dict[date, set[str]]:
+    """The session before each action's ex-date -> the symbols whose close that session is wanted."""
     wanted: dict[date, set[str]] = collections.defaultdict(set)
     for action in actions:
-        if action.type in DIVIDEND_TYPES and not action.held_back and _in_effect(action):
-            wanted[previous_session(action.ex_date)].update(action.symbols)
-    closes = session_closes(alpaca, wanted, "raw")
-    return {(s, a.ex_date): closes[(s, previous_session(a.ex_date))] for a in actions
-            if a.type in DIVIDEND_TYPES and not a.held_back and _in_effect(a)
-            for s in a.symbols if (s, previous_session(a.ex_date)) in closes}
+        wanted[previous_session(action.ex_date)].update(action.symbols)
+    return wanted
 
 
 def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustment: str) -> dict[tuple[str, date], float]:
+    """(symbol, session) -> its consolidated (SIP) daily close: one multi-symbol request per distinct session."""
     closes = {}
     for session, symbols in sorted(wanted.items()):
         start, end = fetch_window(session, session, crypto=False)
@@ -131,20 +127,17 @@ def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustm
     return closes
 
 
-def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, actions: list[Action], result: Recorded) -> None:
+def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, actions: list[Action],
+                        raw: dict[tuple[str, date], float], result: Recorded) -> None:
     """Alpaca's `adjustment=all` daily close on the session before each action, against raw x our factor.
 
     Alpaca's adjusted bars are not the truth (its cash-dividend factors have been reported to differ
     from the standard method, and `all` includes spin-offs, which are not applied here): a difference
     of more than half a cent is reported on the check, never copied.
     """
-    wanted: dict[date, set[str]] = collections.defaultdict(set)
-    for action in actions:
-        if action.applies_to_prices and _in_effect(action):
-            wanted[previous_session(action.ex_date)].update(s for s in action.symbols)
-    if not wanted:
+    if not actions:
         return
-    raw, theirs = session_closes(alpaca, wanted, "raw"), session_closes(alpaca, wanted, "all")
+    theirs = session_closes(alpaca, sessions_before(actions), "all")
     today = datetime.now(NEW_YORK).date()
     for (symbol, session), close in sorted(raw.items()):
         if (symbol, session) not in theirs:
