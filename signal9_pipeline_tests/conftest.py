@@ -89,13 +89,18 @@ def sandbox_factory() -> Iterator:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def sandbox(default_universe: list[dict]) -> Iterator[SandboxServer]:
-    """One sandbox with the default universe and a generous limit, shared by a test module."""
-    server = start_in_thread(list(default_universe), api_key=TEST_KEY, secret_key=TEST_SECRET, rate_limit_per_minute=STACK_RATE_LIMIT)
+def serving(universe: list[dict]) -> Iterator[SandboxServer]:
+    """A sandbox in a thread with `universe` and a generous limit, stopped when the generator closes."""
+    server = start_in_thread(list(universe), api_key=TEST_KEY, secret_key=TEST_SECRET, rate_limit_per_minute=STACK_RATE_LIMIT)
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def sandbox(default_universe: list[dict]) -> Iterator[SandboxServer]:
+    """One sandbox with the default universe and a generous limit, shared by a test module."""
+    yield from serving(default_universe)
 
 
 def auth_headers() -> dict[str, str]:

@@ -44,14 +44,8 @@ def field_type(field: str, value, *, crypto: bool) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(default_universe):
-    from signal9_pipeline.sandbox import start_in_thread
-    from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
-
-    sandbox = start_in_thread(list(default_universe), api_key=TEST_KEY, secret_key=TEST_SECRET, rate_limit_per_minute=100_000)
-    yield sandbox
-    sandbox.shutdown()
-    sandbox.server_close()
+def server(sandbox):
+    return sandbox
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from alpaca.data.requests import CorporateActionsRequest
 
 from signal9_pipeline.sandbox.actions import session_days
 from signal9_pipeline.sandbox.bars import BarGenerator
-from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET, auth_headers
+from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET, auth_headers, serving
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -33,12 +33,7 @@ def universe(default_universe) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def server(universe):
-    from signal9_pipeline.sandbox import start_in_thread
-
-    sandbox = start_in_thread(list(universe), api_key=TEST_KEY, secret_key=TEST_SECRET, rate_limit_per_minute=100_000)
-    yield sandbox
-    sandbox.shutdown()
-    sandbox.server_close()
+    yield from serving(universe)
 
 
 @pytest.fixture(scope="module")
