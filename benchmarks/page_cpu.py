@@ -25,7 +25,7 @@ import pandas as pd
 import requests
 
 from signal9_pipeline.market_data.ingest import BucketWriter, RunTally, _Store
-from signal9_pipeline.resources.alpaca import bars_page_frame
+from signal9_pipeline.resources.alpaca import bars_page_frame, decode_json
 from signal9_pipeline.sandbox import start_in_thread
 
 KEY, SECRET = "bench-key", "bench-secret"
@@ -70,7 +70,7 @@ def fetch_pages(server, path: str, timeframe: str, symbols: list[str], start: st
 
 def process(page: bytes, path: str, timeframe: str, asset_class: str, days: set[str]) -> int:
     """One page from its bytes to the items handed to the table; how many buckets (items) it made."""
-    frame, _ = bars_page_frame(json.loads(page), path)
+    frame, _ = bars_page_frame(decode_json(page), path)  # as the gateway decodes every answer
     tally = RunTally()
     writer = BucketWriter(EncodeOnly(), tally, {"timeframe": timeframe, "asset_class": asset_class, "adjustment": "raw",
                                                 "feed": "sip", "ingested_at": "now"}, crypto=asset_class == "crypto",

@@ -268,12 +268,13 @@ def bucket_starts(days: np.ndarray, timeframe: str) -> np.ndarray:
     kind = BUCKETS[timeframe]
     if kind == "day":
         return np.asarray(days, dtype=object)
-    d = np.asarray(days, dtype="datetime64[D]")
+    codes, distinct = pd.factorize(np.asarray(days, dtype=object))  # a page holds few distinct days: parse each once
+    d = np.asarray(distinct, dtype="datetime64[D]")
     if kind == "week":  # weeks start on Monday; 1970-01-01 was a Thursday
         start = d - (d.astype(np.int64) + 3) % 7
     else:
         start = d.astype("datetime64[M]" if kind == "month" else "datetime64[Y]").astype("datetime64[D]")
-    return start.astype(str).astype(object)
+    return start.astype(str).astype(object)[codes]
 
 
 def bucket_start(day: date, timeframe: str) -> date:

@@ -29,9 +29,10 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from signal9_pipeline.assets_sync.changes import asset_key
-from signal9_pipeline.market_data.codec import CodecError, decode, encode_columns
+from signal9_pipeline.market_data.codec import CodecError, bars_batch, decode, encode_batch, encode_columns
 from signal9_pipeline.market_data.days import (
     ASSET_CLASSES,
     CRYPTO,
@@ -75,8 +76,8 @@ class RunTally:
     kept_from_earlier: int = 0  # stored bars kept at the times of held-back bars
     write_conflicts: int = 0  # conditional puts that lost to another run's write, then merged again
     largest_block_bytes: int = 0  # the largest `bars` attribute written (DynamoDB allows 400 KB per item)
-    by_day: dict[tuple[str, str], collections.Counter] = field(
-        default_factory=lambda: collections.defaultdict(collections.Counter))  # (timeframe, day) -> DAY_FIGURES
+    by_day: dict[tuple[str, str], dict[str, int]] = field(
+        default_factory=lambda: collections.defaultdict(lambda: dict.fromkeys(DAY_FIGURES, 0)))  # (timeframe, day) -> DAY_FIGURES
     symbols_with_bars: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))
     written: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)  # a sample: key -> (version, checksum)
     sample_keys: list[tuple[str, str]] = field(default_factory=list)
@@ -100,13 +101,16 @@ class RunTally:
         self.problems += verdict.problems
         self.vwap_outside_range += int(verdict.vwap_outside.sum())
         sound = ~verdict.held_back
-        days, index = np.unique(bars["day"].to_numpy(dtype=str), return_inverse=True)
+        index, days = pd.factorize(bars["day"].to_numpy())
         figures = {"bars": sound, "held_back": verdict.held_back, "zero_trade": sound & verdict.zero_trade,
                    "pre_market": sound & (verdict.session == PRE), "regular": sound & (verdict.session == REGULAR),
                    "post_market": sound & (verdict.session == POST)}
-        counts = {name: np.bincount(index, weights=mask, minlength=len(days)) for name, mask in figures.items()}
-        for position, day in enumerate(days):
-            self.by_day[(timeframe, str(day))].update({name: int(c[position]) for name, c in counts.items()})
+        names = list(figures)
+        counts = np.stack([np.bincount(index, weights=figures[name], minlength=len(days)) for name in names], axis=1)
+        for day, row in zip(days.tolist(), counts.astype(np.int64).tolist()):  # plain ints: a 5-year page has 1,256 days
+            figures_of_day = self.by_day[(timeframe, str(day))]
+            for name, count in zip(names, row):
+                figures_of_day[name] += count
 
     def totals(self) -> collections.Counter:
         total: collections.Counter = collections.Counter({k: 0 for k in DAY_FIGURES})
@@ -174,6 +178,7 @@ class BucketUpdate:
     columns: dict[str, np.ndarray]  # their VALUE_COLUMNS, aligned with `seconds`
     days: set[str]  # days this fetch has bars for (sound or held back): their stored bars are replaced
     held: list[dict]  # {"day", "t", "field", "reason"} per held-back bar
+    batch: pa.RecordBatch  # the same sound bars as Arrow (a slice of the page's batch): a new bucket's block
 
     @property
     def key(self) -> tuple[str, str]:
@@ -279,7 +284,7 @@ class BucketWriter:
 
     def _merged(self, update: BucketUpdate, stored: dict | None) -> tuple[dict | None, int, str, dict | None]:
         """The bucket with this fetch's days replaced, the earlier bars kept at held-back times, the condition."""
-        seconds, columns, kept, held, feeds = update.seconds, update.columns, 0, update.held, set()
+        seconds, kept, held, feeds = update.seconds, 0, update.held, set()
         if stored is not None:
             seconds, columns, kept, untouched = self._merge_stored(update, stored)
             held = [h for h in stored.get("held_back") or [] if h["day"] not in update.days] + update.held
@@ -287,7 +292,7 @@ class BucketWriter:
                 feeds = set(str(stored.get("feed", self.describe["feed"])).split("+"))
         if len(seconds) == 0:
             return None, 0, "", None
-        block, checksum = encode_columns(seconds, columns)
+        block, checksum = encode_columns(seconds, columns) if stored is not None else encode_batch(update.batch)
         versioned = stored is not None and "version" in stored
         item = {"series": update.series, "day": update.bucket, "symbol": update.symbol, **self.describe,
                 "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block, "bar_count": len(seconds),
@@ -337,21 +342,27 @@ class _Store:
         buckets = bucket_starts(days, self.timeframe)
         seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
         columns = {c: bars[c].to_numpy() for c in VALUE_COLUMNS}
+        batch = bars_batch(seconds, columns)  # once per page; each bucket's block is encoded from its slice
         sound = ~verdict.held_back
         held: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
         for p in verdict.problems:
             held[(p.symbol, bucket_starts(np.array([p.day]), self.timeframe)[0])].append(
                 {"day": p.day, "t": p.timestamp, "field": p.field, "reason": p.reason})
         day_starts = _run_starts(symbols, days)
-        for start in day_starts[np.add.reduceat(sound, day_starts) > 0]:  # (symbol, day) runs with a sound bar
-            self.tally.symbols_with_bars[days[start]].add(symbols[start])
+        with_sound = day_starts[np.add.reduceat(sound, day_starts) > 0]  # (symbol, day) runs with a sound bar
+        for day, symbol in zip(days[with_sound].tolist(), symbols[with_sound].tolist()):
+            self.tally.symbols_with_bars[day].add(symbol)
         starts = _run_starts(symbols, buckets)
         for start, end in zip(starts, np.append(starts[1:], len(bars))):
-            rows = np.arange(start, end)[sound[start:end]] if not sound[start:end].all() else slice(start, end)
+            if sound[start:end].all():
+                rows, rows_batch = slice(start, end), batch.slice(start, end - start)
+            else:
+                rows = np.arange(start, end)[sound[start:end]]
+                rows_batch = batch.take(pa.array(rows))
             symbol, bucket = symbols[start], buckets[start]
             self.writer.add(BucketUpdate(series_key(symbol, self.timeframe), bucket, symbol, seconds[rows],
                                          {c: a[rows] for c, a in columns.items()}, set(days[start:end]),
-                                         held.get((symbol, bucket), [])))
+                                         held.get((symbol, bucket), []), rows_batch))
 
 
 def _run_starts(*keys: np.ndarray) -> np.ndarray:
@@ -445,7 +456,7 @@ def completeness(classes: dict[str, str], by_day: dict[date, set[str]], tally: R
     """Share of (symbol, day) pairs expected to trade that have bars (extended hours count), and how many are missing."""
     expected = present = 0
     for d, symbols in by_day.items():
-        trading = {s for s in symbols if classes[s] == CRYPTO or is_session(d)}
+        trading = symbols if is_session(d) else {s for s in symbols if classes[s] == CRYPTO}
         expected += len(trading)
         present += len(tally.symbols_with_bars.get(d.isoformat(), set()) & trading)
     return (present / expected if expected else 1.0), expected - present

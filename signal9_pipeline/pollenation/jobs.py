@@ -14,7 +14,6 @@ truth: each run materializes `pollenation_events` (assets_table -> pollenation_e
 and every `ohlc_bars` 1Day partition whose bars its history load stored.
 """
 
-import collections
 from datetime import timedelta
 from typing import Optional
 
@@ -109,7 +108,7 @@ def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announce
     return announced
 
 
-def _stored_partitions(tally: RunTally) -> list[tuple[str, collections.Counter]]:
+def _stored_partitions(tally: RunTally) -> list[tuple[str, dict[str, int]]]:
     """The ohlc_bars date partitions (those that exist) in which this load stored bars."""
     dates = BARS_PARTITIONS.get_partitions_def_for_dimension("date")
     first, last = dates.start.date().isoformat(), last_ended_day().isoformat()
