@@ -17,7 +17,9 @@ PURE = [
     "signal9_pipeline.market_data.days",
     "signal9_pipeline.market_data.codec",
     "signal9_pipeline.corporate_actions.actions",
+    "signal9_pipeline.credentials",
     "signal9_pipeline.logs",
+    "signal9_pipeline.retry",
     "signal9_pipeline.settings",
     "signal9_pipeline.timestamps",
 ]

@@ -6,15 +6,14 @@ The same code provisions the local stack (boto3 pointed at dynalite and moto by
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from signal9_pipeline import redaction
 from signal9_pipeline.alerting.alarms import ensure_alarms
+from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.settings import Settings
 
@@ -26,19 +25,6 @@ SEED_KEY_ENV, SEED_SECRET_ENV = "ALPACA_API_KEY_ID", "ALPACA_API_SECRET_KEY"
 
 class ProvisionError(RuntimeError):
     """Provisioning could not finish; the message says which resource and what to do."""
-
-
-@dataclass(frozen=True)
-class AlpacaCredentials:
-    api_key: str
-    secret_key: str
-    paper: bool = True
-
-    def __repr__(self) -> str:  # never print the values
-        return f"AlpacaCredentials(api_key=***, secret_key=***, paper={self.paper})"
-
-    def secret_string(self) -> str:
-        return json.dumps({"apiKey": self.api_key, "secretKey": self.secret_key, "paper": self.paper})
 
 
 TABLE_KEYS = {

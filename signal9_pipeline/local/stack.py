@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from signal9_pipeline.local.provision import AlpacaCredentials, provision
+from signal9_pipeline.credentials import AlpacaCredentials
+from signal9_pipeline.local.provision import provision
 from signal9_pipeline.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -51,6 +51,7 @@ from signal9_pipeline.market_data.days import (
 from signal9_pipeline.market_data.read import series_key
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.retry import BUCKET_CONFLICTS
 from signal9_pipeline.timestamps import utc_stamp
 
 READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sample beyond
@@ -214,7 +215,6 @@ class BucketWriter:
     """
 
     CHUNK = 100  # BatchGetItem's limit
-    MAX_ROUNDS = 8
 
     def __init__(self, dynamodb: DynamoDBResource, tally: RunTally, describe: dict, crypto: bool, threads: int = 8):
         self.dynamodb, self.tally, self.describe, self.crypto = dynamodb, tally, describe, crypto
@@ -260,7 +260,7 @@ class BucketWriter:
     def _write(self, updates: list[BucketUpdate]) -> tuple[list[Written], int, int]:
         pending = {u.key: u for u in updates}
         written, requests, conflicts = [], 0, 0
-        for _ in range(self.MAX_ROUNDS):
+        for round_number in range(1, BUCKET_CONFLICTS.attempts + 1):
             stored = {(i["series"], i["day"]): i for i in self.dynamodb.get_items(
                 self.table, [{"series": s, "day": d} for s, d in pending], projection=STORED_ATTRIBUTES)}
             lost = {}
@@ -278,8 +278,8 @@ class BucketWriter:
                 return written, requests, conflicts
             conflicts += len(lost)
             pending = lost
-            time.sleep(random.uniform(0.05, 0.3))
-        raise BucketConflictError(f"{len(pending)} bucket(s) changed by other runs {self.MAX_ROUNDS} times while this run "
+            time.sleep(BUCKET_CONFLICTS.wait_s(round_number))
+        raise BucketConflictError(f"{len(pending)} bucket(s) changed by other runs {BUCKET_CONFLICTS.attempts} times while this run "
                                   f"wrote them, e.g. {next(iter(pending))}; rerun the partition")
 
     def _merged(self, update: BucketUpdate, stored: dict | None) -> tuple[dict | None, int, str, dict | None]:

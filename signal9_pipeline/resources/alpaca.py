@@ -43,7 +43,8 @@ from alpaca.trading.client import TradingClient
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.secretsmanager import SecretsManagerResource
 
-from signal9_pipeline import logs, redaction
+from signal9_pipeline import logs, redaction, retry
+from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.market_data.days import ASSET_CLASSES, CRYPTO, TIMEFRAMES
 from signal9_pipeline.resources import run_scope
 from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for
@@ -140,17 +141,7 @@ def fail_without_step_retries() -> Iterator[None]:
 
 
 # --- credentials ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Credentials:
-    api_key: str
-    secret_key: str
-    paper: bool
-
-    def __repr__(self) -> str:  # never print the values
-        return f"Credentials(api_key=***, secret_key=***, paper={self.paper})"
-
-
-_credentials_cache: dict[str, tuple[float, Credentials]] = {}
+_credentials_cache: dict[str, tuple[float, AlpacaCredentials]] = {}
 _credentials_lock = threading.Lock()
 
 
@@ -160,7 +151,7 @@ def _secretsmanager_client():
         return SecretsManagerResource().get_client()
 
 
-def read_credentials(secret_id: str, ttl_s: float, *, refresh: bool = False) -> Credentials:
+def read_credentials(secret_id: str, ttl_s: float, *, refresh: bool = False) -> AlpacaCredentials:
     """The secret's credentials, cached per process and re-read after `ttl_s` (rotation without restart)."""
     with _credentials_lock:
         cached = _credentials_cache.get(secret_id)
@@ -175,12 +166,9 @@ def read_credentials(secret_id: str, ttl_s: float, *, refresh: bool = False) -> 
         raise CredentialsError(f"Secrets Manager unreachable while reading {secret_id!r}: {type(exc).__name__}; "
                                "check AWS_ENDPOINT_URL and the network") from None
     try:
-        data = json.loads(raw.get("SecretString") or "")
-    except ValueError:
-        raise CredentialsError(f"Alpaca secret {secret_id!r} is not JSON; store {{\"apiKey\", \"secretKey\", \"paper\"}}") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k) for k in ("apiKey", "secretKey")):
-        raise CredentialsError(f"Alpaca secret {secret_id!r} lacks non-empty string fields apiKey and secretKey")
-    creds = Credentials(data["apiKey"], data["secretKey"], bool(data.get("paper", True)))
+        creds = AlpacaCredentials.from_secret_string(raw.get("SecretString") or "")
+    except ValueError as exc:
+        raise CredentialsError(f"Alpaca secret {secret_id!r} {exc}") from None
     with _credentials_lock:
         _credentials_cache[secret_id] = (time.monotonic(), creds)
     return creds
@@ -251,7 +239,7 @@ class _Gateway:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._clients: dict[str, Any] = {}
-        self._clients_for: Credentials | None = None
+        self._clients_for: AlpacaCredentials | None = None
         self.requests_sent = 0
 
     # clients --------------------------------------------------------------------------------------
@@ -264,7 +252,7 @@ class _Gateway:
                 self._clients[kind] = self._build(kind, creds)
             return self._clients[kind]
 
-    def _build(self, kind: str, creds: Credentials):
+    def _build(self, kind: str, creds: AlpacaCredentials):
         if kind == "trading":
             client = TradingClient(creds.api_key, creds.secret_key, paper=self.config.paper, raw_data=True,
                                    url_override=self.config.trading_url)
@@ -364,7 +352,7 @@ class _Gateway:
         return AlpacaRequestError(f"Alpaca rejected the request to {endpoint}: {status}: {message}")
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
-        backoff = min(20.0, 0.5 * 2 ** (retry_state.attempt_number - 1)) * random.uniform(0.5, 1.5)
+        backoff = retry.ALPACA.wait_s(retry_state.attempt_number)
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, AlpacaRateLimitError) and error.quota_spent and error.reset_at:
             return min(MAX_RATE_LIMIT_WAIT_S, max(0.0, error.reset_at - time.time()) + random.uniform(0, 0.5))

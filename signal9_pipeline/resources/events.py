@@ -8,8 +8,6 @@ are returned to the caller, which keeps them pending for a later attempt.
 from __future__ import annotations
 
 import json
-import random
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -17,11 +15,11 @@ import boto3
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from signal9_pipeline.retry import EVENTS, Unfinished
 from signal9_pipeline.settings import Settings
 
 SOURCE = "signal9.advisor"
 ENTRIES_PER_CALL = 10
-MAX_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -48,19 +46,22 @@ class EventsResource(dg.ConfigurableResource):
 
     def _publish_chunk(self, client, chunk: list[Event]) -> list[Event]:
         pending = chunk
-        for round_number in range(MAX_ROUNDS):
-            try:
-                answer = client.put_events(Entries=[self._entry(e) for e in pending])
-            except (BotoCoreError, ClientError):
-                answer = None
-            if answer is not None:
-                results = answer.get("Entries", [])
-                rejected = [e for e, r in zip(pending, results) if "ErrorCode" in r or "EventId" not in r]
-                pending = rejected + pending[len(results):]  # an entry without a result was not accepted either
-                if not pending:
+        try:
+            for attempt in EVENTS.retrying():
+                with attempt:
+                    try:
+                        answer = client.put_events(Entries=[self._entry(e) for e in pending])
+                    except (BotoCoreError, ClientError):
+                        raise Unfinished() from None
+                    results = answer.get("Entries", [])
+                    rejected = [e for e, r in zip(pending, results) if "ErrorCode" in r or "EventId" not in r]
+                    pending = rejected + pending[len(results):]  # an entry without a result was not accepted either
+                    if pending:
+                        raise Unfinished()
                     return []
-            time.sleep(min(2.0, 0.1 * 2**round_number) * random.uniform(0.5, 1.5))
-        return pending
+        except Unfinished:
+            return pending
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _entry(self, event: Event) -> dict[str, Any]:
         detail = {**event.detail, "eventId": event.event_id}

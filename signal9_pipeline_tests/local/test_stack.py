@@ -6,8 +6,9 @@ import os
 import boto3
 import pytest
 
+from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.local import stack
-from signal9_pipeline.local.provision import AlpacaCredentials, ProvisionError, ensure_secret, provision
+from signal9_pipeline.local.provision import ProvisionError, ensure_secret, provision
 from signal9_pipeline.settings import Settings
 
 

@@ -27,10 +27,10 @@ import pytest
 import requests
 
 from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
+from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.local.provision import (
     ASSETS_INDEXES,
     TABLE_KEYS,
-    AlpacaCredentials,
     ensure_secret,
     ensure_table,
 )

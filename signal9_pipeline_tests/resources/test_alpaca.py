@@ -1,5 +1,6 @@
 """AlpacaResource against real HTTP (the sandbox) and real Secrets Manager (moto): results, faults, typed errors."""
 
+import json
 import logging
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -20,6 +21,7 @@ from signal9_pipeline.resources.alpaca import (
     AlpacaUnavailableError,
     CredentialsError,
     bars_page_frame,
+    decode_json,
 )
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
 
@@ -270,6 +272,23 @@ def test_every_api_call_logs_a_sentence_with_its_facts_as_fields(sandbox, resour
 def test_bars_page_with_missing_or_mistyped_fields_is_a_response_error(page):
     with pytest.raises(AlpacaResponseError, match="/stocks/bars"):
         bars_page_frame(page, "/stocks/bars")
+
+
+def test_bars_page_stamps_and_bodies_read_as_alpaca_spells_them():
+    """RFC 3339 stamps with Z, an offset or fractions (Arrow's parser), a stamp without a zone (pandas' fallback,
+    read as UTC), and a body with NaN (orjson refuses it, the standard library reads it): the same times and numbers."""
+    bar = {"o": 1, "h": 2.5, "l": 0.5, "c": 2, "v": 300, "n": 4, "vw": 1.5}
+    page = decode_json(json.dumps({"bars": {"AAPL": [{**bar, "t": "2024-01-02T14:30:00Z"}, {**bar, "t": "2024-01-02T09:31:00-05:00"},
+                                                     {**bar, "t": "2024-01-02T14:32:00.5Z", "vw": float("nan")}]},
+                                   "next_page_token": None}).encode())
+    frame, _ = bars_page_frame(page, "/stocks/bars")
+    assert [t.isoformat() for t in frame["timestamp"]] == ["2024-01-02T14:30:00+00:00", "2024-01-02T14:31:00+00:00",
+                                                          "2024-01-02T14:32:00.500000+00:00"]
+    assert frame["open"].dtype == "float64" and frame["trade_count"].dtype == "int64" and frame["vwap"].isna().tolist() == [False, False, True]
+    naive, _ = bars_page_frame({"bars": {"AAPL": [{**bar, "t": "2024-01-02T14:30:00"}]}}, "/stocks/bars")
+    assert naive["timestamp"].iloc[0].isoformat() == "2024-01-02T14:30:00+00:00"
+    with pytest.raises(ValueError):
+        decode_json(b'{"bars": ')
 
 
 def test_empty_bars_page_is_an_empty_frame():
