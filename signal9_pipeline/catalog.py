@@ -8,8 +8,8 @@ drift from the code.
 
 import dagster as dg
 
+from signal9_pipeline import settings
 from signal9_pipeline.assets_sync.changes import ALPACA_FIELDS
-from signal9_pipeline.settings import env_str
 
 OWNERS = ["team:signal9-market-data"]
 
@@ -60,9 +60,9 @@ MARKET_DATA_TABLE_COLUMNS = [
 ]
 
 
-def table_metadata(table_env: str, default: str, columns: list[tuple[str, str, str]]) -> dict:
+def table_metadata(table_env: str, columns: list[tuple[str, str, str]]) -> dict:
     return {
-        "dagster/table_name": env_str(table_env, default),
+        "dagster/table_name": settings.get(table_env),
         "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(name, kind, description=text or None)
                                                          for name, kind, text in columns]),
     }

@@ -11,6 +11,7 @@ so a run re-executed from a failed step in a new ECS task finds them.
 import dagster as dg
 from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
+from signal9_pipeline import settings
 from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
 from signal9_pipeline.assets_sync import assets as assets_sync
 from signal9_pipeline.corporate_actions import assets as corporate_actions
@@ -22,11 +23,10 @@ from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
-from signal9_pipeline.settings import env_str
 
 
 def _io_managers() -> dict:
-    bucket = env_str("SIGNAL9_IO_MANAGER_BUCKET")
+    bucket = settings.get("SIGNAL9_IO_MANAGER_BUCKET")
     if not bucket:
         return {}
     return {"io_manager": S3PickleIOManager(s3_resource=S3Resource(), s3_bucket=bucket, s3_prefix="dagster/io")}

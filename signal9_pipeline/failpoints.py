@@ -14,18 +14,20 @@ import os
 import signal
 import threading
 
+from signal9_pipeline import settings
+
 _passes: collections.Counter = collections.Counter()
 _passes_lock = threading.Lock()
 
 
 def hit(name: str) -> None:
-    if os.environ.get("SIGNAL9_FAILPOINT") == name:
+    if settings.get("SIGNAL9_FAILPOINT") == name:
         _die()
 
 
 def hit_nth(name: str) -> None:
     """Count one pass of `name`; kill the process on the Nth pass when SIGNAL9_FAILPOINT is `name#N`."""
-    wanted = os.environ.get("SIGNAL9_FAILPOINT")
+    wanted = settings.get("SIGNAL9_FAILPOINT")
     if wanted is None or not wanted.startswith(name + "#"):
         return
     with _passes_lock:  # the bars writer passes from several threads: exactly one of them is the Nth

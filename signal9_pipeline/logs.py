@@ -11,11 +11,12 @@ status >= 500`; RUNBOOK.md has the queries).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+from signal9_pipeline import settings
 
 ROOT = "signal9"
 _handler: logging.Handler | None = None
@@ -34,7 +35,7 @@ def install() -> None:
     logger = logging.getLogger(ROOT)
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
-    if os.environ.get("SIGNAL9_LOG_FORMAT", "").lower() == "json" and _handler is None:
+    if (settings.get("SIGNAL9_LOG_FORMAT") or "").lower() == "json" and _handler is None:
         _handler = json_handler()
         logger.addHandler(_handler)
 

@@ -5,7 +5,7 @@ traceback, one config section at a time; a variable the ECS launcher forwards to
 is missed only when a run is launched; and an unreachable PostgreSQL or Redis shows up as
 retries and timeouts in whichever run touches it first. The image's entrypoint runs this
 first (`python -m signal9_pipeline.preflight -- dagster-daemon run ...`): it lists every
-missing variable at once, says which service at which address does not answer, refuses a
+missing variable and every setting that does not parse (`settings.REGISTRY`) at once, says which service at which address does not answer, refuses a
 per-task rate limiter where runs are ECS tasks, and only then replaces itself with the command.
 """
 
@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from signal9_pipeline import settings
 from signal9_pipeline.resources.rate_limit import RateLimiterError, shared_limiter
-from signal9_pipeline.settings import Settings
 
 EXIT_MISCONFIGURED = 2
 
@@ -99,7 +99,7 @@ def limiter_problem(instance: dict, environ: dict[str, str]) -> str | None:
     if not url:
         return None
     try:
-        shared_limiter(url, Settings.from_env().rate_limit_per_minute)
+        shared_limiter(url, settings.get("ALPACA_RATE_LIMIT_PER_MINUTE", environ))
     except (RateLimiterError, ValueError) as exc:
         return str(exc)
     return None
@@ -109,8 +109,8 @@ def problems(command: list[str], environ: dict[str, str]) -> list[str]:
     home = environ.get("DAGSTER_HOME")
     instance_path = Path(home) / "dagster.yaml" if home else None
     documents = {p: _load(p) for p in [instance_path, *_workspace_files(command)] if p is not None and p.exists()}
-    found = missing_variables(documents, environ, instance_path)
-    if found:  # the services cannot even be located until these are set
+    found = missing_variables(documents, environ, instance_path) + settings.problems(environ)
+    if found:  # the services cannot even be located, or a run would fail on a setting, until these are fixed
         return found
     instance = documents.get(instance_path, {}) if instance_path else {}
     return [p for p in (postgres_problem(instance, environ), limiter_problem(instance, environ)) if p]

@@ -9,12 +9,12 @@ can change without code.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
+
+from signal9_pipeline import settings
 
 PREFIX = "signal9-"
 
@@ -65,7 +65,7 @@ ALARMS = (
 
 
 def configured_alarms() -> list[Alarm]:
-    overrides = json.loads(os.environ.get("SIGNAL9_ALARM_OVERRIDES") or "{}")
+    overrides = settings.get("SIGNAL9_ALARM_OVERRIDES")
     unknown = set(overrides) - {a.suffix for a in ALARMS}
     if unknown:
         raise ValueError(f"SIGNAL9_ALARM_OVERRIDES names unknown alarms {sorted(unknown)}; "

@@ -14,10 +14,9 @@ import logging
 
 import dagster as dg
 
-from signal9_pipeline import logs
+from signal9_pipeline import logs, settings
 from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.resources.events import Event, EventsResource
-from signal9_pipeline.settings import env_str
 
 WRAPPERS = ("Failure", "RetryRequestedFromPolicy", "DagsterExecutionStepExecutionError")
 log = logging.getLogger("signal9.alerts")
@@ -33,7 +32,7 @@ def error_type(error) -> str:
 def build_alert(run: dg.DagsterRun, step_failures: list) -> dict:
     failure = step_failures[0] if step_failures else None
     error = failure.event_specific_data.error if failure else None
-    base = env_str("SIGNAL9_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
+    base = settings.get("SIGNAL9_DAGSTER_URL").rstrip("/")
     return {
         "job": run.job_name,
         "runId": run.run_id,

@@ -160,7 +160,7 @@ def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAsset
 
 @dg.asset(
     group_name=GROUP, kinds={"dynamodb"}, freshness_policy=FRESHNESS, retry_policy=STEP_RETRY, owners=OWNERS,
-    metadata=table_metadata("SIGNAL9_ASSETS_TABLE", "signal9-assets", ASSETS_TABLE_COLUMNS),
+    metadata=table_metadata("SIGNAL9_ASSETS_TABLE", ASSETS_TABLE_COLUMNS),
     description="The DynamoDB assets table (ASSET#{symbol}): written only where something changed; delisted "
                 "assets marked inactive, never deleted.",
     check_specs=[dg.AssetCheckSpec("reconciliation", asset="assets_table",

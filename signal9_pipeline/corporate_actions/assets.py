@@ -12,15 +12,15 @@ from datetime import date
 
 import dagster as dg
 
+from signal9_pipeline import settings
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.corporate_actions.actions import KNOWN_GROUPS, Action
 from signal9_pipeline.corporate_actions.store import Recorded, record
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
-from signal9_pipeline.settings import env_str
 
-ACTIONS_PARTITIONS = dg.DailyPartitionsDefinition(start_date=env_str("SIGNAL9_BARS_START_DATE", "2024-01-02"),
+ACTIONS_PARTITIONS = dg.DailyPartitionsDefinition(start_date=settings.get("SIGNAL9_BARS_START_DATE").isoformat(),
                                                   timezone="America/New_York")
 CHECKS = {
     "ratios_valid": "Every split and dividend has a positive, finite ratio or amount; failing ones are held back.",
@@ -37,7 +37,7 @@ WARN_ONLY = ("no_duplicate_actions", "names_agree_with_renames", "agrees_with_al
 @dg.asset(
     partitions_def=ACTIONS_PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), pool="alpaca_api",
     deps=["assets_table"], kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=OWNERS,
-    metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", "signal9-market-data", MARKET_DATA_TABLE_COLUMNS),
+    metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", MARKET_DATA_TABLE_COLUMNS),
     description="Alpaca's corporate actions (splits, dividends, symbol changes, mergers, ...) processed on each New "
                 "York date, for the symbols of the assets table, stored per symbol and ex-date in the market-data "
                 "table (series SYMBOL#actions); read_bars(adjustment=...) applies them to the raw bars.",

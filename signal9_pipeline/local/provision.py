@@ -6,12 +6,10 @@ The same code provisions the local stack (boto3 pointed at dynalite and moto by
 
 from __future__ import annotations
 
-import os
-
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from signal9_pipeline import redaction
+from signal9_pipeline import redaction, settings
 from signal9_pipeline.alerting.alarms import ensure_alarms
 from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.resources.alerts import AlertsResource
@@ -52,7 +50,7 @@ def provision(settings: Settings, credentials: AlpacaCredentials | None = None) 
 
 
 def _seed_credentials() -> AlpacaCredentials | None:
-    key, secret = os.environ.get(SEED_KEY_ENV), os.environ.get(SEED_SECRET_ENV)
+    key, secret = settings.get(SEED_KEY_ENV), settings.get(SEED_SECRET_ENV)
     return AlpacaCredentials(key, secret) if key and secret else None
 
 

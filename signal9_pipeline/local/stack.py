@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from signal9_pipeline import settings
 from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.local.provision import provision
 from signal9_pipeline.settings import Settings
@@ -45,11 +46,11 @@ class Service:
 
 
 def home_dir() -> Path:
-    return Path(os.environ.get("SIGNAL9_HOME") or PROJECT_ROOT / ".signal9").resolve()
+    return Path(settings.get("SIGNAL9_HOME") or PROJECT_ROOT / ".signal9").resolve()
 
 
 def dynalite_bin() -> str:
-    configured = os.environ.get("SIGNAL9_DYNALITE_BIN")
+    configured = settings.get("SIGNAL9_DYNALITE_BIN")
     candidates = [configured] if configured else [str(PROJECT_ROOT / "node_modules" / ".bin" / "dynalite"), shutil.which("dynalite")]
     for candidate in candidates:
         if candidate and Path(candidate).exists():

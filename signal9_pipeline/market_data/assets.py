@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pandas as pd
 
+from signal9_pipeline import settings
 from signal9_pipeline.assets_sync.changes import was_listed_on
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.market_data.days import ASSET_CLASSES, TIMEFRAMES, BarProblem, is_session
@@ -35,11 +36,10 @@ from signal9_pipeline.market_data.ingest import (
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.metrics import MetricsResource
-from signal9_pipeline.settings import env_int, env_str
 from signal9_pipeline.timestamps import utc_stamp
 
 BARS_PARTITIONS = dg.MultiPartitionsDefinition({
-    "date": dg.DailyPartitionsDefinition(start_date=env_str("SIGNAL9_BARS_START_DATE", "2024-01-02"),
+    "date": dg.DailyPartitionsDefinition(start_date=settings.get("SIGNAL9_BARS_START_DATE").isoformat(),
                                          timezone="America/New_York"),
     "timeframe": dg.StaticPartitionsDefinition(list(TIMEFRAMES)),
 })
@@ -55,9 +55,9 @@ DEFAULT_WATCHLIST = "SPY,AAPL,MSFT,BTC/USD,ETH/USD"
 
 
 class BarsConfig(dg.Config):
-    intraday_watchlist: str = env_str("SIGNAL9_INTRADAY_WATCHLIST", DEFAULT_WATCHLIST)  # symbols, or "all"
+    intraday_watchlist: str = settings.get("SIGNAL9_INTRADAY_WATCHLIST")  # symbols, or "all"
     min_completeness: float = 0.9
-    workers: int = env_int("SIGNAL9_BARS_WORKERS", 4)
+    workers: int = settings.get("SIGNAL9_BARS_WORKERS")
     max_symbols_per_request: int = 2000
     adjustment: str = "raw"
 
@@ -103,7 +103,7 @@ def _new_york_day(day: date) -> tuple[str, str]:
     partitions_def=BARS_PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), pool="alpaca_api",
     deps=["assets_table"],  # a date's symbols are those the assets table shows listed on it
     kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=OWNERS,
-    metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", "signal9-market-data", MARKET_DATA_TABLE_COLUMNS),
+    metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", MARKET_DATA_TABLE_COLUMNS),
     description="Every OHLC bar Alpaca returns per (trading date, timeframe): 1Day for every listed asset, intraday "
                 "(04:00-20:00 New York for equities) for the watchlist; stored in DynamoDB buckets per symbol "
                 "(a day of 1Min bars, a year of 1Day bars), as gzipped Arrow IPC blocks.",

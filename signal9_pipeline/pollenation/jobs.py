@@ -19,7 +19,7 @@ from typing import Optional
 
 import dagster as dg
 
-from signal9_pipeline import failpoints
+from signal9_pipeline import failpoints, settings
 from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER, POLLENATION_PENDING, asset_key
 from signal9_pipeline.catalog import OWNERS
 from signal9_pipeline.market_data.assets import BARS_PARTITIONS
@@ -30,7 +30,6 @@ from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
-from signal9_pipeline.settings import env_int
 from signal9_pipeline.timestamps import utc_stamp
 
 OP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -48,7 +47,7 @@ class HistoryConfig(dg.Config):
     days: Optional[int] = None  # None: SIGNAL9_POLLENATION_HISTORY_DAYS, default five years
 
     def lookback(self) -> int:
-        return self.days or env_int("SIGNAL9_POLLENATION_HISTORY_DAYS", 5 * 365 + 1)
+        return self.days or settings.get("SIGNAL9_POLLENATION_HISTORY_DAYS")
 
 
 @dg.op(retry_policy=OP_RETRY, out=dg.Out(dict))

@@ -10,11 +10,11 @@ for the daily sync.
 
 import dagster as dg
 
+from signal9_pipeline import settings
 from signal9_pipeline.assets_sync.changes import POLLENATION_MARKER
 from signal9_pipeline.pollenation.batches import batch_key, plan_batches
 from signal9_pipeline.pollenation.jobs import pollenation_job
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline.settings import env_int
 
 INDEX = "pollenation-pending"
 BATCH_TAG, COUNT_TAG = "signal9/pollenation_batch", "signal9/symbol_count"  # short tags; the symbols are in run config
@@ -36,8 +36,8 @@ def run_symbols(run: dg.DagsterRun) -> list[str]:
 @dg.sensor(job=pollenation_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Launches pollenation_job runs, in batches, for symbols pending pollenation.")
 def new_symbols_sensor(context: dg.SensorEvaluationContext, dynamodb: DynamoDBResource):
-    batch_size = env_int("SIGNAL9_POLLENATION_BATCH_SIZE", 100)
-    max_runs = env_int("SIGNAL9_POLLENATION_MAX_RUNS", 2)
+    batch_size = settings.get("SIGNAL9_POLLENATION_BATCH_SIZE")
+    max_runs = settings.get("SIGNAL9_POLLENATION_MAX_RUNS")
     pending = pending_symbols(dynamodb)
     running = context.instance.get_runs(dg.RunsFilter(job_name=pollenation_job.name, statuses=IN_FLIGHT))
     in_flight = {s for run in running for s in run_symbols(run)}

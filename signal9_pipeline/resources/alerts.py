@@ -7,16 +7,14 @@ from typing import Optional
 import boto3
 import dagster as dg
 
-from signal9_pipeline.settings import env_str
-
-DEFAULT_TOPIC = "signal9-alerts"
+from signal9_pipeline import settings
 
 
 class AlertsResource(dg.ConfigurableResource):
     topic: Optional[str] = None
 
     def topic_arn(self) -> str:
-        topic = self.topic or env_str("SIGNAL9_ALERTS_TOPIC", DEFAULT_TOPIC)
+        topic = self.topic or settings.get("SIGNAL9_ALERTS_TOPIC")
         if topic.startswith("arn:"):
             return topic
         return boto3.client("sns").create_topic(Name=topic)["TopicArn"]  # idempotent: returns the existing ARN

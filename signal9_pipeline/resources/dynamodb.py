@@ -9,7 +9,6 @@ half-way is repaired by the next run.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
@@ -20,7 +19,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from signal9_pipeline import failpoints
+from signal9_pipeline import failpoints, settings
 from signal9_pipeline.retry import AWS_BATCHES, Unfinished
 from signal9_pipeline.settings import Settings
 
@@ -75,7 +74,7 @@ class DynamoDBResource(dg.ConfigurableResource):
 
     def client(self):
         """A client per thread (boto3 clients are built from a session that threads must not share)."""
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = settings.get("AWS_ENDPOINT_URL_DYNAMODB") or settings.get("AWS_ENDPOINT_URL")
         cached = getattr(_clients, "by_endpoint", None)
         if cached is None:
             cached = _clients.by_endpoint = {}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 
+from signal9_pipeline import settings
 from signal9_pipeline.sandbox.bars import CRYPTO_DAILY_STAMPS, UTC_MIDNIGHT
 from signal9_pipeline.sandbox.server import PLANS, SandboxServer, SandboxState
 from signal9_pipeline.sandbox.universe import build_universe
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="market data plan: free (IEX by default, no SIP of the last 15 minutes) or paid (SIP)")
     parser.add_argument("--crypto-daily-stamp", choices=CRYPTO_DAILY_STAMPS, default=UTC_MIDNIGHT,
                         help="crypto daily bars at midnight UTC (Alpaca today) or midnight US Central (older data)")
-    parser.add_argument("--api-key", default=os.environ.get(DEFAULT_KEY_ENV))
-    parser.add_argument("--secret-key", default=os.environ.get(DEFAULT_SECRET_ENV))
+    parser.add_argument("--api-key", default=settings.get(DEFAULT_KEY_ENV))
+    parser.add_argument("--secret-key", default=settings.get(DEFAULT_SECRET_ENV))
     args = parser.parse_args(argv)
     if not args.api_key or not args.secret_key:
         parser.error(f"give --api-key and --secret-key (or set {DEFAULT_KEY_ENV} and {DEFAULT_SECRET_ENV})")
