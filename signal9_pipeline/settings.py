@@ -208,21 +208,16 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(
-            assets_table=get("SIGNAL9_ASSETS_TABLE"),
-            market_data_table=get("SIGNAL9_MARKET_DATA_TABLE"),
-            event_bus=get("SIGNAL9_EVENT_BUS"),
-            alpaca_secret_id=get("ALPACA_SECRET_ID"),
-            alpaca_trading_url=get("ALPACA_TRADING_URL"),
-            alpaca_data_url=get("ALPACA_DATA_URL"),
-            alpaca_paper=get("ALPACA_PAPER"),
-            alpaca_feed=get("ALPACA_FEED"),
-            rate_limit_per_minute=get("ALPACA_RATE_LIMIT_PER_MINUTE"),
-            rate_limiter_url=get("SIGNAL9_RATE_LIMITER_URL"),
-            request_timeout_s=get("ALPACA_REQUEST_TIMEOUT_S"),
-            max_attempts=get("ALPACA_MAX_ATTEMPTS"),
-            metrics_namespace=get("SIGNAL9_METRICS_NAMESPACE"),
-        )
+        return cls(**{field: get(name) for field, name in _SETTINGS_FIELDS.items()})
+
+
+_SETTINGS_FIELDS = {  # Settings field -> its variable
+    "assets_table": "SIGNAL9_ASSETS_TABLE", "market_data_table": "SIGNAL9_MARKET_DATA_TABLE", "event_bus": "SIGNAL9_EVENT_BUS",
+    "alpaca_secret_id": "ALPACA_SECRET_ID", "alpaca_trading_url": "ALPACA_TRADING_URL", "alpaca_data_url": "ALPACA_DATA_URL",
+    "alpaca_paper": "ALPACA_PAPER", "alpaca_feed": "ALPACA_FEED", "rate_limit_per_minute": "ALPACA_RATE_LIMIT_PER_MINUTE",
+    "rate_limiter_url": "SIGNAL9_RATE_LIMITER_URL", "request_timeout_s": "ALPACA_REQUEST_TIMEOUT_S",
+    "max_attempts": "ALPACA_MAX_ATTEMPTS", "metrics_namespace": "SIGNAL9_METRICS_NAMESPACE",
+}
 
 
 if __name__ == "__main__":  # python -m signal9_pipeline.settings: README's two tables
