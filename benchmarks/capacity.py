@@ -28,6 +28,7 @@ from pathlib import Path
 import exchange_calendars as xcals
 
 from signal9_pipeline.local import stack
+from signal9_pipeline.market_data.days import bucket_start
 from signal9_pipeline.resources.alpaca import TIMEFRAMES
 from signal9_pipeline.resources.rate_limit import shared_limiter
 from signal9_pipeline_tests.deploy.services import start_redis
@@ -86,7 +87,8 @@ def item_sizes(env: dict[str, str]) -> list[dict]:
     dynamodb = DynamoDBResource()
     for timeframe in TIMEFRAMES:
         assert materialize_bars(timeframe, day, day, watchlist="all").success
-        items = [i for i in dynamodb.scan(dynamodb.market_data_table_name()) if "bar_count" in i and i["series"].endswith(f"#{timeframe}") and i["day"] == day]
+        bucket = bucket_start(date.fromisoformat(day), timeframe).isoformat()  # the item holding that day's bars
+        items = [i for i in dynamodb.scan(dynamodb.market_data_table_name()) if "bar_count" in i and i["series"].endswith(f"#{timeframe}") and i["day"] == bucket]
         sizes = [_item_bytes(i) for i in items]
         bars = [int(i["bar_count"]) for i in items]
         rows.append({"timeframe": timeframe, "items": len(items), "bars_per_item": round(statistics.mean(bars), 1),

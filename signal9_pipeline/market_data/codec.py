@@ -4,11 +4,10 @@ A block is one Apache Arrow IPC *stream* (schema, one record batch, end-of-strea
 (RFC 1952). Arrow IPC is the columnar format that pyarrow, Arrow JS (`apache-arrow`) and arrow-go read
 as they come; gzip is in the standard library of Python, Node.js, Go and browsers. Arrow's own body
 compression (LZ4_FRAME, ZSTD) is not used: `apache-arrow` on npm reads it only with a codec library the
-reader brings and registers itself (apache/arrow-js#14, decompression only), and gzip compresses these
-columns as well as ZSTD does. Blocks are compressed with ISA-L (`isal`), whose output is ordinary gzip that any
-gzip reader inflates, at a sixth of zlib level 6's time for a few hundred more bytes a block (benchmarks/README.md,
-CPU per page). The stream format, not the file format: one batch needs no footer for
-random access, and the stream is the smaller of the two.
+reader brings and registers itself (apache/arrow-js#14, decompression only). Blocks are compressed with
+ISA-L (`isal`) at level 1, whose output is ordinary gzip that any gzip reader inflates: 11-30% more bytes than
+zlib at level 6, for a sixth of its CPU (benchmarks/README.md: CPU per page, block format). The stream
+format, not the file format: one batch needs no footer for random access, and the stream is the smaller.
 
 Columns, in order: `timestamp` timestamp[s, tz=UTC]; `open`, `high`, `low`, `close`, `volume` float64;
 `trade_count` int64; `vwap` float64 (a missing vwap is NaN, never an Arrow null); no nulls anywhere. The schema
