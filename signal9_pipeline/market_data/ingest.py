@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,7 @@ from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.retry import BUCKET_CONFLICTS
 from signal9_pipeline.timestamps import utc_stamp
 
+RECENT_SIP_MARGIN = timedelta(minutes=16)  # Alpaca's 15 minutes, and one for clocks that disagree
 READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sample beyond
 BARS_PER_DAY = {"1Min": 960, "5Min": 192, "15Min": 64, "30Min": 32, "1Hour": 16, "1Day": 1}  # equities, 04:00-20:00
 CRYPTO_FEED = "us"  # Alpaca's crypto location (/v1beta3/crypto/us), recorded as the items' feed
@@ -394,6 +395,12 @@ def _ingest_class(alpaca: AlpacaResource, timeframe: str, dates: list[date], sym
                   options: IngestOptions, store: _Store) -> None:
     crypto = asset_class == CRYPTO
     start, end = fetch_window(min(dates), max(dates), crypto=crypto)
+    if not crypto:  # "the end parameter must be at least 15 minutes old to query SIP data without a subscription"
+        # (Alpaca's market-data FAQ): just after New York midnight, the window of the day that just ended reaches
+        # into the last 15 minutes. Its equity bars stop at 20:00 New York, so ending the window earlier loses none.
+        end = min(end, datetime.now(timezone.utc) - RECENT_SIP_MARGIN)
+        if end <= start:
+            return
     per_day = BARS_PER_DAY[timeframe] * (3 if crypto and timeframe != "1Day" else 1)
     groups = request_groups(symbols, options.workers, options.max_symbols_per_request,
                             len(symbols) * len(dates) * per_day)

@@ -229,3 +229,22 @@ def test_two_processes_writing_the_same_buckets_at_once_lose_no_bars(bars_env, d
     assert all(i["version"] == len(every_day) for i in items if i["bar_count"] == len(every_day))
     print(f"bucket race: {sum(t['write_conflicts'] for t in tallies)} conditional puts lost a race and were merged again")
     assert sum(t["write_conflicts"] for t in tallies) > 0  # the processes did collide on the same buckets
+
+
+def test_the_day_that_just_ended_is_fetched_from_the_sip_feed_on_a_free_plan(bars_env, default_universe, monkeypatch):
+    """Just after New York midnight the day that ended reaches into Alpaca's last 15 minutes, where a free plan
+    refuses SIP data (403). The window ends 16 minutes ago instead, which loses no bar: equities stop at 20:00."""
+    from signal9_pipeline.market_data.days import NEW_YORK
+    from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, ingest
+
+    put_universe(bars_env, small_universe(default_universe, n=3))  # the stack's sandbox: the free plan
+    assert run_sync().success
+    symbols = {i["symbol"]: i["asset_class"] for i in DynamoDBResource().scan(bars_env["SIGNAL9_ASSETS_TABLE"])
+               if i["asset_class"] == "us_equity"}
+    monkeypatch.setenv("ALPACA_FEED", "sip")
+    today = datetime.now(NEW_YORK).date()  # its window ends at the coming midnight: inside the last 15 minutes
+    tally = RunTally()
+    ingest(AlpacaResource(), DynamoDBResource(), "1Day", [today - timedelta(days=1), today], symbols, IngestOptions(), tally)
+    refused = [r for r in requests.get(f"{bars_env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=10).json()["requests"]
+               if "/bars" in r["path"] and r["status"] == 403]
+    assert refused == []
