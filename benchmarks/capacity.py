@@ -84,7 +84,7 @@ def item_sizes(env: dict[str, str]) -> list[dict]:
     assert run_sync().success
     day = xcals.get_calendar("XNYS").date_to_session(date.today() - timedelta(days=7), direction="previous").strftime("%Y-%m-%d")
     rows = []
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     for timeframe in TIMEFRAMES:
         assert materialize_bars(timeframe, day, day, watchlist="all").success
         bucket = bucket_start(date.fromisoformat(day), timeframe).isoformat()  # the item holding that day's bars

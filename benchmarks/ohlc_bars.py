@@ -101,7 +101,7 @@ def main() -> None:
         os.environ.update(env)
         subprocess.run([sys.executable, "-m", "signal9_pipeline.local", "run"], env={**os.environ, **env},
                        capture_output=True, check=True, timeout=900)  # fills the assets table: the 1Day universe
-        symbols = sorted(a["symbol"] for a in AlpacaResource().list_assets(status="active")
+        symbols = sorted(a["symbol"] for a in AlpacaResource.from_settings().list_assets(status="active")
                          if a["tradable"] and a["class"] == "us_equity")[:500]
         rows = [
             ("1Day, 12,062 symbols x 60 trading days", run(env, home, "1Day", "2024-03-01", "2024-05-28", "")),

@@ -30,12 +30,12 @@ def main() -> None:
         from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
         assert defs.resolve_job_def("asset_sync_job").execute_in_process().success
-        pending = len(pending_symbols(DynamoDBResource()))
+        pending = len(pending_symbols(DynamoDBResource.from_settings()))
         times, requested = [], 0
         with dg.instance_for_test() as instance:
             for _ in range(3):
                 started = time.perf_counter()
-                result = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()}))
+                result = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()}))
                 times.append(time.perf_counter() - started)
                 requested = len(result) if isinstance(result, list) else 0
     finally:

@@ -38,8 +38,11 @@ defs = dg.Definitions.merge(
     corporate_actions.defs,
     dg.Definitions(assets=[pollenation_events], jobs=[pollenation_job], sensors=[new_symbols_sensor, pipeline_run_failure_alert]),
     dg.Definitions(
-        resources={"alpaca": AlpacaResource(), "alerts": AlertsResource(), "dynamodb": DynamoDBResource(), "events": EventsResource(),
-                   "metrics": MetricsResource(), **_io_managers()},
+        # Every setting field is a dg.EnvVar of its registered variable, resolved when a run starts (the UI's
+        # resource page names each one); an unset variable is its registered default (`FromSettings.env_vars`).
+        resources={"alpaca": AlpacaResource.env_vars(), "alerts": AlertsResource.env_vars(),
+                   "dynamodb": DynamoDBResource.env_vars(), "events": EventsResource.env_vars(),
+                   "metrics": MetricsResource.env_vars(), **_io_managers()},
         loggers={"console": dg.colored_console_logger, "json": dg.json_console_logger},
         # Every job is a chain of steps (no parallel branches), so a subprocess per step (multiprocess, Dagster's
         # default) only adds its start-up, 5-9 s a step; a run's steps share its process, and in production its

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -156,6 +157,40 @@ def get(name: str, environ: dict[str, str] | None = None) -> Any:
         raise KeyError(f"{name} is not a registered setting: declare it in signal9_pipeline/settings.py REGISTRY")
     raw = (os.environ if environ is None else environ).get(name)
     return setting.default if raw in (None, "") else parse(setting, raw)
+
+
+def default(name: str) -> Any:
+    """A registered setting's default (what a resource field holds when it is built without its variable)."""
+    setting = BY_NAME.get(name)
+    if setting is None:
+        raise KeyError(f"{name} is not a registered setting: declare it in signal9_pipeline/settings.py REGISTRY")
+    return setting.default
+
+
+def text(value: Any) -> str:
+    """A value as its variable would spell it (`get` reads it back as the same value; None is the empty string)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def export_defaults(names: Iterable[str], environ: MutableMapping[str, str] | None = None) -> None:
+    """Give each of these variables that is unset or empty its registered default, spelled as `get` reads it.
+
+    Dagster resolves a resource field's `dg.EnvVar` when a run starts and fails when the variable is unset, and
+    `dg.EnvVar` has no default: exporting the registry's defaults once, where the code location loads, lets
+    every field be an `EnvVar` while an unset variable still means its documented default.
+    """
+    environ = os.environ if environ is None else environ
+    for name in names:
+        if not environ.get(name):
+            environ[name] = text(default(name))
 
 
 def problems(environ: dict[str, str]) -> list[str]:

@@ -103,7 +103,7 @@ def drive_sensor(instance: dg.DagsterInstance, max_ticks: int = 10,
 
     job, results = defs.resolve_job_def("pollenation_job"), []
     for _ in range(max_ticks):
-        requests = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()}))
+        requests = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()}))
         if not isinstance(requests, list):
             return results
         results += [job.execute_in_process(run_config=r.run_config, tags={**r.tags, "dagster/run_key": r.run_key},

@@ -51,7 +51,7 @@ def test_the_table_schemas_name_every_attribute_the_pipeline_writes(bars_env, de
     day = last_session()
     assert materialize_bars("1Day", (day - timedelta(days=60)).isoformat(), day.isoformat()).success
     assert materialize_actions(day - timedelta(days=60), day).success
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     for table, columns in ((dynamodb.assets_table_name(), ASSETS_TABLE_COLUMNS),
                            (dynamodb.market_data_table_name(), MARKET_DATA_TABLE_COLUMNS)):
         written = {name for item in dynamodb.scan(table) for name in item}

@@ -42,7 +42,7 @@ def provision(settings: Settings, credentials: AlpacaCredentials | None = None) 
             ensure_event_bus(settings.event_bus),
             ensure_secret(settings.alpaca_secret_id, credentials or _seed_credentials()),
         ]
-        topic_arn = AlertsResource().topic_arn()
+        topic_arn = AlertsResource.from_settings().topic_arn()
         done += [f"alerts topic {topic_arn}: configured", *ensure_alarms(settings.metrics_namespace, topic_arn)]
     except (BotoCoreError, ClientError) as exc:
         raise ProvisionError(f"provisioning failed: {exc}; check AWS_ENDPOINT_URL* and AWS credentials") from exc

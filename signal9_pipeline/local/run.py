@@ -56,7 +56,7 @@ def tick_pollenation(defs, instance) -> bool:
     from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
     sensor = defs.resolve_sensor_def("new_symbols_sensor")
-    requested = sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()}))
+    requested = sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()}))
     if not isinstance(requested, list):
         print(f"new_symbols_sensor: {requested.skip_message}")
         return True

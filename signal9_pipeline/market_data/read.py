@@ -62,7 +62,7 @@ def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime,
     start, end = _utc(start), _utc(end)
     if end < start:
         raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
-    dynamodb = dynamodb or DynamoDBResource()
+    dynamodb = dynamodb or DynamoDBResource.from_settings()
     # A trading day's bars can carry timestamps of the neighbouring UTC dates (New York evenings, crypto days);
     # an item's sort key is the first day of its bucket.
     first = bucket_start((start - timedelta(days=1)).date(), timeframe).isoformat()

@@ -8,9 +8,9 @@ timeout, and logs and measures the call. `_Gateway.get` wraps each call in
 tenacity retries with a circuit breaker and turns failures into the typed
 errors below, so a failed run says which one happened.
 
-Fields default to the documented environment variables (None means "read the
-environment"), so a directly constructed `AlpacaResource()` works in scripts
-and notebooks as well as inside Dagster runs.
+Each setting field defaults to its registered default (`settings.REGISTRY`);
+`definitions.py` sets every one with `dg.EnvVar`, and scripts and notebooks
+build the resource from their environment with `AlpacaResource.from_settings()`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Optional
+from typing import Any, ClassVar
 
 import dagster as dg
 import numpy as np
@@ -43,13 +43,13 @@ from alpaca.trading.client import TradingClient
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.secretsmanager import SecretsManagerResource
 
-from signal9_pipeline import logs, redaction, retry
+from signal9_pipeline import logs, redaction, retry, settings
 from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.market_data.days import ASSET_CLASSES, CRYPTO, TIMEFRAMES
 from signal9_pipeline.resources import run_scope
+from signal9_pipeline.resources.configured import FromSettings
 from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for
 from signal9_pipeline.resources.rate_limit import RateLimiterError, shared_limiter
-from signal9_pipeline.settings import Settings
 
 redaction.install()
 logs.install()
@@ -498,46 +498,52 @@ def _gateway(config: GatewayConfig) -> _Gateway:
 
 
 # --- the resource --------------------------------------------------------------------------------
-class AlpacaResource(dg.ConfigurableResource):
+class AlpacaResource(FromSettings, dg.ConfigurableResource):
     """Alpaca's trading and market-data APIs for the pipeline, shared limit and all."""
 
-    trading_url: Optional[str] = None
-    data_url: Optional[str] = None
-    paper: Optional[bool] = None  # None: ALPACA_PAPER (default true)
-    credentials_secret_id: Optional[str] = None
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "trading_url": "ALPACA_TRADING_URL", "data_url": "ALPACA_DATA_URL", "paper": "ALPACA_PAPER",
+        "credentials_secret_id": "ALPACA_SECRET_ID", "rate_limit_per_minute": "ALPACA_RATE_LIMIT_PER_MINUTE",
+        "rate_limiter_url": "SIGNAL9_RATE_LIMITER_URL", "request_timeout_s": "ALPACA_REQUEST_TIMEOUT_S",
+        "max_attempts": "ALPACA_MAX_ATTEMPTS", "metrics_namespace": "SIGNAL9_METRICS_NAMESPACE", "feed": "ALPACA_FEED",
+    }
+
+    trading_url: str = ""  # empty: Alpaca's paper or live host, as `paper` says
+    data_url: str = ""  # empty: https://data.alpaca.markets
+    paper: bool = settings.default("ALPACA_PAPER")
+    credentials_secret_id: str = settings.default("ALPACA_SECRET_ID")
     credentials_ttl_s: float = 300.0
-    rate_limit_per_minute: Optional[int] = None
-    rate_limiter_url: Optional[str] = None
-    request_timeout_s: Optional[float] = None
-    max_attempts: Optional[int] = None
+    rate_limit_per_minute: int = settings.default("ALPACA_RATE_LIMIT_PER_MINUTE")
+    rate_limiter_url: str = settings.default("SIGNAL9_RATE_LIMITER_URL")
+    request_timeout_s: int = settings.default("ALPACA_REQUEST_TIMEOUT_S")
+    max_attempts: int = settings.default("ALPACA_MAX_ATTEMPTS")
     circuit_failure_threshold: int = 10
     circuit_reset_s: float = 30.0
-    metrics_namespace: Optional[str] = None
-    feed: Optional[str] = None  # None: ALPACA_FEED (default iex)
+    metrics_namespace: str = settings.default("SIGNAL9_METRICS_NAMESPACE")
+    feed: str = settings.default("ALPACA_FEED")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run_scope.enter_from(context)
 
     def _gateway(self) -> _Gateway:
-        env = Settings.from_env()
         return _gateway(GatewayConfig(
-            trading_url=self.trading_url or env.alpaca_trading_url,
-            data_url=self.data_url or env.alpaca_data_url,
-            paper=self.paper if self.paper is not None else env.alpaca_paper,
-            secret_id=self.credentials_secret_id or env.alpaca_secret_id,
+            trading_url=self.trading_url or None,
+            data_url=self.data_url or None,
+            paper=self.paper,
+            secret_id=self.credentials_secret_id,
             credentials_ttl_s=self.credentials_ttl_s,
-            rate_limit_per_minute=self.rate_limit_per_minute or env.rate_limit_per_minute,
-            rate_limiter_url=self.rate_limiter_url or env.rate_limiter_url,
-            request_timeout_s=float(self.request_timeout_s or env.request_timeout_s),
-            max_attempts=max(1, self.max_attempts or env.max_attempts),
+            rate_limit_per_minute=self.rate_limit_per_minute,
+            rate_limiter_url=self.rate_limiter_url,
+            request_timeout_s=float(self.request_timeout_s),
+            max_attempts=max(1, self.max_attempts),
             circuit_failure_threshold=self.circuit_failure_threshold,
             circuit_reset_s=self.circuit_reset_s,
-            metrics_namespace=self.metrics_namespace or env.metrics_namespace,
+            metrics_namespace=self.metrics_namespace,
         ))
 
     def data_feed(self) -> str:
         """The stock feed sent on every stock bars request and recorded on every stored item."""
-        feed = (self.feed or Settings.from_env().alpaca_feed).strip().lower()
+        feed = self.feed.strip().lower()
         if feed not in FEEDS:
             raise AlpacaConfigError(f"Alpaca feed {feed!r} (ALPACA_FEED) is not one of {', '.join(FEEDS)}; "
                              f"use {DEFAULT_FEED} (every plan) or sip (Algo Trader Plus)")

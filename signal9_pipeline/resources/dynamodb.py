@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, Optional
+from typing import Any, ClassVar
 
-import boto3
-import dagster as dg
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.utils import ResourceWithBoto3Configuration
 
 from signal9_pipeline import failpoints, settings
+from signal9_pipeline.resources.configured import FromSettings, boto3_client
 from signal9_pipeline.retry import AWS_BATCHES, Unfinished
-from signal9_pipeline.settings import Settings
 
 BATCH_SIZE = 25
 # Counted crash points around every write request (BatchWriteItem, UpdateItem): sent / answered.
@@ -60,32 +58,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class DynamoDBResource(dg.ConfigurableResource):
-    """The assets and market-data tables (names from SIGNAL9_ASSETS_TABLE / SIGNAL9_MARKET_DATA_TABLE)."""
+class DynamoDBResource(FromSettings, ResourceWithBoto3Configuration):
+    """The assets and market-data tables, on dagster_aws' boto3 configuration (unset fields: boto3's own chain)."""
 
-    assets_table: Optional[str] = None
-    market_data_table: Optional[str] = None
+    SETTINGS: ClassVar[dict[str, str]] = {"assets_table": "SIGNAL9_ASSETS_TABLE",
+                                          "market_data_table": "SIGNAL9_MARKET_DATA_TABLE"}
+
+    assets_table: str = settings.default("SIGNAL9_ASSETS_TABLE")
+    market_data_table: str = settings.default("SIGNAL9_MARKET_DATA_TABLE")
+    max_attempts: int = 8  # botocore's adaptive retries of throttling, under the batches' own backoff
 
     def assets_table_name(self) -> str:
-        return self.assets_table or Settings.from_env().assets_table
+        return self.assets_table
 
     def market_data_table_name(self) -> str:
-        return self.market_data_table or Settings.from_env().market_data_table
+        return self.market_data_table
 
     def client(self):
         """A client per thread (boto3 clients are built from a session that threads must not share)."""
-        endpoint = settings.get("AWS_ENDPOINT_URL_DYNAMODB") or settings.get("AWS_ENDPOINT_URL")
-        cached = getattr(_clients, "by_endpoint", None)
+        # The endpoint boto3 will resolve is part of the key: tests point one process at several local stacks.
+        key = (self.endpoint_url or settings.get("AWS_ENDPOINT_URL_DYNAMODB") or settings.get("AWS_ENDPOINT_URL"),
+               self.region_name, self.profile_name, self.max_attempts, self.aws_access_key_id)
+        cached = getattr(_clients, "by_config", None)
         if cached is None:
-            cached = _clients.by_endpoint = {}
-        if endpoint not in cached:
+            cached = _clients.by_config = {}
+        if key not in cached:
             with _client_lock:
                 # DynamoDB validates every request itself; botocore's own pass over each item costs a fifth of a
                 # put's client CPU, and a universe backfill sends 12,062 of them.
-                cached[endpoint] = boto3.session.Session().client(
-                    "dynamodb", config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=16,
-                                              parameter_validation=False))
-        return cached[endpoint]
+                cached[key] = boto3_client(self, "dynamodb", retry_mode="adaptive", max_pool_connections=16,
+                                           parameter_validation=False)
+        return cached[key]
 
     def scan(self, table: str, *, projection: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of `table` (optionally only some attributes), page by page."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar
 
-import boto3
-import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.utils import ResourceWithBoto3Configuration
 
+from signal9_pipeline import settings
+from signal9_pipeline.resources.configured import FromSettings, boto3_client
 from signal9_pipeline.retry import EVENTS, Unfinished
-from signal9_pipeline.settings import Settings
 
 SOURCE = "signal9.advisor"
 ENTRIES_PER_CALL = 10
@@ -29,17 +29,19 @@ class Event:
     event_id: str  # idempotency id: consumers drop an id they have already seen
 
 
-class EventsResource(dg.ConfigurableResource):
-    """The pipeline's EventBridge bus (SIGNAL9_EVENT_BUS)."""
+class EventsResource(FromSettings, ResourceWithBoto3Configuration):
+    """The pipeline's EventBridge bus, on dagster_aws' boto3 configuration (unset fields: boto3's own chain)."""
 
-    event_bus: Optional[str] = None
+    SETTINGS: ClassVar[dict[str, str]] = {"event_bus": "SIGNAL9_EVENT_BUS"}
+
+    event_bus: str = settings.default("SIGNAL9_EVENT_BUS")
 
     def bus(self) -> str:
-        return self.event_bus or Settings.from_env().event_bus
+        return self.event_bus
 
     def publish(self, events: list[Event]) -> list[Event]:
         """Publish every event; returns those that still failed after retries (empty when all were accepted)."""
-        client, failed = boto3.client("events"), []
+        client, failed = boto3_client(self, "events"), []
         for start in range(0, len(events), ENTRIES_PER_CALL):
             failed += self._publish_chunk(client, events[start : start + ENTRIES_PER_CALL])
         return failed

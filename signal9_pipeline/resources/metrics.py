@@ -11,15 +11,15 @@ import atexit
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Optional
+from typing import ClassVar
 
 import boto3
 import dagster as dg
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from signal9_pipeline import logs
-from signal9_pipeline.settings import Settings
+from signal9_pipeline import logs, settings
+from signal9_pipeline.resources.configured import FromSettings
 
 MAX_BATCH = 500  # PutMetricData takes up to 1,000 datums per call
 log = logging.getLogger("signal9.metrics")
@@ -89,8 +89,7 @@ _publishers: dict[str, MetricsPublisher] = {}
 _publishers_lock = threading.Lock()
 
 
-def publisher_for(namespace: str | None = None) -> MetricsPublisher:
-    namespace = namespace or Settings.from_env().metrics_namespace
+def publisher_for(namespace: str) -> MetricsPublisher:
     with _publishers_lock:
         if namespace not in _publishers:
             _publishers[namespace] = MetricsPublisher(namespace)
@@ -103,10 +102,16 @@ def _flush_all() -> None:
         publisher.flush()
 
 
-class MetricsResource(dg.ConfigurableResource):
-    """CloudWatch metrics for assets and jobs (namespace from SIGNAL9_METRICS_NAMESPACE by default)."""
+class MetricsResource(FromSettings, dg.ConfigurableResource):
+    """CloudWatch metrics for assets and jobs, in one namespace.
 
-    namespace: Optional[str] = None
+    The datapoints go through the process's publisher for that namespace, which the Alpaca access layer shares,
+    and its CloudWatch client follows boto3's own configuration (`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`).
+    """
+
+    SETTINGS: ClassVar[dict[str, str]] = {"namespace": "SIGNAL9_METRICS_NAMESPACE"}
+
+    namespace: str = settings.default("SIGNAL9_METRICS_NAMESPACE")
 
     def put(self, name: str, value: float, unit: str = "Count", **dimensions: str) -> None:
         publisher_for(self.namespace).put(name, value, unit, **dimensions)

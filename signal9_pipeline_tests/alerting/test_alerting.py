@@ -26,7 +26,7 @@ def test_provisioning_twice_creates_each_alarm_once_with_its_threshold(stack_env
     provision(Settings.from_env())
     alarms = signal9_alarms()
     assert sorted(alarms) == sorted(a.name for a in ALARMS)
-    topic = AlertsResource().topic_arn()
+    topic = AlertsResource.from_settings().topic_arn()
     for alarm in ALARMS:
         stored = alarms[alarm.name]
         assert stored["Threshold"] == alarm.threshold and stored["AlarmActions"] == [topic]
@@ -48,7 +48,7 @@ class AlertTap:
         sqs = boto3.client("sqs")
         self.sqs, self.queue = sqs, sqs.create_queue(QueueName="alerts-tap")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        boto3.client("sns").subscribe(TopicArn=AlertsResource().topic_arn(), Protocol="sqs", Endpoint=arn)
+        boto3.client("sns").subscribe(TopicArn=AlertsResource.from_settings().topic_arn(), Protocol="sqs", Endpoint=arn)
 
     def drain(self) -> list[dict]:
         received = []
@@ -64,7 +64,7 @@ def alert_for(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE" or e.event_type_value == "RUN_FAILURE")
     context = dg.build_run_status_sensor_context(
         sensor_name="pipeline_run_failure_alert", dagster_instance=instance, dagster_run=run, dagster_event=failure,
-        resources={"alerts": AlertsResource(), "events": EventsResource()}).for_run_failure()
+        resources={"alerts": AlertsResource.from_settings(), "events": EventsResource.from_settings()}).for_run_failure()
     pipeline_run_failure_alert(context)
 
 
@@ -90,7 +90,7 @@ def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_creden
     assert len(delivered) == 1 and delivered[0]["detail"]["errorType"] == "AlpacaAuthError"
     (sent,) = [fields_of(r) for r in caplog.records if getattr(r, "event", None) == "alert_sent"]  # what the tick records
     assert sent["run_id"] == result.run_id and sent["error_type"] == "AlpacaAuthError" and sent["event_delivered"]
-    assert sent["sns_message_id"] == received[0]["MessageId"] and sent["sns_topic"] == AlertsResource().topic_arn()
+    assert sent["sns_message_id"] == received[0]["MessageId"] and sent["sns_topic"] == AlertsResource.from_settings().topic_arn()
     secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=sync_env["ALPACA_SECRET_ID"])["SecretString"])
     everything = json.dumps(received) + json.dumps(delivered)
     assert secret["apiKey"] not in everything and secret["secretKey"] not in everything

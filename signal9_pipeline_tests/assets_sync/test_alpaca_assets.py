@@ -10,7 +10,7 @@ from signal9_pipeline.resources.metrics import MetricsResource
 
 
 def test_alpaca_assets_fetches_the_whole_list_with_counts(stack_env, default_universe):
-    result = dg.materialize([alpaca_assets], resources={"alpaca": AlpacaResource(), "metrics": MetricsResource()})
+    result = dg.materialize([alpaca_assets], resources={"alpaca": AlpacaResource.from_settings(), "metrics": MetricsResource.from_settings()})
     assert result.success
     assert result.output_for_node("alpaca_assets") == default_universe
     metadata = result.asset_materializations_for_node("alpaca_assets")[0].metadata

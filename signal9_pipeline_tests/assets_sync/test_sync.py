@@ -12,7 +12,7 @@ from signal9_pipeline_tests.support import EventTap, check_results, put_universe
 
 
 def table_items(env) -> dict[str, dict]:
-    return {i["symbol"]: i for i in DynamoDBResource().scan(env["SIGNAL9_ASSETS_TABLE"])}
+    return {i["symbol"]: i for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_ASSETS_TABLE"])}
 
 
 def test_first_sync_loads_every_listed_asset_and_a_second_writes_nothing(sync_env, default_universe):

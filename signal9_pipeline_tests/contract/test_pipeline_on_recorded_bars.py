@@ -108,7 +108,7 @@ def test_every_recorded_bar_is_stored_and_read_back_exactly(run: Run, bars_env, 
         replay.load(PATHS["crypto_bars" if asset_class == CRYPTO else "stock_bars"], run.timeframe,
                     {symbol: run.recorded(symbol)})
     # The assets table holds exactly the recorded symbols, listed, with their classes (the 1Day universe).
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     dynamodb.put_items(bars_env["SIGNAL9_ASSETS_TABLE"], [
         {"asset_id": f"ASSET#{s}", "symbol": s, "asset_class": c, "status": "active", "tradable": True,
          "alpaca_id": str(uuid.uuid5(uuid.NAMESPACE_URL, s))} for s, (c, _) in run.bars.items()])

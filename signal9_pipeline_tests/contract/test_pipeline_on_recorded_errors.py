@@ -38,7 +38,7 @@ CASES = [(e, status, error) for e in corpus.of_kind("error") if e.name in EXPECT
 @pytest.fixture
 def resource(replay, stack_env, monkeypatch):
     monkeypatch.setattr(alpaca_module, "_gateways", {})
-    return AlpacaResource(data_url=replay.url, max_attempts=2, rate_limit_per_minute=100_000)
+    return AlpacaResource.from_settings(data_url=replay.url, max_attempts=2, rate_limit_per_minute=100_000)
 
 
 def test_every_recorded_data_api_error_is_covered():

@@ -26,11 +26,11 @@ PRICES = ["open", "high", "low", "close", "vwap"]
 
 
 def served_actions(first: date, last: date) -> list:
-    return [a for page in AlpacaResource().iter_corporate_actions(first, last) for a in parse_page(page)]
+    return [a for page in AlpacaResource.from_settings().iter_corporate_actions(first, last) for a in parse_page(page)]
 
 
 def sip_close(symbol: str, day: date) -> float:
-    pages = list(AlpacaResource().iter_bars([symbol], "1Day", *fetch_window(day, day, crypto=False),
+    pages = list(AlpacaResource.from_settings().iter_bars([symbol], "1Day", *fetch_window(day, day, crypto=False),
                                             asset_class="us_equity", feed="sip"))
     return float(pd.concat(pages)["close"].iloc[0])
 

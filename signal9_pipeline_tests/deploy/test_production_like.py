@@ -113,7 +113,7 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
     sync_run = deployed.launch_job("asset_sync_job")
     [finished] = deployed.wait_for_runs([sync_run], 240)
     assert finished["status"] == "SUCCESS", deployed.run_failure_text(sync_run)
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     items = list(dynamodb.scan(dynamodb.assets_table_name()))
     assert sorted(i["symbol"] for i in items) == sorted(a["symbol"] for a in listed)  # inactive, never-seen assets are not stored
 

@@ -16,7 +16,7 @@ from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
 
 def main(start: float, symbols: str, days: str) -> None:
-    alpaca, dynamodb = AlpacaResource(), DynamoDBResource()
+    alpaca, dynamodb = AlpacaResource.from_settings(), DynamoDBResource.from_settings()
     listings = {s: "us_equity" for s in symbols.split(",")}
     tally = RunTally()
     time.sleep(max(0.0, start - time.time()))

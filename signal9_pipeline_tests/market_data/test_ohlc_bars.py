@@ -22,7 +22,7 @@ CRYPTO = {"BTC/USD", "ETH/BTC"}
 def served(symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
     """What the sandbox serves for the same range, fetched directly."""
     asset_class = "crypto" if symbol in CRYPTO else "us_equity"
-    pages = list(AlpacaResource().iter_bars([symbol], timeframe, start, end, asset_class=asset_class))
+    pages = list(AlpacaResource.from_settings().iter_bars([symbol], timeframe, start, end, asset_class=asset_class))
     frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=["timestamp"])
     return frame.drop(columns="symbol", errors="ignore").reset_index(drop=True)
 
@@ -69,7 +69,7 @@ def test_read_bars_equals_what_the_sandbox_serves_across_day_edges_dst_and_early
 
 def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, default_universe):
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
-    items = list(DynamoDBResource().scan(table, projection=["series", "day", "bar_count", "checksum", "feed", "asset_class"]))
+    items = list(DynamoDBResource.from_settings().scan(table, projection=["series", "day", "bar_count", "checksum", "feed", "asset_class"]))
     keys = [(i["series"], i["day"]) for i in items]
     assert len(keys) == len(set(keys))
     spy_days = sorted(i["day"] for i in items if i["series"] == "SPY#1Min")
@@ -81,10 +81,10 @@ def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, 
     # The watchlist shrinks: the dropped symbols keep their history, the others are rewritten identically.
     result = materialize_bars("1Min", "2024-03-07", "2024-03-12", "SPY,BTC/USD")
     assert result.success
-    after = {(i["series"], i["day"]): i for i in DynamoDBResource().scan(table, projection=["series", "day", "bar_count", "checksum"])}
+    after = {(i["series"], i["day"]): i for i in DynamoDBResource.from_settings().scan(table, projection=["series", "day", "bar_count", "checksum"])}
     assert set(after) == set(before)
     assert all(after[k]["checksum"] == before[k]["checksum"] for k in before if not k[0].startswith("#PARTITION"))
-    manifest = DynamoDBResource().get_items(table, [{"series": "#PARTITION#1Min", "day": "2024-03-07"}])[0]
+    manifest = DynamoDBResource.from_settings().get_items(table, [{"series": "#PARTITION#1Min", "day": "2024-03-07"}])[0]
     assert set(manifest["symbols"]) == set(WATCHLIST)  # a manifest only gains symbols
 
 
@@ -104,7 +104,7 @@ def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
 def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_it_stores_it(loaded):
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
     key = [{"series": "AAPL#1Hour", "day": "2024-03-01"}]  # 1Hour bars are stored a symbol-month per item
-    before = DynamoDBResource().get_items(table, key)[0]
+    before = DynamoDBResource.from_settings().get_items(table, key)[0]
     first_bar = read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0]
     requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]}, timeout=10)
     result = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
@@ -114,14 +114,14 @@ def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_
     metadata = result.asset_materializations_for_node("ohlc_bars")[0].metadata
     assert metadata["bars_held_back"].value == 1 and metadata["bars_kept_from_earlier"].value == 1
     assert f"AAPL {first_bar['timestamp'].isoformat()} l: price not positive" in metadata["held_back"].value
-    after = DynamoDBResource().get_items(table, key)[0]
+    after = DynamoDBResource.from_settings().get_items(table, key)[0]
     assert after["bar_count"] == before["bar_count"]  # the earlier sound bar was kept
     assert [(h["t"], h["field"]) for h in after["held_back"]] == [(first_bar["timestamp"].isoformat(), "l")]
     pd.testing.assert_series_equal(read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0], first_bar)
     requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={}, timeout=10)
     rerun = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
     assert rerun.success and all(check_results(rerun).values())
-    assert DynamoDBResource().get_items(table, key)[0]["held_back"] == []
+    assert DynamoDBResource.from_settings().get_items(table, key)[0]["held_back"] == []
 
 
 def test_partitions_schedule_and_backfill_policy():
@@ -144,7 +144,7 @@ def test_request_groups_keep_pages_full():
 def test_read_back_finds_changed_and_missing_buckets_but_not_later_merges(bars_env):
     from signal9_pipeline.market_data.ingest import stored_mismatches
 
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
     dynamodb.put_items(table, [{"series": f"S{i}#1Day", "day": "2024-01-01", "version": 2, "checksum": f"c{i}"}
                                for i in range(30)])
@@ -176,7 +176,7 @@ def test_re_backfilling_a_past_date_after_delistings_keeps_every_stored_symbol_d
     first = materialize_bars("1Day", "2024-03-07", "2024-03-08")
     assert first.success
     table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
-    stored = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource().scan(table)
+    stored = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource.from_settings().scan(table)
               if not i["series"].startswith("#PARTITION")}
     delisted = sorted({s.split("#")[0] for s, _ in stored})[:8]
     # Alpaca delists by status: the assets stay in its list as inactive, their history still served.
@@ -187,7 +187,7 @@ def test_re_backfilling_a_past_date_after_delistings_keeps_every_stored_symbol_d
     assert again.success and check_results(again)["stored_equals_fetched"]
     assert again.asset_materializations_for_node("ohlc_bars")[0].metadata["bars_written"].value == \
         first.asset_materializations_for_node("ohlc_bars")[0].metadata["bars_written"].value
-    after = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource().scan(table)
+    after = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource.from_settings().scan(table)
              if not i["series"].startswith("#PARTITION")}
     assert after == stored  # the delisted symbols were listed on those dates: asked for again, nothing lost
     for symbol in delisted:
@@ -196,7 +196,7 @@ def test_re_backfilling_a_past_date_after_delistings_keeps_every_stored_symbol_d
     from signal9_pipeline.market_data.assets import BarsConfig, universe
 
     tomorrow = date.today() + timedelta(days=1)
-    later = universe("1Day", [tomorrow], BarsConfig(), DynamoDBResource())
+    later = universe("1Day", [tomorrow], BarsConfig(), DynamoDBResource.from_settings())
     assert later.by_day[tomorrow] and not set(delisted) & later.by_day[tomorrow]
 
 
@@ -224,7 +224,7 @@ def test_two_processes_writing_the_same_buckets_at_once_lose_no_bars(bars_env, d
         assert len(stored) == len(expected), symbol
         if len(expected):
             pd.testing.assert_frame_equal(stored, expected[stored.columns.tolist()], check_dtype=False)
-    items = [i for i in DynamoDBResource().scan(bars_env["SIGNAL9_MARKET_DATA_TABLE"]) if i["series"].endswith("#1Day")]
+    items = [i for i in DynamoDBResource.from_settings().scan(bars_env["SIGNAL9_MARKET_DATA_TABLE"]) if i["series"].endswith("#1Day")]
     assert {i["day"] for i in items} == {"2024-01-01"} and len(items) == len(symbols)  # one year bucket per symbol
     assert all(i["version"] == len(every_day) for i in items if i["bar_count"] == len(every_day))
     print(f"bucket race: {sum(t['write_conflicts'] for t in tallies)} conditional puts lost a race and were merged again")
@@ -239,12 +239,12 @@ def test_the_day_that_just_ended_is_fetched_from_the_sip_feed_on_a_free_plan(bar
 
     put_universe(bars_env, small_universe(default_universe, n=3))  # the stack's sandbox: the free plan
     assert run_sync().success
-    symbols = {i["symbol"]: i["asset_class"] for i in DynamoDBResource().scan(bars_env["SIGNAL9_ASSETS_TABLE"])
+    symbols = {i["symbol"]: i["asset_class"] for i in DynamoDBResource.from_settings().scan(bars_env["SIGNAL9_ASSETS_TABLE"])
                if i["asset_class"] == "us_equity"}
     monkeypatch.setenv("ALPACA_FEED", "sip")
     today = datetime.now(NEW_YORK).date()  # its window ends at the coming midnight: inside the last 15 minutes
     tally = RunTally()
-    ingest(AlpacaResource(), DynamoDBResource(), "1Day", [today - timedelta(days=1), today], symbols, IngestOptions(), tally)
+    ingest(AlpacaResource.from_settings(), DynamoDBResource.from_settings(), "1Day", [today - timedelta(days=1), today], symbols, IngestOptions(), tally)
     refused = [r for r in requests.get(f"{bars_env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=10).json()["requests"]
                if "/bars" in r["path"] and r["status"] == 403]
     assert refused == []

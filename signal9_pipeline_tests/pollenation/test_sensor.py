@@ -13,13 +13,13 @@ def add_pending(count: int) -> list[str]:
     symbols = [f"N{i:05d}" for i in range(count)]
     rows = [{"alpaca_id": f"id-{s}", "symbol": s, "name": s, "exchange": "NYSE", "asset_class": "us_equity",
              "status": "active", "tradable": True, "attributes": []} for s in symbols]
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     dynamodb.put_items(dynamodb.assets_table_name(), plan_sync(rows, [], now="2026-11-23T04:00:00Z").puts)
     return symbols
 
 
 def tick(instance) -> list[dg.RunRequest]:
-    context = dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()})
+    context = dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()})
     result = new_symbols_sensor(context)
     return result if isinstance(result, list) else []
 
@@ -76,7 +76,7 @@ def test_runs_in_flight_are_throttled(sync_env, monkeypatch):
 
 def test_nothing_pending_is_a_skip(sync_env):
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource()})
+        context = dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()})
         assert isinstance(new_symbols_sensor(context), dg.SkipReason)
 
 

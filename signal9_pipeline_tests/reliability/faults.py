@@ -48,7 +48,7 @@ def run_pipeline() -> list[dg.ExecuteInProcessResult]:
     """The daily sync, a 1Day backfill and the pollenation of the first new symbols; each run's result."""
     results = [run_sync(), materialize_bars("1Day", BARS_FIRST, BARS_LAST)]
     if results[0].success:
-        results.append(pollenate(pending_symbols(DynamoDBResource())[:POLLENATED]))
+        results.append(pollenate(pending_symbols(DynamoDBResource.from_settings())[:POLLENATED]))
     return results
 
 

@@ -30,12 +30,12 @@ Snapshot = dict[tuple, dict[str, Any]]
 
 def scan(table: str, kind: str) -> Snapshot:
     """Every item of the table by key, as the pipeline reads them."""
-    return {tuple(item[k] for k in KEYS[kind]): item for item in DynamoDBResource().scan(table)}
+    return {tuple(item[k] for k in KEYS[kind]): item for item in DynamoDBResource.from_settings().scan(table)}
 
 
 def restore(table: str, kind: str, snapshot: Snapshot) -> None:
     """Make the table hold exactly `snapshot`: other items deleted, the snapshot's items put back whole."""
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     extra = [key for key in scan(table, kind) if key not in snapshot]
     dynamodb.write_batches(table, ({"DeleteRequest": {"Key": to_dynamo(dict(zip(KEYS[kind], key)))}} for key in extra))
     dynamodb.put_items(table, snapshot.values())
@@ -77,7 +77,7 @@ Tables = dict[str, Snapshot]  # "assets" / "market_data" -> snapshot
 
 def scan_tables() -> Tables:
     """Both tables the pipeline writes, as configured now."""
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     return {"assets": scan(dynamodb.assets_table_name(), "assets"),
             "market_data": scan(dynamodb.market_data_table_name(), "market_data")}
 

@@ -57,7 +57,7 @@ def botocore_hooks(alpaca, monkeypatch) -> Iterator[Register]:
     Secrets Manager's), which register botocore's BUILTIN_HANDLERS, and boto3's default session
     (EventBridge, CloudWatch).
     """
-    current = DynamoDBResource().client()
+    current = DynamoDBResource.from_settings().client()
     if boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()
     default_events = boto3.DEFAULT_SESSION.events
@@ -304,11 +304,11 @@ def delivered_ids(tap: EventTap, detail_type: str, key: str) -> collections.Coun
 def test_rejected_pollenation_events_are_retried_or_stay_pending(times, alpaca, botocore_hooks, ledger):
     tap = EventTap(Settings.from_env().event_bus, f"faults-{uuid.uuid4().hex[:10]}", ["pollenationNeeded"])
     assert run_sync().success
-    symbols = pending_symbols(DynamoDBResource())[:POLLENATED]
+    symbols = pending_symbols(DynamoDBResource.from_settings())[:POLLENATED]
     fault = RejectedEntries(set(symbols[::3]), times)
     fault.install(botocore_hooks)
     first = pollenate(symbols)
-    still_pending = sorted(set(pending_symbols(DynamoDBResource())) & set(symbols))
+    still_pending = sorted(set(pending_symbols(DynamoDBResource.from_settings())) & set(symbols))
     fault.recover()
     second = pollenate(still_pending) if still_pending else None
     received = delivered_ids(tap, "pollenationNeeded", "assetId")
@@ -326,7 +326,7 @@ def test_rejected_pollenation_events_are_retried_or_stay_pending(times, alpaca, 
         assert all(s in message for s in fault.symbols) and "stay pending" in message
         assert second is not None and second.success
     assert received == collections.Counter(symbols)  # every symbol's event exactly once: nothing lost, nothing doubled
-    assert not set(pending_symbols(DynamoDBResource())) & set(symbols)
+    assert not set(pending_symbols(DynamoDBResource.from_settings())) & set(symbols)
 
 
 def test_rejected_status_events_stay_in_their_items_until_published(alpaca, botocore_hooks, default_universe, ledger):

@@ -220,13 +220,13 @@ def test_a_hostile_universe_synced_into_dynalite_leaves_only_safe_keys(sync_env,
     with dg.instance_for_test() as instance:
         blocked = run_sync(instance=instance)
         assert check_results(blocked)["quarantine_rate"] is False
-        assert list(DynamoDBResource().scan(table)) == []  # the blocking check stopped the write
+        assert list(DynamoDBResource.from_settings().scan(table)) == []  # the blocking check stopped the write
 
         result = run_sync_tolerating(0.9, instance)
     assert result.success
     quarantined = result.asset_materializations_for_node("validated_assets")[0].metadata["quarantined"].value
     assert quarantined == len(corpus) + len(validate_assets(sound).quarantined)
-    items = list(DynamoDBResource().scan(table))
+    items = list(DynamoDBResource.from_settings().scan(table))
     assert all(i["asset_id"] == asset_key(i["symbol"]) and key_safe(i["symbol"]) for i in items)
     listed = {a["symbol"] for a in sound if a["status"] == "active" and a["tradable"]}
     assert {i["symbol"] for i in items} == listed | {r["symbol"] for r in accepted_as_data() + named}
@@ -399,7 +399,7 @@ def spoiling_proxy(bars_env, monkeypatch) -> Iterator[SpoilingProxy]:
 
 
 def market_data_items(env: dict[str, str]) -> dict[tuple[str, str], dict]:
-    return {(i["series"], i["day"]): i for i in DynamoDBResource().scan(env["SIGNAL9_MARKET_DATA_TABLE"])}
+    return {(i["series"], i["day"]): i for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_MARKET_DATA_TABLE"])}
 
 
 def spoil_symbols(changes: dict[str, tuple[str, object]]) -> Spoil:
@@ -423,7 +423,7 @@ def held_back_symbols(result: dg.ExecuteInProcessResult) -> set[str]:
 def test_hostile_bars_served_over_http_are_refused_before_dynalite(spoiling_proxy, bars_env, default_universe, ledger):
     put_universe(bars_env, small_universe(default_universe, n=14)[:18])
     assert run_sync().success
-    equities = sorted(i["symbol"] for i in DynamoDBResource().scan(bars_env["SIGNAL9_ASSETS_TABLE"])
+    equities = sorted(i["symbol"] for i in DynamoDBResource.from_settings().scan(bars_env["SIGNAL9_ASSETS_TABLE"])
                       if i["asset_class"] == "us_equity")
     unsound = dict(zip(equities, UNSOUND_BARS))
     spoiling_proxy.spoil = spoil_symbols({s: (bar.field, bar.value) for s, bar in unsound.items()})

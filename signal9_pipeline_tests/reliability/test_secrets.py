@@ -149,7 +149,7 @@ def alert_for(instance: dg.DagsterInstance, run_id: str) -> None:
     context = dg.build_run_status_sensor_context(
         sensor_name="pipeline_run_failure_alert", dagster_instance=instance,
         dagster_run=instance.get_run_by_id(run_id), dagster_event=failure,
-        resources={"alerts": AlertsResource(), "events": EventsResource()}).for_run_failure()
+        resources={"alerts": AlertsResource.from_settings(), "events": EventsResource.from_settings()}).for_run_failure()
     pipeline_run_failure_alert(context)
 
 
@@ -180,7 +180,7 @@ def plant_canaries(instance: dg.DagsterInstance, run_id: str, env: dict[str, str
     publisher = publisher_for(env["SIGNAL9_METRICS_NAMESPACE"])
     publisher.put("SecretScanProbe", 1, Probe=CANARY)
     assert publisher.flush() == 1
-    assert EventsResource().publish([Event("secretScanProbe", {"probe": CANARY}, f"probe-{uuid.uuid4()}")]) == []
+    assert EventsResource.from_settings().publish([Event("secretScanProbe", {"probe": CANARY}, f"probe-{uuid.uuid4()}")]) == []
 
 
 def instance_files(root: Path) -> bytes:
@@ -193,7 +193,7 @@ def event_log(instance: dg.DagsterInstance) -> bytes:
 
 
 def table_items(env: dict[str, str]) -> bytes:
-    dynamodb = DynamoDBResource()
+    dynamodb = DynamoDBResource.from_settings()
     items = [*dynamodb.scan(env["SIGNAL9_ASSETS_TABLE"]), *dynamodb.scan(env["SIGNAL9_MARKET_DATA_TABLE"])]
     return "\n".join(map(repr, items)).encode()
 
@@ -210,7 +210,7 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
         pollenated = drive_sensor(instance)
         bars = materialize_bars("1Day", DAY, DAY, instance=instance)
         assert sync.success and pollenated and all(r.success for r in pollenated) and bars.success
-        symbol = min(i["symbol"] for i in DynamoDBResource().scan(env["SIGNAL9_ASSETS_TABLE"]))
+        symbol = min(i["symbol"] for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_ASSETS_TABLE"]))
         requests.post(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": [symbol]},
                       timeout=10).raise_for_status()
         held_back = materialize_bars("1Day", DAY, DAY, instance=instance)  # succeeds, naming the bar it held back

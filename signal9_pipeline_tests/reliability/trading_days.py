@@ -142,7 +142,7 @@ class TradingDays:
                           runs, outcome.peak_rss_mb, outcome.wall_s, problems)
 
     def _table_problems(self, trading_date: date, with_bars: bool = True) -> list[str]:
-        dynamodb = DynamoDBResource()
+        dynamodb = DynamoDBResource.from_settings()
         items = {i["symbol"]: i for i in dynamodb.scan(dynamodb.assets_table_name())}
         problems = asset_problems(items, self.model)
         served = {a["symbol"] for a in self.universe}

@@ -41,6 +41,6 @@ def resource_for(secret_for, tmp_path):
         fields.setdefault("credentials_secret_id", secret_for())
         fields.setdefault("rate_limit_per_minute", 100_000)
         fields.setdefault("rate_limiter_url", f"sqlite:///{tmp_path / 'limiter.sqlite'}")
-        return AlpacaResource(trading_url=server.url, data_url=server.url, **fields)
+        return AlpacaResource.from_settings(trading_url=server.url, data_url=server.url, **fields)
 
     return build

@@ -26,7 +26,7 @@ def call_forever(resource: AlpacaResource) -> None:
 
 
 def main(start: float, end: float) -> None:
-    resource = AlpacaResource()
+    resource = AlpacaResource.from_settings()
     time.sleep(max(0.0, start - time.time()))
     threading.Thread(target=call_forever, args=(resource,), daemon=True).start()
     time.sleep(max(0.0, end - time.time()))

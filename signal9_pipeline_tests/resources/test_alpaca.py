@@ -43,8 +43,8 @@ def all_bars(resource, symbols, timeframe, start, end) -> tuple[pd.DataFrame, in
 
 
 def test_list_assets_returns_every_asset_with_every_field(stack_env, default_universe):
-    assert AlpacaResource().list_assets() == default_universe
-    assert {a["class"] for a in AlpacaResource().list_assets(asset_class="crypto")} == {"crypto"}
+    assert AlpacaResource.from_settings().list_assets() == default_universe
+    assert {a["class"] for a in AlpacaResource.from_settings().list_assets(asset_class="crypto")} == {"crypto"}
 
 
 def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resource_for):
@@ -183,7 +183,7 @@ def test_unreachable_alpaca_is_unavailable(resource_for, sandbox_factory):
     url = server.url
     server.shutdown()
     server.server_close()
-    resource = AlpacaResource(trading_url=url, data_url=url, credentials_secret_id=resource_for(server).credentials_secret_id,
+    resource = AlpacaResource.from_settings(trading_url=url, data_url=url, credentials_secret_id=resource_for(server).credentials_secret_id,
                               rate_limit_per_minute=1000, rate_limiter_url=resource_for(server).rate_limiter_url, max_attempts=2)
     with pytest.raises(AlpacaUnavailableError, match="cannot reach"):
         resource.list_assets()
@@ -198,13 +198,13 @@ def test_a_malformed_secret_raises_credentials_error_without_its_value(stack_env
     secret_id = f"signal9/test-{abs(hash(secret_string))}"
     boto3.client("secretsmanager").create_secret(Name=secret_id, SecretString=secret_string)
     with pytest.raises(CredentialsError, match=problem) as raised:
-        AlpacaResource(credentials_secret_id=secret_id).list_assets()
+        AlpacaResource.from_settings(credentials_secret_id=secret_id).list_assets()
     assert secret_id in str(raised.value) and "AKSECRETVALUE1" not in str(raised.value)
 
 
 def test_a_missing_secret_raises_credentials_error_before_any_alpaca_call(stack_env):
     with pytest.raises(CredentialsError, match="signal9/missing"):
-        AlpacaResource(credentials_secret_id="signal9/missing").list_assets()
+        AlpacaResource.from_settings(credentials_secret_id="signal9/missing").list_assets()
     assert requests.get(f"{stack_env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=10).json()["requests"] == []
 
 
@@ -212,7 +212,7 @@ def test_secrets_manager_unreachable_raises_credentials_error(stack_env, monkeyp
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(CredentialsError, match="unreachable"):
-        AlpacaResource().list_assets()
+        AlpacaResource.from_settings().list_assets()
 
 
 def test_no_credential_appears_in_any_log_line_or_error(sandbox_factory, resource_for, secret_for, caplog, capfd):
@@ -298,7 +298,7 @@ def test_empty_bars_page_is_an_empty_frame():
 
 def test_unknown_timeframe_is_refused_before_any_request(stack_env):
     with pytest.raises(ValueError, match="2Day"):
-        next(AlpacaResource().iter_bars(["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3), asset_class="us_equity"))
+        next(AlpacaResource.from_settings().iter_bars(["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3), asset_class="us_equity"))
 
 
 def test_a_spent_server_quota_pauses_requests_until_its_reset(sandbox, resource_for):
@@ -318,7 +318,7 @@ def test_a_spent_server_quota_pauses_requests_until_its_reset(sandbox, resource_
 def test_paper_or_live_host_follows_alpaca_paper_when_no_url_is_set(monkeypatch, stack_env):
     monkeypatch.delenv("ALPACA_TRADING_URL")
     monkeypatch.setenv("ALPACA_PAPER", "false")
-    assert "paper" not in AlpacaResource()._gateway().client("trading")._base_url
+    assert "paper" not in AlpacaResource.from_settings()._gateway().client("trading")._base_url
     monkeypatch.setenv("ALPACA_PAPER", "true")
-    assert "paper-api" in AlpacaResource()._gateway().client("trading")._base_url
-    assert "paper" not in AlpacaResource(paper=False)._gateway().client("trading")._base_url
+    assert "paper-api" in AlpacaResource.from_settings()._gateway().client("trading")._base_url
+    assert "paper" not in AlpacaResource.from_settings(paper=False)._gateway().client("trading")._base_url

@@ -17,7 +17,7 @@ def metric_names(namespace: str) -> set[str]:
 def test_api_calls_latency_and_failures_reach_cloudwatch(sandbox, resource_for):
     resource = resource_for(sandbox, metrics_namespace="Signal9/Test/Access")
     resource.get_calendar(date(2024, 1, 2), date(2024, 1, 3))
-    assert MetricsResource(namespace="Signal9/Test/Access").flush() > 0
+    assert MetricsResource.from_settings(namespace="Signal9/Test/Access").flush() > 0
     assert {"AlpacaApiCalls", "AlpacaApiLatency"} <= metric_names("Signal9/Test/Access")
     stats = boto3.client("cloudwatch").get_metric_statistics(
         Namespace="Signal9/Test/Access", MetricName="AlpacaApiCalls", Dimensions=[{"Name": "Endpoint", "Value": "calendar"}],
@@ -26,7 +26,7 @@ def test_api_calls_latency_and_failures_reach_cloudwatch(sandbox, resource_for):
 
 
 def test_assets_and_jobs_can_record_their_own_metrics(stack_env):
-    metrics = MetricsResource(namespace="Signal9/Test/Jobs")
+    metrics = MetricsResource.from_settings(namespace="Signal9/Test/Jobs")
     metrics.put("AssetSyncSuccess", 1, Job="asset_sync_job")
     metrics.put("ExecutionDuration", 1234.5, "Milliseconds", Job="asset_sync_job")
     assert metrics.flush() == 2

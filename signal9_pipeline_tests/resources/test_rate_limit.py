@@ -48,7 +48,7 @@ def test_unreachable_redis_is_a_clear_error_not_a_silent_fallback(stack_env):
     with pytest.raises(RateLimiterError, match="127.0.0.1:9"):
         shared_limiter("redis://127.0.0.1:9/0", 200)
     with pytest.raises(RateLimiterError, match="127.0.0.1:9"):
-        AlpacaResource(rate_limiter_url="redis://127.0.0.1:9/0").list_assets()
+        AlpacaResource.from_settings(rate_limiter_url="redis://127.0.0.1:9/0").list_assets()
 
 
 @pytest.mark.parametrize("url", ["memcached://x", "sqlite://relative.db", "sqlite:///"])

@@ -1,0 +1,68 @@
+"""Resource fields that each hold one registered setting, and the two ways a resource gets them.
+
+A resource class lists its setting fields once (`SETTINGS`: field -> variable in `settings.REGISTRY`); each
+field's default is that setting's registered default, so a resource never reads the environment behind its
+own fields. `definitions.py` builds every resource with `env_vars()` (each field a `dg.EnvVar` that Dagster
+resolves when a run starts, and that the UI's resource page shows); scripts, notebooks and tests build one
+from the environment they run in with `from_settings()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import boto3
+import dagster as dg
+from botocore.config import Config
+from dagster_aws.utils import ResourceWithBoto3Configuration
+
+from signal9_pipeline import settings
+
+
+class FromSettings:
+    """Mixin for a `dg.ConfigurableResource` whose fields are registered settings."""
+
+    SETTINGS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_settings(cls, environ: dict[str, str] | None = None, **overrides: Any):
+        """The resource as the environment configures it (unset variables: their registered defaults)."""
+        values = {field: settings.get(name, environ) for field, name in cls.SETTINGS.items()}
+        values = {field: value for field, value in values.items() if value is not None}
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def env_vars(cls, **overrides: Any):
+        """The resource with every setting field a `dg.EnvVar` of its variable, for `definitions.py`.
+
+        Exports the registry's defaults for those variables first (`settings.export_defaults`), since an unset
+        `EnvVar` fails the run. Dagster has no boolean `EnvVar` (pydantic refuses one for a `bool` field), so a
+        boolean setting is read here, when the code location loads.
+        """
+        settings.export_defaults(cls.SETTINGS.values())
+        values: dict[str, Any] = {}
+        for field, name in cls.SETTINGS.items():
+            kind = settings.BY_NAME[name].kind
+            if kind is bool:
+                values[field] = settings.get(name)
+            elif kind is int:
+                values[field] = dg.EnvVar.int(name)
+            elif kind is str:
+                values[field] = dg.EnvVar(name)
+            else:  # pragma: no cover - dates and JSON objects are not resource fields
+                raise TypeError(f"{name}: a {kind.__name__} setting cannot be a resource field")
+        return cls(**{**values, **overrides})
+
+
+def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, retry_mode: str = "standard",
+                 **config: Any):
+    """A boto3 client configured by dagster_aws' fields; fields left unset fall back to boto3's own chain
+    (`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_<SERVICE>`, the task role), which is how ECS and the local stack
+    configure AWS."""
+    session = boto3.session.Session(profile_name=resource.profile_name, region_name=resource.region_name,
+                                    aws_access_key_id=resource.aws_access_key_id,
+                                    aws_secret_access_key=resource.aws_secret_access_key,
+                                    aws_session_token=resource.aws_session_token)
+    return session.client(service, endpoint_url=resource.endpoint_url or None, use_ssl=resource.use_ssl,
+                          verify=resource.verify,
+                          config=Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config))
