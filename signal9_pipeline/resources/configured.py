@@ -9,6 +9,8 @@ from the environment they run in with `from_settings()`.
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any, ClassVar
 
 import boto3
@@ -54,15 +56,40 @@ class FromSettings:
         return cls(**{**values, **overrides})
 
 
-def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, retry_mode: str = "standard",
-                 **config: Any):
+_clients = threading.local()
+_BOTO3_FIELDS = ("region_name", "max_attempts", "profile_name", "use_ssl", "endpoint_url", "verify", "aws_access_key_id",
+                 "aws_secret_access_key", "aws_session_token")
+_SESSION_FIELDS = ("profile_name", "region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+
+
+def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, per_thread: bool = False,
+                 retry_mode: str = "standard", **config: Any):
     """A boto3 client configured by dagster_aws' fields; fields left unset fall back to boto3's own chain
     (`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_<SERVICE>`, the task role), which is how ECS and the local stack
-    configure AWS."""
-    session = boto3.session.Session(profile_name=resource.profile_name, region_name=resource.region_name,
-                                    aws_access_key_id=resource.aws_access_key_id,
-                                    aws_secret_access_key=resource.aws_secret_access_key,
-                                    aws_session_token=resource.aws_session_token)
-    return session.client(service, endpoint_url=resource.endpoint_url or None, use_ssl=resource.use_ssl,
-                          verify=resource.verify,
-                          config=Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config))
+    configure AWS.
+
+    `per_thread`: one client per thread and configuration, from a session of its own (a boto3 session must not
+    be shared by threads, and building one reads botocore's data files, about half a second), for a resource
+    that sends thousands of requests a run; the endpoint boto3 resolves from the environment is part of the key,
+    since tests point one process at several local stacks. Otherwise a new client of boto3's default session
+    when no session field is set (what its hooks, such as the tests' fault injection, see), or of a session
+    built from those fields.
+    """
+    client_kwargs = {"endpoint_url": resource.endpoint_url or None, "use_ssl": resource.use_ssl, "verify": resource.verify,
+                     "config": Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config)}
+    session_kwargs = {f: getattr(resource, f) for f in _SESSION_FIELDS}
+    if not per_thread:
+        if any(v is not None for v in session_kwargs.values()):
+            return boto3.session.Session(**session_kwargs).client(service, **client_kwargs)
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        return boto3.DEFAULT_SESSION.client(service, **client_kwargs)
+    endpoint = (resource.endpoint_url or os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+                or settings.get("AWS_ENDPOINT_URL"))
+    key = (service, endpoint, retry_mode, tuple(getattr(resource, f) for f in _BOTO3_FIELDS), tuple(sorted(config.items())))
+    cached = getattr(_clients, "by_key", None)
+    if cached is None:
+        cached = _clients.by_key = {}
+    if key not in cached:
+        cached[key] = boto3.session.Session(**session_kwargs).client(service, **client_kwargs)
+    return cached[key]

@@ -9,7 +9,6 @@ half-way is repaired by the next run.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -27,8 +26,6 @@ WRITE_SENT, WRITE_ANSWERED = "dynamodb.write", "dynamodb.written"
 THROTTLING_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
-_clients = threading.local()
-_client_lock = threading.Lock()
 
 
 class DynamoWriteError(RuntimeError):
@@ -75,20 +72,9 @@ class DynamoDBResource(FromSettings, ResourceWithBoto3Configuration):
         return self.market_data_table
 
     def client(self):
-        """A client per thread (boto3 clients are built from a session that threads must not share)."""
-        # The endpoint boto3 will resolve is part of the key: tests point one process at several local stacks.
-        key = (self.endpoint_url or settings.get("AWS_ENDPOINT_URL_DYNAMODB") or settings.get("AWS_ENDPOINT_URL"),
-               self.region_name, self.profile_name, self.max_attempts, self.aws_access_key_id)
-        cached = getattr(_clients, "by_config", None)
-        if cached is None:
-            cached = _clients.by_config = {}
-        if key not in cached:
-            with _client_lock:
-                # DynamoDB validates every request itself; botocore's own pass over each item costs a fifth of a
-                # put's client CPU, and a universe backfill sends 12,062 of them.
-                cached[key] = boto3_client(self, "dynamodb", retry_mode="adaptive", max_pool_connections=16,
-                                           parameter_validation=False)
-        return cached[key]
+        """This thread's client. DynamoDB validates every request itself; botocore's own pass over each item costs
+        a fifth of a put's client CPU, and a universe backfill sends 12,062 of them."""
+        return boto3_client(self, "dynamodb", per_thread=True, retry_mode="adaptive", max_pool_connections=16, parameter_validation=False)
 
     def scan(self, table: str, *, projection: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of `table` (optionally only some attributes), page by page."""
