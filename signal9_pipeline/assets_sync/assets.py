@@ -15,7 +15,7 @@ from datetime import timedelta
 import dagster as dg
 
 from signal9_pipeline import logs
-from signal9_pipeline.assets_sync.changes import is_listed, plan_sync
+from signal9_pipeline.assets_sync.changes import DECISION_FIELDS, SyncPlan, asset_key, is_listed, plan_loading_changed
 from signal9_pipeline.assets_sync.status_events import asset_status_events
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
 from signal9_pipeline.catalog import ASSETS_TABLE_COLUMNS, OWNERS, table_metadata
@@ -169,8 +169,7 @@ def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAsset
 def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedAssets, dynamodb: DynamoDBResource,
                  events: EventsResource, metrics: MetricsResource):
     started, now, table = time.monotonic(), utc_stamp(), dynamodb.assets_table_name()
-    existing = list(dynamodb.scan(table))
-    plan = plan_sync(validated_assets.rows, existing, now=now, held_back=validated_assets.held_back)
+    plan = _plan_against_table(dynamodb, table, validated_assets, now)
     write_requests = dynamodb.put_items(table, plan.puts)
     duration = time.monotonic() - started
     counts = {kind: int(n) for kind, n in plan.counts.items()}
@@ -196,6 +195,16 @@ def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedA
         "changes": _markdown([(c.symbol, c.kind, c.detail) for c in plan.changes[:CHANGES_SHOWN]], ("symbol", "change", "detail")),
     })
     yield _reconciliation_check(dynamodb, table, plan.listed_after)
+
+
+def _plan_against_table(dynamodb: DynamoDBResource, table: str, validated: ValidatedAssets, now: str) -> SyncPlan:
+    """The sync's plan from a scan of only the fields that decide it, plus the whole items (read consistently) of
+    the symbols it changes: a no-change sync parses a few attributes per item instead of every history and outbox."""
+    def load(symbols: set[str]) -> list[dict]:
+        return dynamodb.get_items(table, [{"asset_id": asset_key(s)} for s in sorted(symbols)])
+
+    return plan_loading_changed(validated.rows, dynamodb.scan(table, projection=list(DECISION_FIELDS)), load, now=now,
+                                held_back=validated.held_back)
 
 
 def _reconciliation_check(dynamodb: DynamoDBResource, table: str, expected: set[str]) -> dg.AssetCheckResult:

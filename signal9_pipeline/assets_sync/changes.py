@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,9 @@ POLLENATION_PENDING = "pending"
 POLLENATION_MARKER, EVENTS_MARKER = "pollenation_pending", "events_pending"
 STATUS_EVENT = "assetStatusChanged"
 DATA_SOURCE = "alpaca"
+# The fields of a stored item that decide what a sync does with it: `plan_sync` reads no other field of an item it
+# leaves as it is, so a sync scans only these and loads the whole items of the symbols it changes (`changed_symbols`).
+DECISION_FIELDS = ("asset_id", "symbol", "status", "tradable", "alpaca_id", "content_hash", "renamed_from")
 
 
 def asset_key(symbol: str) -> str:
@@ -77,6 +80,10 @@ class SyncPlan:
         if item is not None:
             self.puts.append(item)
 
+    def changed_symbols(self) -> set[str]:
+        """Every symbol whose item this plan writes or whose change it reports."""
+        return {c.symbol for c in self.changes} | {p["symbol"] for p in self.puts}
+
 
 def plan_sync(rows: Iterable[dict[str, Any]], existing: Iterable[dict[str, Any]], *, now: str,
               held_back: set[str] = frozenset()) -> SyncPlan:
@@ -113,6 +120,31 @@ def plan_sync(rows: Iterable[dict[str, Any]], existing: Iterable[dict[str, Any]]
 
     plan.listed_after = {s for s, r in listed.items() if is_listed(r)} | {s for s in held_back if s in items and is_listed(items[s])}
     return plan
+
+
+def plan_loading_changed(rows: Iterable[dict[str, Any]], decision_items: Iterable[dict[str, Any]],
+                         load: Callable[[set[str]], list[dict[str, Any]]], *, now: str,
+                         held_back: set[str] = frozenset()) -> SyncPlan:
+    """`plan_sync` from items cut to DECISION_FIELDS, loading whole items (`load(symbols)`) only for what changes.
+
+    The plan is made again after each load, until every item it writes or reports on was loaded whole, so no put
+    is built from a cut item; a symbol `load` no longer finds is not in the table.
+    """
+    rows = list(rows)
+    items = {i["symbol"]: i for i in decision_items if isinstance(i.get("symbol"), str)}
+    whole: set[str] = set()
+    while True:
+        plan = plan_sync(rows, items.values(), now=now, held_back=held_back)
+        needed = {s for s in plan.changed_symbols() if s in items} - whole
+        if not needed:
+            return plan
+        loaded = {i["symbol"]: i for i in load(needed)}
+        for symbol in needed:
+            if symbol in loaded:
+                items[symbol] = loaded[symbol]
+            else:
+                del items[symbol]
+        whole |= needed
 
 
 def _renames(listed: dict[str, dict], items: dict[str, dict], held_back: set[str]) -> dict[str, str]:

@@ -133,3 +133,34 @@ def test_an_asset_counts_as_listed_on_a_day_by_its_status_history():
     assert not was_listed_on(item, *day("2024-03-15"))  # delisted then
     assert was_listed_on(item, *day("2024-03-20"))  # listed again during the day
     assert was_listed_on({}, *day("2024-03-15"))
+
+
+def test_a_plan_from_the_decision_fields_loading_what_changes_is_the_plan_from_whole_items():
+    """A sync scans only DECISION_FIELDS and loads the whole items of what it changes: the same plan, put for put."""
+    import random
+
+    from signal9_pipeline.assets_sync.changes import DECISION_FIELDS, plan_loading_changed
+
+    rng = random.Random(3)
+    rows = [row(f"S{i:03d}") for i in range(120)]
+    _, table = table_after(rows)
+    table["S001"]["pollenation_status"] = "done"
+    renamed = rows[0]
+    today = [r for r in rows[1:] if rng.random() > 0.1]  # some missing from Alpaca's list
+    today = [row(r["symbol"], name="Renamed Co") if rng.random() < 0.05 else r for r in today]  # field changes
+    today += [row(f"N{i}") for i in range(5)] + [row("R001", alpaca_id=renamed["alpaca_id"])]  # new; a rename
+    whole = plan_sync(today, list(table.values()), now=LATER, held_back={"S050"})
+    assert whole.counts["renamed"] == 1 and whole.counts["deactivated"] > 0 and whole.counts["updated"] > 0
+    loads = []
+
+    def load(symbols):
+        loads.append(set(symbols))
+        return [table[s] for s in symbols if s in table]
+
+    cut = [{k: i[k] for k in DECISION_FIELDS if k in i} for i in table.values()]
+    planned = plan_loading_changed(today, cut, load, now=LATER, held_back={"S050"})
+    assert planned.puts == whole.puts and planned.changes == whole.changes and planned.counts == whole.counts
+    assert planned.listed_after == whole.listed_after
+    assert set().union(*loads) == {s for s in whole.changed_symbols() if s in table} and renamed["symbol"] in loads[0]
+    unchanged = plan_loading_changed(rows, cut, load, now=LATER)
+    assert unchanged.puts == [] and len(loads) == 1  # a no-change sync loads nothing whole
