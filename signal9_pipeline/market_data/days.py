@@ -162,7 +162,8 @@ def screen(bars: pd.DataFrame, timeframe: str, *, crypto: bool) -> Screening:
             (low > np.minimum(o, c), "l", "low above open or close"),
             (v < 0, "v", "negative volume"),
             (n < 0, "n", "negative trade count"),
-            (np.isinf(vw) | (vw < 0), "vw", "vwap infinite or negative"),  # a missing vwap (NaN) is allowed
+            # A missing vwap (NaN) is allowed; without trades (v == 0) the vwap means nothing, so any value is.
+            ((np.isinf(vw) | (vw < 0)) & (v != 0), "vw", "vwap infinite or negative"),
             (~_on_grid(bars, seconds, timeframe, crypto), "t", f"timestamp off the {timeframe} grid"),
             (~_in_trading_hours(bars, seconds, timeframe, crypto),
              "t", "outside 04:00-20:00 New York or on a day without an XNYS session"),

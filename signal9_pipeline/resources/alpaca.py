@@ -59,7 +59,10 @@ logs.install()
 # plan may query, and Alpaca's own default on the free plan.
 FEEDS = ("iex", "sip", "delayed_sip", "otc")
 DEFAULT_FEED = "iex"
-RECENT_SIP_REFUSED = "subscription does not permit querying recent sip data"
+# Alpaca's refusals of recent data on a plan that does not cover it: today's wording (market-data FAQ, code 42210000)
+# and the older one (2021-2022, alpaca-trade-api-python issue 551), both in the contract corpus.
+RECENT_DATA_REFUSED = ("subscription does not permit querying recent sip data",
+                       "subscription does not permit querying data from the past 15 minutes")
 BAR_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
 PAGE_LIMIT = 10_000
 MAX_RATE_LIMIT_WAIT_S = 65.0
@@ -334,10 +337,10 @@ class _Gateway:
             message = str(exc.message)[:200]
         except (ValueError, KeyError, TypeError):  # a body without "message", or not JSON
             message = (exc.response.text if exc.response is not None else "")[:200]
-        if status in (403, 422) and RECENT_SIP_REFUSED in message.lower():  # Alpaca's FAQ: 403; the code says 422
+        if status in (403, 422) and any(m in message.lower() for m in RECENT_DATA_REFUSED):  # FAQ: 403; code: 422
             feed = params.get("feed", "the plan's default")
             return AlpacaSubscriptionError(
-                f"Alpaca refused feed {feed!r} on {endpoint} (403: {message}): the subscription does not cover SIP "
+                f"Alpaca refused feed {feed!r} on {endpoint} ({status}: {message}): the subscription does not cover SIP "
                 f"data of the last 15 minutes; set ALPACA_FEED=delayed_sip or iex, or end the window 15 minutes ago")
         if status in (401, 403):
             return AlpacaAuthError(f"Alpaca refused the credentials from secret {self.config.secret_id!r} "

@@ -27,7 +27,7 @@ EXPECTED = {  # recording -> [(status, typed error)], the status where the sourc
     "faq_data_subscription_sip_recent": [(403, AlpacaSubscriptionError), (422, AlpacaSubscriptionError)],
     "issue_data_422_invalid_timeframe": [(422, AlpacaRequestError)],
     "issue_data_message_only_timeframe_too_large": [(422, AlpacaRequestError), (400, AlpacaRequestError)],
-    "issue_data_subscription_past_15_minutes_converted": [(422, AlpacaRequestError)],
+    "issue_data_subscription_past_15_minutes_converted": [(422, AlpacaSubscriptionError), (403, AlpacaSubscriptionError)],
     "issue_trading_429_rate_limit_message_converted": [(429, AlpacaRateLimitError)],
     "learn_trading_401_unauthorized": [(401, AlpacaAuthError)],
     "alpacapy_broker_401_request_not_authorized": [(401, AlpacaAuthError)],
@@ -59,3 +59,4 @@ def test_a_recorded_error_body_becomes_its_typed_error_naming_the_cause(entry, s
     if error is AlpacaSubscriptionError:
         assert "'iex'" in message and "ALPACA_FEED=delayed_sip" in message and "15 minutes ago" in message
         assert "rotate" not in message  # the credentials are fine: no advice to rotate them
+        assert f"({status}: " in message  # the status Alpaca answered, not a fixed one

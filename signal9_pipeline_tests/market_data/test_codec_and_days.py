@@ -110,11 +110,13 @@ def test_one_crypto_day_never_keeps_two_daily_bars():
     assert "second daily bar" in verdict.problems[0].reason
 
 
-def test_a_minute_without_trades_is_sound_whatever_its_vwap():
+@pytest.mark.parametrize("vwap", [0.0, -1.0, float("inf"), float("nan"), 10_000.0])
+def test_a_minute_without_trades_is_sound_whatever_its_vwap(vwap):
     frame = bars(count=3)
-    frame.loc[1, ["volume", "trade_count", "vwap"]] = [0.0, 0, 0.0]  # as Alpaca serves it: v 0, n 0, vw 0
+    frame.loc[1, ["volume", "trade_count", "vwap"]] = [0.0, 0, vwap]  # as Alpaca serves it: v 0, n 0, vw 0
     verdict = screen(with_days(frame, crypto=False), "1Min", crypto=False)
     assert verdict.problems == [] and verdict.zero_trade.tolist() == [False, True, False]
+    assert not verdict.held_back.any() and not verdict.vwap_outside.any()
 
 
 def test_a_traded_vwap_outside_the_range_is_stored_and_counted_not_held_back():

@@ -331,7 +331,7 @@ def is_sound(bar: dict) -> bool:
     finite = all(abs(x) < float("inf") for x in (o, h, low, c, v))  # False for NaN too
     missing_vwap = vw is None or math.isnan(vw)  # null or NaN: Alpaca left it out
     return (finite and min(o, h, low, c) > 0 and h >= max(o, c) and low <= min(o, c) and v >= 0
-            and (missing_vwap or 0 <= vw < float("inf")))
+            and (missing_vwap or v == 0 or 0 <= vw < float("inf")))  # without trades any vwap is sound
 
 
 @settings(PROPERTY, max_examples=40)
