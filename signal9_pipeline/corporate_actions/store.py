@@ -26,7 +26,7 @@ from signal9_pipeline.corporate_actions.actions import (
     parse_page,
     to_item,
 )
-from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, fetch_window, last_session, previous_session
+from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, faulty, fetch_window, last_session, previous_session
 from signal9_pipeline.market_data.read import stored_actions
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -122,6 +122,7 @@ def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustm
         start, end = fetch_window(session, session, crypto=False)
         for page in alpaca.iter_bars(sorted(symbols), "1Day", start, end, asset_class=EQUITY, adjustment=adjustment,
                                      feed="sip"):
+            page = page.loc[~faulty(page) & np.isfinite(page["close"].to_numpy())]  # a malformed bar: no close to compare
             for symbol, close in zip(page["symbol"], page["close"]):
                 closes[(symbol, session)] = float(close)
     return closes

@@ -134,6 +134,9 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
     if tally.problems:
         context.log.warning(f"{len(tally.problems)} impossible bar(s) held back, the rest of their symbol-days stored: "
                             + "; ".join(str(p) for p in tally.problems[:20]))
+    if tally.outside_window:
+        context.log.warning(f"{tally.outside_window} bar(s) Alpaca answered for days outside the partitions asked for; "
+                            "not stored (they are those partitions' bars)")
     if without_bars_now:
         context.log.warning("stored symbol-days that Alpaca now answers without bars (kept): "
                             + "; ".join(f"{k}: {', '.join(v[:10])}" for k, v in sorted(without_bars_now.items())[:20]))
@@ -152,6 +155,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
             **{f"bars_{name}": dg.MetadataValue.int(totals[name]) for name in DAY_FIGURES if name != "bars"},
             "bars_kept_from_earlier": dg.MetadataValue.int(tally.kept_from_earlier),
             "bars_vwap_outside_range": dg.MetadataValue.int(tally.vwap_outside_range),
+            "bars_outside_window": dg.MetadataValue.int(tally.outside_window),
             "items_written": dg.MetadataValue.int(tally.items),
             "requests_used": dg.MetadataValue.int(requests_used),
             "bars_per_request": dg.MetadataValue.float(round(bars_per_request, 1)),

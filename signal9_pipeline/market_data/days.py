@@ -37,6 +37,9 @@ ASSET_CLASSES = (EQUITY, CRYPTO)
 EXTENDED_OPEN_MINUTE, EXTENDED_CLOSE_MINUTE = 4 * 60, 20 * 60
 SESSIONS = ("all", "regular", "extended")
 PRE, REGULAR, POST = 0, 1, 2
+# Column of a bars frame: "field: reason" for a bar that is not of Alpaca's shape (a field missing or of the
+# wrong JSON type), absent or NaN otherwise. Such a bar is held back like an impossible one.
+FAULT = "fault"
 
 
 @functools.lru_cache(maxsize=1)
@@ -169,6 +172,7 @@ def screen(bars: pd.DataFrame, timeframe: str, *, crypto: bool) -> Screening:
              "t", "outside 04:00-20:00 New York or on a day without an XNYS session"),
             *_duplicates(bars, seconds, timeframe, crypto, o, h, low, c, v, vw, n),
         ]
+    checks = [*_faults(bars), *checks]  # a bar not of Alpaca's shape is held back for that, before anything else
     held_back = np.zeros(len(bars), dtype=bool)
     problems: list[BarProblem] = []
     for mask, name, reason in checks:
@@ -182,6 +186,18 @@ def screen(bars: pd.DataFrame, timeframe: str, *, crypto: bool) -> Screening:
     with np.errstate(invalid="ignore"):
         vwap_outside = finite & (v > 0) & np.isfinite(vw) & ((vw < low - 1e-9) | (vw > h + 1e-9))
     return Screening(held_back, problems, session, finite & (v == 0), vwap_outside & ~held_back)
+
+
+def faulty(bars: pd.DataFrame) -> np.ndarray:
+    """Bool per bar: not of Alpaca's shape (see FAULT)."""
+    return bars[FAULT].notna().to_numpy() if FAULT in bars else np.zeros(len(bars), dtype=bool)
+
+
+def _faults(bars: pd.DataFrame) -> list[tuple[np.ndarray, str, str]]:
+    if not faulty(bars).any():
+        return []
+    faults = bars[FAULT].to_numpy()
+    return [(faults == fault, *fault.split(": ", 1)) for fault in sorted(set(bars[FAULT].dropna()))]
 
 
 def _on_grid(bars: pd.DataFrame, seconds: np.ndarray, timeframe: str, crypto: bool) -> np.ndarray:

@@ -36,6 +36,7 @@ from signal9_pipeline.market_data.codec import CodecError, bars_batch, decode, e
 from signal9_pipeline.market_data.days import (
     ASSET_CLASSES,
     CRYPTO,
+    FAULT,
     POST,
     PRE,
     REGULAR,
@@ -75,6 +76,8 @@ class RunTally:
     write_requests: int = 0
     problems: list[BarProblem] = field(default_factory=list)
     vwap_outside_range: int = 0
+    held_back_timeless: int = 0  # held-back bars without a readable time, so of no day
+    outside_window: int = 0  # bars Alpaca answered for days the run did not ask for; not stored
     kept_from_earlier: int = 0  # stored bars kept at the times of held-back bars
     write_conflicts: int = 0  # conditional puts that lost to another run's write, then merged again
     largest_block_bytes: int = 0  # the largest `bars` attribute written (DynamoDB allows 400 KB per item)
@@ -114,10 +117,19 @@ class RunTally:
             for name, count in zip(names, row):
                 figures_of_day[name] += count
 
+    def count_timeless(self, bars: pd.DataFrame) -> None:
+        """Bars whose time could not be read: held back, named by symbol and fault; they belong to no day."""
+        self.held_back_timeless += len(bars)
+        faults = bars[FAULT].tolist() if FAULT in bars else [None] * len(bars)
+        for symbol, fault in zip(bars["symbol"].tolist(), faults):
+            name, reason = fault.split(": ", 1) if isinstance(fault, str) else ("t", "not a time")
+            self.problems.append(BarProblem(symbol, "", "(no time)", name, reason))
+
     def totals(self) -> collections.Counter:
         total: collections.Counter = collections.Counter({k: 0 for k in DAY_FIGURES})
         for figures in self.by_day.values():
             total.update(figures)
+        total["held_back"] += self.held_back_timeless
         return total
 
 
@@ -333,8 +345,15 @@ class _Store:
     def __call__(self, frame: pd.DataFrame) -> None:
         """Screen complete symbols' bars (vectorized over many symbols) and hand each bucket's share to the writer."""
         crypto = self.asset_class == CRYPTO
+        timeless = frame["timestamp"].isna().to_numpy()  # a bar whose time is missing or not RFC 3339
+        if timeless.any():
+            self.tally.count_timeless(frame.loc[timeless])
+            frame = frame.loc[~timeless]
         bars = with_days(frame, crypto=crypto)
-        bars = bars.loc[bars["day"].isin(self.days)].reset_index(drop=True)
+        in_window = bars["day"].isin(self.days).to_numpy()
+        if not in_window.all():  # Alpaca answered beyond the window asked: another partition's bars
+            self.tally.outside_window += int((~in_window).sum())
+            bars = bars.loc[in_window].reset_index(drop=True)
         if bars.empty:
             return
         verdict = screen(bars, self.timeframe, crypto=crypto)

@@ -160,7 +160,8 @@ UNSOUND_BARS = [
 # Unusual but not impossible: a traded bar's vwap outside [low, high] (Alpaca's vwap counts trades its OHLC
 # leaves out) is stored and counted as a warning.
 WARNED_BARS = [HostileBar("vwap outside the range", "vw", 1e300), HostileBar("vwap outside the range", "vw", 0.5)]
-# Values of the wrong JSON type, or too big for a float: the whole page is refused as not Alpaca's shape.
+# Values of the wrong JSON type, or too big for a float or a 64-bit count: not Alpaca's shape. The bar is held back
+# naming its field, the page's other bars are stored.
 MISTYPED_BARS = [
     HostileBar("wrong types", "o", True), HostileBar("wrong types", "o", None), HostileBar("wrong types", "c", "101.5"),
     HostileBar("wrong types", "h", [1]), HostileBar("wrong types", "l", {"v": 1}), HostileBar("wrong types", "v", False),

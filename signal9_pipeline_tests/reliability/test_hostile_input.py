@@ -294,13 +294,39 @@ def test_a_vwap_outside_the_range_is_stored_and_counted(bar: HostileBar, ledger)
 
 
 @pytest.mark.parametrize("bar", MISTYPED_BARS, ids=lambda b: f"{b.field}={str(b.value)[:12]!r}")
-def test_a_mistyped_bar_refuses_its_page_as_not_alpacas_shape(bar: HostileBar, ledger):
-    page = {"bars": {"AAPL": [daily_bar() | {bar.field: bar.value}], "MSFT": [daily_bar(400.0)]}, "next_page_token": None}
-    with pytest.raises(AlpacaResponseError) as refused:
-        stored_series(page, ["AAPL", "MSFT"])
-    assert f"'{bar.field}'" in str(refused.value) or "OverflowError" in str(refused.value)
+def test_a_mistyped_bar_is_held_back_naming_its_field_and_the_page_stored(bar: HostileBar, ledger):
+    sound_same_day = daily_bar(50.0) | {"t": "2024-06-03T04:00:00Z"}
+    page = {"bars": {"AAPL": [daily_bar() | {bar.field: bar.value}], "MSFT": [daily_bar(400.0)],
+                     "NVDA": [sound_same_day]}, "next_page_token": None}
+    stored, tally = stored_series(page, ["AAPL", "MSFT", "NVDA"])
+    assert stored == {"MSFT#1Day", "NVDA#1Day"}
+    [problem] = tally.problems
+    assert (problem.symbol, problem.field) == ("AAPL", bar.field)
+    # the time names the bar when it could be read; a bar without a readable time belongs to no day
+    assert problem.timestamp == ("(no time)" if bar.field == "t" else "2024-06-03T04:00:00+00:00")
+    assert tally.totals()["held_back"] == 1 and tally.bars == 2
     ledger.record("hostile input", f"bar with {bar.category} ({bar.field}={str(bar.value)[:20]!r}) (pure)",
-                  "page refused with AlpacaResponseError before any storage", lost=0)
+                  "bar held back naming its field; the page's other bars stored", lost=0)
+
+
+def test_a_bar_that_is_not_an_object_or_lacks_a_field_is_held_back(ledger):
+    page = {"bars": {"AAPL": [None, {k: v for k, v in daily_bar().items() if k != "o"}, daily_bar() | {"t": "2024-06-04T04:00:00Z"}]},
+            "next_page_token": None}
+    frame, _ = bars_page_frame(page, "/v2/stocks/bars", requested=["AAPL"])
+    assert frame["fault"].tolist()[:2] == ["bar: a JSON null, not an object", "o: missing"]
+    stored, tally = stored_series(page, ["AAPL"])
+    assert stored == set()  # the only sound bar is of 2024-06-04, not the partition's day
+    assert [(p.field, p.reason) for p in tally.problems] == [("bar", "a JSON null, not an object"), ("o", "missing")]
+    assert tally.outside_window == 1
+    ledger.record("hostile input", "bars that are null or lack a price (pure)", "each held back naming its fault", lost=0)
+
+
+@pytest.mark.parametrize("bars", [{"AAPL": {"t": DAILY_STAMP}}, {"AAPL": "bars"}])
+def test_bars_of_a_symbol_that_are_not_a_list_refuse_the_page(bars, ledger):
+    with pytest.raises(AlpacaResponseError, match="expected a list"):
+        bars_page_frame({"bars": bars, "next_page_token": None}, "/v2/stocks/bars", requested=["AAPL"])
+    ledger.record("hostile input", "bars page whose symbol holds no list (pure)",
+                  "page refused with AlpacaResponseError: not Alpaca's envelope", lost=0)
 
 
 @pytest.mark.parametrize("symbol", ["EVIL#1Day", "../AAPL", "AAPL#PARTITION", "\u0410APL", "aapl"])
@@ -437,15 +463,25 @@ def test_hostile_bars_served_over_http_are_refused_before_dynalite(spoiling_prox
                   "each spoiled bar held back and named, every sound one stored", lost=0, times=len(unsound))
 
     victim = min(set(equities) - set(unsound))
-    mistyped = {"price as a string": spoil_symbols({victim: ("c", "101.5")}),
-                "timestamp null": spoil_symbols({victim: ("t", None)}),
-                "bool as a price": spoil_symbols({victim: ("o", True)}),
-                "unrequested symbol": lambda path, page: page["bars"].update(
-                    {"EVIL#1Day": page["bars"][victim]} if victim in page["bars"] else {})}
-    for fault, spoil in mistyped.items():
+    spoiled_field = {"price as a string": "c", "bool as a price": "o"}.get
+    mistyped = {"price as a string": (spoil_symbols({victim: ("c", "101.5")}), "ohlc_consistent"),
+                "timestamp null": (spoil_symbols({victim: ("t", None)}), "timestamps_valid"),
+                "bool as a price": (spoil_symbols({victim: ("o", True)}), "ohlc_consistent")}
+    for fault, (spoil, check) in mistyped.items():
         spoiling_proxy.spoil = spoil
-        refused = materialize_bars(TIMEFRAME, DAY, DAY)
-        assert not refused.success and error_type(step_failure(refused).error) == "AlpacaResponseError", fault
-        assert market_data_items(bars_env) == stored, fault  # nothing written, nothing lost
+        held = materialize_bars(TIMEFRAME, DAY, DAY)
+        assert held.success and check_results(held)[check] is False, fault
+        assert held_back_symbols(held) >= {victim}, fault
+        item, before = market_data_items(bars_env)[(f"{victim}#1Day", BUCKET)], stored[(f"{victim}#1Day", BUCKET)]
+        assert (item["bars"], item["checksum"]) == (before["bars"], before["checksum"]), fault  # the stored bar kept
+        if check == "ohlc_consistent":  # a bar with a readable time is recorded on its bucket as held back
+            assert [h["field"] for h in item["held_back"]] == [spoiled_field(fault)], fault
         ledger.record("hostile input", f"bars page with {fault} over HTTP (end to end)",
-                      "run fails with AlpacaResponseError, market-data table untouched", lost=0)
+                      "the bar held back and named, the check fails, the stored bar kept", lost=0)
+
+    spoiling_proxy.spoil = lambda path, page: page["bars"].update(
+        {"EVIL#1Day": page["bars"][victim]} if victim in page["bars"] else {})
+    refused = materialize_bars(TIMEFRAME, DAY, DAY)
+    assert not refused.success and error_type(step_failure(refused).error) == "AlpacaResponseError"
+    ledger.record("hostile input", "bars page with unrequested symbol over HTTP (end to end)",
+                  "run fails with AlpacaResponseError before the symbol becomes a key", lost=0)

@@ -265,13 +265,19 @@ def test_every_api_call_logs_a_sentence_with_its_facts_as_fields(sandbox, resour
     assert line["level"] == "INFO" and line["logger"] == "signal9.alpaca" and line["message"] == records[0].getMessage()
 
 
-@pytest.mark.parametrize("page", [
-    [], {"bars": [1, 2]}, {"bars": {"AAPL": [{"t": "2024-01-02T14:30:00Z", "o": 1}]}, "next_page_token": None},
-    {"bars": {"AAPL": [{"t": "not a time", "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}]}}, {"nope": 1},
-])
-def test_bars_page_with_missing_or_mistyped_fields_is_a_response_error(page):
+@pytest.mark.parametrize("page", [[], {"bars": [1, 2]}, {"nope": 1}, {"bars": {"AAPL": 5}}, {"bars": {}, "next_page_token": 3}])
+def test_bars_page_not_in_alpacas_envelope_is_a_response_error(page):
     with pytest.raises(AlpacaResponseError, match="/stocks/bars"):
         bars_page_frame(page, "/stocks/bars")
+
+
+def test_bars_missing_or_mistyping_a_field_carry_their_fault_and_the_page_its_other_bars():
+    sound = {"t": "2024-01-02T14:31:00Z", "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}
+    page = {"bars": {"AAPL": [{"t": "2024-01-02T14:30:00Z", "o": 1}, {**sound, "t": "not a time"}, sound]}, "next_page_token": None}
+    frame, _ = bars_page_frame(page, "/stocks/bars")
+    assert frame["fault"].tolist() == ["h: missing", "t: 'not a time' is not an RFC 3339 time", None]
+    assert frame["timestamp"].isna().tolist() == [False, True, False]
+    assert frame.iloc[2][["open", "high", "low", "close", "volume"]].tolist() == [1.0] * 5  # the sound bar as it came
 
 
 def test_bars_page_stamps_and_bodies_read_as_alpaca_spells_them():
