@@ -113,19 +113,24 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
               metrics: MetricsResource):
     started, requests_before = time.monotonic(), alpaca.requests_sent
     by_timeframe: dict[str, list[date]] = collections.defaultdict(list)
+    partition_keys: dict[tuple[str, str], str] = {}  # (timeframe, date) -> the partition key as Dagster spells it
     for key in context.partition_keys:
         dims = dg.MultiPartitionKey.from_str(key).keys_by_dimension if not isinstance(key, dg.MultiPartitionKey) else key.keys_by_dimension
         by_timeframe[dims["timeframe"]].append(date.fromisoformat(dims["date"]))
+        partition_keys[(dims["timeframe"], dims["date"])] = str(key)
     tally, missing, share = RunTally(), 0, 1.0
     without_bars_now: dict[str, list[str]] = {}
+    problems_by_timeframe: dict[str, list[BarProblem]] = {}
     for timeframe, dates in sorted(by_timeframe.items()):
         dates.sort()
+        problems_before = len(tally.problems)
         with fail_without_step_retries():
             try:
                 symbols = universe(timeframe, dates, config, dynamodb, alpaca)
             except UnknownSymbolError as exc:
                 raise dg.Failure(description=f"UnknownSymbolError: {exc}", allow_retries=False) from exc
             ingest(alpaca, dynamodb, timeframe, dates, symbols.classes, config.options(), tally)
+        problems_by_timeframe[timeframe] = tally.problems[problems_before:]
         without_bars_now.update({f"{day} {timeframe}": s for day, s in record_manifests(dynamodb, timeframe, dates, tally).items()})
         tf_share, tf_missing = completeness(symbols.classes, symbols.by_day, tally)
         share, missing = min(share, tf_share), missing + tf_missing
@@ -149,6 +154,8 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
     metrics.put("BarsInvalid", len(tally.problems))
     stamps = [p for p in tally.problems if p.field == "t"]
     values = [p for p in tally.problems if p.field != "t"]
+    for observation in partition_observations(tally, partition_keys, problems_by_timeframe):
+        context.log_event(observation)
     yield dg.MaterializeResult(
         metadata={
             "bars_written": dg.MetadataValue.int(tally.bars),
@@ -185,12 +192,35 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
     )
 
 
-def _by_date_table(tally: RunTally, requested: dict[str, list[date]], limit: int = 60) -> str:
-    """Per partition of the run (date, timeframe): its XNYS session, what was stored by session, what was held back.
+def partition_observations(tally: RunTally, partition_keys: dict[tuple[str, str], str],
+                           problems_by_timeframe: dict[str, list[BarProblem]]) -> list[dg.AssetObservation]:
+    """One observation per partition of the run with that partition's own figures and held-back bars.
 
-    Dagster records one materialization per partition of a single run with the run's metadata (it has no
-    per-partition metadata for single-run backfills), so this table is where each partition's own figures are.
+    Dagster records a single-run backfill as one materialization per partition, each carrying the run's
+    metadata (it has no per-partition metadata for one run: dagster-io/dagster issues 21072 and 18123), so a
+    partition's own figures are recorded beside it, as an observation of that partition, however many
+    partitions the run covers.
     """
+    held: dict[tuple[str, str], list[BarProblem]] = collections.defaultdict(list)
+    for timeframe, problems in problems_by_timeframe.items():
+        for problem in problems:
+            held[(timeframe, problem.day)].append(problem)
+    observations = []
+    for (timeframe, day), key in sorted(partition_keys.items(), key=lambda item: (item[0][1], item[0][0])):
+        figures = tally.by_day.get((timeframe, day), {})
+        reasons = held.get((timeframe, day), [])
+        observations.append(dg.AssetObservation(asset_key="ohlc_bars", partition=key, metadata={
+            **{f"bars_{name}" if name != "bars" else "bars_written": dg.MetadataValue.int(figures.get(name, 0))
+               for name in DAY_FIGURES},
+            "xnys_session": dg.MetadataValue.bool(is_session(date.fromisoformat(day))),
+            **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in reasons[:200]))} if reasons else {}),
+        }))
+    return observations
+
+
+def _by_date_table(tally: RunTally, requested: dict[str, list[date]], limit: int = 60) -> str:
+    """The run's first `limit` partitions (date, timeframe): XNYS session, bars by session, held back; a summary
+    for the materialization's page (each partition's own figures are its observation)."""
     rows = ["| date | timeframe | XNYS | " + " | ".join(DAY_FIGURES) + " |", "|" + "---|" * (3 + len(DAY_FIGURES))]
     keys = sorted({(d.isoformat(), tf) for tf, dates in requested.items() for d in dates})
     for day, timeframe in keys[:limit]:
@@ -198,7 +228,8 @@ def _by_date_table(tally: RunTally, requested: dict[str, list[date]], limit: int
         session = "session" if is_session(date.fromisoformat(day)) else "no session (crypto only)"
         rows.append(f"| {day} | {timeframe} | {session} | " + " | ".join(f"{figures.get(k, 0):,}" for k in DAY_FIGURES) + " |")
     if len(keys) > limit:
-        rows.append(f"| ... {len(keys) - limit} more | | | " + " | " * (len(DAY_FIGURES) - 1) + " |")
+        rows.append(f"| ... {len(keys) - limit} more, each in its partition's observation | | | "
+                    + " | " * (len(DAY_FIGURES) - 1) + " |")
     return "\n".join(rows)
 
 

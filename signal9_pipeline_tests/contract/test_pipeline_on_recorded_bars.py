@@ -10,22 +10,18 @@ nothing dropped, nothing altered.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
-import dagster as dg
+import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 import pytest
 
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.days import CRYPTO, EQUITY
-from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
 from signal9_pipeline_tests.contract import corpus
+from signal9_pipeline_tests.contract.launch import Launcher, list_assets
 from signal9_pipeline_tests.contract.replay import PATHS
 
 FIELDS = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "n": "trade_count", "vw": "vwap"}
@@ -59,6 +55,29 @@ class Run:
     def days(self) -> list[date]:
         return sorted({_day(pd.Timestamp(t), c) for c, bars in self.bars.values() for t in bars})
 
+    def expected_figures(self) -> dict[str, int]:
+        """The run's bars by session, zero-trade bars and missing symbol-days, worked out from the recordings and
+        the XNYS calendar alone: an equity intraday bar is regular when it overlaps the session, pre-market when
+        it ends by the open, post-market otherwise; crypto and daily bars are regular."""
+        figures = dict.fromkeys(("pre_market", "regular", "post_market", "zero_trade"), 0)
+        present: dict[date, set[str]] = {}
+        step = pd.Timedelta(minutes={"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60}.get(self.timeframe, 0))
+        for symbol, (asset_class, bars) in self.bars.items():
+            for stamp, bar in bars.items():
+                t = pd.Timestamp(stamp)
+                present.setdefault(_day(t, asset_class), set()).add(symbol)
+                figures["zero_trade"] += bar["v"] == 0
+                if asset_class == CRYPTO or self.timeframe == "1Day":
+                    figures["regular"] += 1
+                    continue
+                session = XNYS.schedule.loc[pd.Timestamp(_day(t, asset_class))]
+                figures["pre_market" if t + step <= session["open"] else
+                        "regular" if t < session["close"] else "post_market"] += 1
+        days = pd.date_range(self.days()[0], self.days()[-1]).date
+        expected = {d: {s for s, (c, _) in self.bars.items() if c == CRYPTO or XNYS.is_session(pd.Timestamp(d))} for d in days}
+        figures["missing_symbol_days"] = sum(len(symbols - present.get(d, set())) for d, symbols in expected.items())
+        return figures
+
     def name(self) -> str:
         return f"{self.timeframe}-{len(self.entries)}-recordings-{'-'.join(sorted(self.bars))}"
 
@@ -70,10 +89,10 @@ def _day(stamp: pd.Timestamp, asset_class: str) -> date:
 def planned_runs() -> list[Run]:
     """As few CLI runs as the recordings allow: one per timeframe, more only where two recordings disagree."""
     runs: list[Run] = []
-    for entry in corpus.of_kind(*corpus.BARS_KINDS):
+    for entry in corpus.of_kind(*corpus.BARS_KINDS, *corpus.LATEST_KINDS):
         if not entry.replayable:
             continue
-        asset_class = CRYPTO if entry.kind == "crypto_bars" else EQUITY
+        asset_class = CRYPTO if entry.crypto else EQUITY
         recorded = {s: (asset_class, b) for s, b in entry.bars_by_symbol().items()}
         run = next((r for r in runs if r.accepts(entry.timeframe, recorded)), None)
         if run is None:
@@ -84,6 +103,7 @@ def planned_runs() -> list[Run]:
 
 
 RUNS = planned_runs()
+XNYS = xcals.get_calendar("XNYS")
 
 
 def recorded_frame(bars: list[dict]) -> pd.DataFrame:
@@ -94,39 +114,33 @@ def recorded_frame(bars: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def launch(env: dict[str, str], run: Run) -> subprocess.CompletedProcess:
-    days = run.days()
-    partition_range = f"{days[0].isoformat()}|{run.timeframe}...{days[-1].isoformat()}|{run.timeframe}"
-    return subprocess.run([str(VENV_BIN / "dg"), "launch", "--assets", "ohlc_bars", "--partition-range", partition_range],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.parametrize("run", RUNS, ids=[r.name() for r in RUNS])
-def test_every_recorded_bar_is_stored_and_read_back_exactly(run: Run, bars_env, replay, tmp_path, monkeypatch):
+def test_every_recorded_bar_is_stored_and_read_back_exactly(run: Run, bars_env, replay, tmp_path):
     replay.clear()
     for symbol, (asset_class, _) in run.bars.items():
         replay.load(PATHS["crypto_bars" if asset_class == CRYPTO else "stock_bars"], run.timeframe,
                     {symbol: run.recorded(symbol)})
-    # The assets table holds exactly the recorded symbols, listed, with their classes (the 1Day universe).
-    dynamodb = DynamoDBResource.from_settings()
-    dynamodb.put_items(bars_env["SIGNAL9_ASSETS_TABLE"], [
-        {"asset_id": f"ASSET#{s}", "symbol": s, "asset_class": c, "status": "active", "tradable": True,
-         "alpaca_id": str(uuid.uuid5(uuid.NAMESPACE_URL, s))} for s, (c, _) in run.bars.items()])
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home), "VIRTUAL_ENV": str(VENV_BIN.parent), "ALPACA_DATA_URL": replay.url,
-           "SIGNAL9_BARS_START_DATE": run.days()[0].isoformat(), "SIGNAL9_INTRADAY_WATCHLIST": ",".join(sorted(run.bars))}
-    done = launch(env, run)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
-        event = instance.get_latest_materialization_event(dg.AssetKey("ohlc_bars"))
-        metadata = event.asset_materialization.metadata
-        checks = {c.check_name: c.passed for c in _check_evaluations(instance, event.run_id)}
+    list_assets(bars_env, {s: c for s, (c, _) in run.bars.items()})  # exactly the recorded symbols: the 1Day universe
+    days = run.days()
+    outcome = Launcher(tmp_path / "dagster", replay.url, days[0]).launch(run.timeframe, days[0], days[-1],
+                                                                        ",".join(sorted(run.bars)))
+    metadata = outcome.metadata
     assert metadata["bars_held_back"].value == 0, metadata["held_back"].value
-    assert checks["ohlc_consistent"] and checks["timestamps_valid"] and checks["stored_equals_fetched"]
+    assert outcome.passed("ohlc_consistent", "timestamps_valid", "stored_equals_fetched")
     assert metadata["bars_written"].value == sum(len(b) for _, b in run.bars.values())
+    # Every session is counted as the recordings and the calendar say, and a symbol-day with only extended-hours
+    # bars (e.g. AAPL's 19:59 minute on 2021-10-11) is present for the completeness check.
+    expected = run.expected_figures()
+    assert {k: metadata[f"bars_{k}"].value for k in ("pre_market", "regular", "post_market", "zero_trade")} == \
+        {k: expected[k] for k in ("pre_market", "regular", "post_market", "zero_trade")}
+    assert outcome.checks["completeness"].metadata["missing_symbol_days"].value == expected["missing_symbol_days"]
+    # Each partition of the range has its own observation, whose bars are those recorded on its date.
+    per_day = {d: 0 for d in pd.date_range(days[0], days[-1]).date}
+    for asset_class, bars in run.bars.values():
+        for stamp in bars:
+            per_day[_day(pd.Timestamp(stamp), asset_class)] += 1
+    assert {k: m["bars_written"].value for k, m in outcome.observations.items()} == \
+        {f"{d.isoformat()}|{run.timeframe}": n for d, n in per_day.items()}
     for symbol in run.bars:
         expected = recorded_frame(run.recorded(symbol)).sort_values("timestamp", ignore_index=True)
         stored = read_bars(symbol, run.timeframe, expected["timestamp"].min().to_pydatetime(),
@@ -134,8 +148,3 @@ def test_every_recorded_bar_is_stored_and_read_back_exactly(run: Run, bars_env, 
         pd.testing.assert_frame_equal(stored.astype({"trade_count": "float64"}), expected, check_like=True)
     stock_requests = [q for path, q in replay.served if path == PATHS["stock_bars"]]
     assert all(q.get("feed") == "iex" for q in stock_requests)  # the feed is always sent, IEX by default
-
-
-def _check_evaluations(instance: dg.DagsterInstance, run_id: str):
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    return [r.event_log_entry.dagster_event.event_specific_data for r in records]

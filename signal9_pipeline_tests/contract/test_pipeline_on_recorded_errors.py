@@ -31,6 +31,9 @@ EXPECTED = {  # recording -> [(status, typed error)], the status where the sourc
     "issue_trading_429_rate_limit_message_converted": [(429, AlpacaRateLimitError)],
     "learn_trading_401_unauthorized": [(401, AlpacaAuthError)],
     "alpacapy_broker_401_request_not_authorized": [(401, AlpacaAuthError)],
+    "ccxt_data_invalid_crypto_symbol": [(400, AlpacaRequestError)],
+    "ccxt_forbidden_message_only": [(403, AlpacaAuthError)],
+    "ccxt_trading_429_rate_limit_exceeded": [(429, AlpacaRateLimitError)],
 }
 CASES = [(e, status, error) for e in corpus.of_kind("error") if e.name in EXPECTED for status, error in EXPECTED[e.name]]
 

@@ -67,7 +67,7 @@ def listed(default_universe, asset_class: str) -> set[str]:
 
 def comparable_request(entry: corpus.Entry, default_universe) -> tuple[str, dict, dict[str, str]]:
     """The sandbox request standing for a recording: path, params, and recorded symbol -> sandbox symbol."""
-    asset_class = "crypto" if entry.kind == "crypto_bars" else "us_equity"
+    asset_class = "crypto" if entry.crypto else "us_equity"
     bars = entry.bars_by_symbol()
     known = listed(default_universe, asset_class)
     symbols = {s: s if s in known else STAND_IN[asset_class] for s in bars}
@@ -84,7 +84,7 @@ def comparable_request(entry: corpus.Entry, default_universe) -> tuple[str, dict
     return path, params, symbols
 
 
-RECORDED_PAGES = [e for e in corpus.of_kind(*corpus.BARS_KINDS) if e.replayable]
+RECORDED_PAGES = [e for e in corpus.of_kind(*corpus.BARS_KINDS, *corpus.LATEST_KINDS) if e.replayable]
 
 
 @pytest.mark.parametrize("entry", RECORDED_PAGES, ids=[e.name for e in RECORDED_PAGES])
@@ -98,7 +98,7 @@ def test_bars_have_the_recorded_fields_types_and_stamps(entry: corpus.Entry, ser
     for recorded_symbol, recorded in entry.bars_by_symbol().items():
         served = page["bars"].get(symbols[recorded_symbol])
         assert served, f"the sandbox serves no {entry.timeframe} bars of {symbols[recorded_symbol]} for {params}"
-        crypto = entry.kind == "crypto_bars"
+        crypto = entry.crypto
         for field in recorded[0]:
             assert {field_type(field, b[field], crypto=crypto) for b in served} == \
                 {field_type(field, b[field], crypto=crypto) for b in recorded}, field
@@ -108,9 +108,9 @@ def test_bars_have_the_recorded_fields_types_and_stamps(entry: corpus.Entry, ser
         else:  # converted from printed output, which may leave columns out
             assert all(set(f) <= set(b) for f in fields for b in served)
         assert all(STAMP.match(b["t"]) for b in served) and all(STAMP.match(b["t"]) for b in recorded)
-        if entry.kind == "stock_bars" and entry.timeframe != "1Day":
+        if not crypto and entry.timeframe != "1Day":
             assert_intraday_hours_cover(recorded, served)
-        if entry.kind == "stock_bars" and entry.timeframe == "1Day":
+        if not crypto and entry.timeframe == "1Day":
             assert {_new_york(b["t"]).strftime("%H:%M") for b in served} == {"00:00"} == \
                 {_new_york(b["t"]).strftime("%H:%M") for b in recorded}  # stamped midnight New York
 
@@ -136,7 +136,7 @@ def _minute_of_day(stamp: str) -> int:
     return local.hour * 60 + local.minute
 
 
-CRYPTO_DAILY = [e for e in RECORDED_PAGES if e.kind == "crypto_bars" and e.timeframe == "1Day"]
+CRYPTO_DAILY = [e for e in RECORDED_PAGES if e.crypto and e.timeframe == "1Day"]
 
 
 @pytest.mark.parametrize("entry", CRYPTO_DAILY, ids=[e.name for e in CRYPTO_DAILY])

@@ -99,6 +99,12 @@ def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
     rows = {line.split(" | ")[0].strip("| "): line for line in metadata["by_date"].value.splitlines()[2:]}
     assert "no session (crypto only)" in rows["2024-01-06"] and "| session |" in rows["2024-01-02"]
     assert "no session" in rows["2024-01-15"]  # Martin Luther King Jr. Day
+    # ... and, for any number of partitions, each partition's observation of its own figures.
+    observed = {o.partition: o.metadata for o in result.asset_observations_for_node("ohlc_bars")}
+    assert len(observed) == 179 and observed["2024-01-06|1Day"]["xnys_session"].value is False
+    assert observed["2024-01-02|1Day"]["bars_written"].value > observed["2024-01-06|1Day"]["bars_written"].value > 0
+    for name in ("bars_written", "bars_regular", "bars_held_back", "bars_zero_trade"):
+        assert sum(o[name].value for o in observed.values()) == metadata[name].value, name
 
 
 def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_it_stores_it(loaded):
