@@ -14,8 +14,9 @@ Error bodies differ by API, as Alpaca's do:
 - Trading API (/v2/assets, /v2/account, /v2/calendar): `{"code": 40010000, "message": ...}`
   (alpacahq/Alpaca-API issue 89), except authentication: missing credentials
   403 `{"message": "forbidden."}` (alpacahq/Alpaca-API issue 228), wrong ones
-  401 `{"message": "unauthorized."}` (https://alpaca.markets/learn/how-to-fix-common-trading-api-errors-at-alpaca
-  and a recorded alpaca-py APIError on paper-api /v2/account).
+  401 `{"message": "unauthorized"}` (https://alpaca.markets/learn/how-to-fix-common-trading-api-errors-at-alpaca;
+  other quotes end it with a period); its rate limit 429 `{"code": 42910000, "message": "rate limit exceeded"}`
+  (quoted in ccxt's ts/src/alpaca.ts). The contract corpus holds each of these bodies.
 - Market data API (/v2/stocks/bars, /v1beta3/crypto/us/bars, /v1/corporate-actions): only a message.
   400 for an invalid parameter value (alpacahq/alpaca-docs historical.md lists
   400 "Invalid value for query parameter"; recorded bodies quoted in public
@@ -28,7 +29,10 @@ Error bodies differ by API, as Alpaca's do:
   https://forum.alpaca.markets/t/apierror-token-is-not-authorized-for-this-scope-code-40110000/4315);
   403 `{"code": 42210000, "message": "subscription does not permit querying recent SIP data"}`
   (same FAQ, which prints this body with its code); 429 `{"message": "too many requests."}`
-  (a measured body quoted in public code). Texts the sandbox could not find recorded (missing symbols,
+  (a measured body quoted in public code, whose source could not be named: the one text here without a
+  recording in the corpus); a crypto pair not of the form BASE/QUOTE 400
+  `{"message": "Invalid symbol(s): X does not match ^[A-Z]+/[A-Z]+$"}` (quoted in ccxt's ts/src/alpaca.ts), a
+  well-formed pair Alpaca does not know 200 without bars (alpacahq/alpaca-docs issue 59). Texts the sandbox could not find recorded (missing symbols,
   limit, sort, feed, adjustment, page token) follow the same `invalid X: value` form.
 """
 
@@ -89,6 +93,7 @@ RECENT_SIP_CODE = 42210000
 # with 400 "invalid symbol: X" (recorded for 3USL, CSP1, SAAB-B.ST), while a well-formed symbol Alpaca does
 # not know answers 200 without an entry (recorded `{"bars":{},"next_page_token":null}`).
 STOCK_SYMBOL = re.compile(r"^[A-Z]+(?:[./][A-Z]+)*$")
+CRYPTO_PAIR = "^[A-Z]+/[A-Z]+$"
 DATA_API_PREFIXES = ("/v2/stocks/", "/v1beta3/crypto/", "/v1/corporate-actions")
 # "Historical crypto market data endpoints have been made public and require no authentication"
 # (https://alpaca.markets/docs/api-references/market-data-api/crypto-pricing-data/).
@@ -231,7 +236,7 @@ class SandboxState:
                 return "anonymous"
             raise ApiError(403, "forbidden.")
         if key != self.api_key or secret != self.secret_key:
-            raise ApiError(403, "forbidden.") if is_data_api(path) else ApiError(401, "unauthorized.")
+            raise ApiError(403, "forbidden.") if is_data_api(path) else ApiError(401, "unauthorized")
         return key
 
     def admit(self, key: str, now: float) -> dict[str, str]:
@@ -329,6 +334,8 @@ def _parse_symbols(query: dict, *, crypto: bool) -> list[str]:
         raise ApiError(400, "missing symbols")
     symbols = [s.strip() for s in raw.split(",")]
     for symbol in symbols:
+        if crypto and not re.match(CRYPTO_PAIR, symbol):
+            raise ApiError(400, f"Invalid symbol(s): {symbol[:64]} does not match {CRYPTO_PAIR}")
         if not symbol or (not crypto and not STOCK_SYMBOL.match(symbol)):
             raise ApiError(400, f"invalid symbol: {symbol[:64]}")
     return symbols
@@ -597,7 +604,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 payload = payload[: max(1, len(payload) // 2)]
             self._send(200, payload, headers, method, path, cut_at=len(payload) // 2 if truncated else None)
         except RateLimited as exc:
-            self._send(429, json.dumps(error(429, "too many requests.").body).encode(), exc.headers, method, path)
+            limited = ApiError(429, "too many requests.") if is_data_api(path) else trading_error(429, "rate limit exceeded")
+            self._send(429, json.dumps(limited.body).encode(), exc.headers, method, path)
         except ApiError as exc:
             self._send(exc.status, json.dumps(exc.body).encode(), headers, method, path)
         except Exception as exc:  # a sandbox bug must still answer in Alpaca's shape, never hang the client
