@@ -19,6 +19,7 @@ PURE = [
     "signal9_pipeline.corporate_actions.actions",
     "signal9_pipeline.credentials",
     "signal9_pipeline.logs",
+    "signal9_pipeline.memory",
     "signal9_pipeline.retry",
     "signal9_pipeline.settings",
     "signal9_pipeline.timestamps",

@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from isal import isal_zlib
 
+from signal9_pipeline import memory
+
 FORMAT_KEY, FORMAT = b"signal9.bars.format", b"2"
 FLOAT_COLUMNS = ("open", "high", "low", "close", "volume", "vwap")
 SCHEMA = pa.schema([pa.field("timestamp", pa.timestamp("s", tz="UTC"), nullable=False),
@@ -39,9 +41,7 @@ SCHEMA = pa.schema([pa.field("timestamp", pa.timestamp("s", tz="UTC"), nullable=
                     pa.field("trade_count", pa.int64(), nullable=False),
                     pa.field("vwap", pa.float64(), nullable=False)], metadata={FORMAT_KEY: FORMAT})
 GZIP_MAGIC = b"\x1f\x8b"
-# Blocks are many small, short-lived arrays: the system allocator returns their memory, where Arrow's default
-# mimalloc pool kept it and a 1Min universe day's run grew past its 512 MB budget.
-pa.set_memory_pool(pa.system_memory_pool())
+memory.configure()  # blocks are many small, short-lived arrays: freed memory must go back (see memory.py)
 GZIP_LEVEL = 1  # ISA-L's levels 0-3; 1 and 2 cost alike, level 3 saves about 3% for twice the time
 GZIP_WBITS = 31  # a gzip member (RFC 1952), as `gzip.decompress` and every gzip reader expect
 MAX_ITEM_BYTES = 350_000  # DynamoDB allows 400 KB per item; keep room for the other attributes

@@ -60,6 +60,7 @@ READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sam
 BARS_PER_DAY = {"1Min": 960, "5Min": 192, "15Min": 64, "30Min": 32, "1Hour": 16, "1Day": 1}  # equities, 04:00-20:00
 CRYPTO_FEED = "us"  # Alpaca's crypto location (/v1beta3/crypto/us), recorded as the items' feed
 DAY_FIGURES = ("bars", "pre_market", "regular", "post_market", "zero_trade", "held_back")
+MANIFESTS_AT_ONCE = 10  # partition manifests read and written together (a universe manifest lists 12,000 symbols)
 
 
 @dataclass(frozen=True)
@@ -450,18 +451,22 @@ def _ingest_class(alpaca: AlpacaResource, timeframe: str, dates: list[date], sym
 def record_manifests(dynamodb: DynamoDBResource, timeframe: str, dates: list[date], tally: RunTally) -> dict[str, list[str]]:
     """Add this run's symbols to each date's manifest; per date, the stored symbols Alpaca answered without bars now.
 
-    Nothing is deleted: those symbol-days keep the items an earlier run stored.
+    Nothing is deleted: those symbol-days keep the items an earlier run stored. A few dates at a time, since a
+    universe manifest lists 12,000 symbols.
     """
     table = dynamodb.market_data_table_name()
     series = f"#PARTITION#{timeframe}"
-    holding = {d.isoformat(): set(tally.symbols_with_bars.get(d.isoformat(), set())) for d in dates}
     without_bars_now: dict[str, list[str]] = {}
-    for manifest in dynamodb.get_items(table, [{"series": series, "day": d} for d in holding]):
-        day, before = manifest["day"], set(manifest.get("symbols", []))
-        if before - holding[day]:
-            without_bars_now[day] = sorted(before - holding[day])
-        holding[day] |= before
-    dynamodb.put_items(table, [{"series": series, "day": day, "symbols": sorted(symbols)} for day, symbols in holding.items()])
+    for first in range(0, len(dates), MANIFESTS_AT_ONCE):
+        days = [d.isoformat() for d in dates[first:first + MANIFESTS_AT_ONCE]]
+        stored = {m["day"]: m.get("symbols", []) for m in dynamodb.get_items(table, [{"series": series, "day": d} for d in days])}
+        manifests = []
+        for day in days:
+            before, now = set(stored.get(day, ())), tally.symbols_with_bars.get(day, set())
+            if before - now:
+                without_bars_now[day] = sorted(before - now)
+            manifests.append({"series": series, "day": day, "symbols": sorted(before | now)})
+        dynamodb.put_items(table, manifests)
     return without_bars_now
 
 

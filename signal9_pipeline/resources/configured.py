@@ -56,29 +56,32 @@ class FromSettings:
         return cls(**{**values, **overrides})
 
 
-_clients = threading.local()
+_shared: dict[tuple, Any] = {}
+_shared_lock = threading.Lock()
 _BOTO3_FIELDS = ("region_name", "max_attempts", "profile_name", "use_ssl", "endpoint_url", "verify", "aws_access_key_id",
                  "aws_secret_access_key", "aws_session_token")
 _SESSION_FIELDS = ("profile_name", "region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 
 
-def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, per_thread: bool = False,
+def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, shared: bool = False,
                  retry_mode: str = "standard", **config: Any):
     """A boto3 client configured by dagster_aws' fields; fields left unset fall back to boto3's own chain
     (`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_<SERVICE>`, the task role), which is how ECS and the local stack
     configure AWS.
 
-    `per_thread`: one client per thread and configuration, from a session of its own (a boto3 session must not
-    be shared by threads, and building one reads botocore's data files, about half a second), for a resource
-    that sends thousands of requests a run; the endpoint boto3 resolves from the environment is part of the key,
-    since tests point one process at several local stacks. Otherwise a new client of boto3's default session
-    when no session field is set (what its hooks, such as the tests' fault injection, see), or of a session
-    built from those fields.
+    `shared`: one client per configuration for the whole process, used by all its threads, for a resource that
+    sends thousands of requests a run from several threads. botocore's clients are thread-safe; its sessions
+    are not, and each session loads botocore's data files (about half a second, and some 10 MB of models held
+    for the session's life), so a client per thread, each from a session of its own, cost a bars run with 8
+    writer threads about 100 MB. The endpoint boto3 resolves from the environment is part of the key, since
+    tests point one process at several local stacks, and so is the process id: a forked child builds its own.
+    Otherwise a new client of boto3's default session when no session field is set (what its hooks, such as the
+    tests' fault injection, see), or of a session built from those fields.
     """
     client_kwargs = {"endpoint_url": resource.endpoint_url or None, "use_ssl": resource.use_ssl, "verify": resource.verify,
                      "config": Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config)}
     session_kwargs = {f: getattr(resource, f) for f in _SESSION_FIELDS}
-    if not per_thread:
+    if not shared:
         if any(v is not None for v in session_kwargs.values()):
             return boto3.session.Session(**session_kwargs).client(service, **client_kwargs)
         if boto3.DEFAULT_SESSION is None:
@@ -86,10 +89,12 @@ def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, per_
         return boto3.DEFAULT_SESSION.client(service, **client_kwargs)
     endpoint = (resource.endpoint_url or os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
                 or settings.get("AWS_ENDPOINT_URL"))
-    key = (service, endpoint, retry_mode, tuple(getattr(resource, f) for f in _BOTO3_FIELDS), tuple(sorted(config.items())))
-    cached = getattr(_clients, "by_key", None)
-    if cached is None:
-        cached = _clients.by_key = {}
-    if key not in cached:
-        cached[key] = boto3.session.Session(**session_kwargs).client(service, **client_kwargs)
-    return cached[key]
+    key = (os.getpid(), service, endpoint, retry_mode, tuple(getattr(resource, f) for f in _BOTO3_FIELDS),
+           tuple(sorted(config.items())))
+    client = _shared.get(key)
+    if client is None:
+        with _shared_lock:  # one session builds it, however many threads ask at once
+            client = _shared.get(key)
+            if client is None:
+                client = _shared[key] = boto3.session.Session(**session_kwargs).client(service, **client_kwargs)
+    return client

@@ -72,9 +72,10 @@ class DynamoDBResource(FromSettings, ResourceWithBoto3Configuration):
         return self.market_data_table
 
     def client(self):
-        """This thread's client. DynamoDB validates every request itself; botocore's own pass over each item costs
-        a fifth of a put's client CPU, and a universe backfill sends 12,062 of them."""
-        return boto3_client(self, "dynamodb", per_thread=True, retry_mode="adaptive", max_pool_connections=16, parameter_validation=False)
+        """The process's client, shared by the bars writer's threads (its pool holds a connection for each).
+        DynamoDB validates every request itself; botocore's own pass over each item costs a fifth of a put's
+        client CPU, and a universe backfill sends 12,062 of them."""
+        return boto3_client(self, "dynamodb", shared=True, retry_mode="adaptive", max_pool_connections=16, parameter_validation=False)
 
     def scan(self, table: str, *, projection: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of `table` (optionally only some attributes), page by page."""

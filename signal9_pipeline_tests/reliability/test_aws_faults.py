@@ -52,10 +52,9 @@ Register = Callable[[str, Callable[..., Any]], None]
 def botocore_hooks(alpaca, monkeypatch) -> Iterator[Register]:
     """Register a botocore event handler on every AWS client the pipeline uses during the test.
 
-    Three kinds of client: the DynamoDB resource's client of this thread (already built, so the handler
-    is registered on it), clients built later from new sessions (the bars writer threads' DynamoDB clients,
-    Secrets Manager's), which register botocore's BUILTIN_HANDLERS, and boto3's default session
-    (EventBridge, CloudWatch).
+    Three kinds of client: the DynamoDB resource's client, which the process's threads share (already built,
+    so the handler is registered on it), clients built later from new sessions (Secrets Manager's), which
+    register botocore's BUILTIN_HANDLERS, and boto3's default session (EventBridge, CloudWatch).
     """
     current = DynamoDBResource.from_settings().client()
     if boto3.DEFAULT_SESSION is None:
