@@ -101,6 +101,10 @@ REGISTRY: tuple[Setting, ...] = (
             "(`dynamodb.write#17`; `signal9_pipeline/failpoints.py`)", "local"),
     Setting("DAGSTER_HOME", str, None, "`.signal9/dagster` locally; `/opt/dagster/home` in the image",
             "Dagster instance folder (configured by `dagster.yaml`)", "external"),
+    Setting("MALLOC_ARENA_MAX", int, 2, "`2` (glibc's own default: 8 per core)",
+            "glibc malloc arenas of a process: read by glibc when a process starts, and applied by "
+            "`signal9_pipeline/memory.py` when the bars code loads (it keeps a universe bars run under 512 MB)",
+            "external"),
     # Production only: read by deploy/dagster.yaml and deploy/workspace.yaml.
     # Production only: read by deploy/dagster.yaml and deploy/workspace.yaml (forwarded: a run task stores its own
     # events in the same database and its compute logs in the same bucket).
