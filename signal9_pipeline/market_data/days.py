@@ -193,11 +193,17 @@ def faulty(bars: pd.DataFrame) -> np.ndarray:
     return bars[FAULT].notna().to_numpy() if FAULT in bars else np.zeros(len(bars), dtype=bool)
 
 
+def fault_parts(fault: str) -> tuple[str, str]:
+    """(field, reason) of a FAULT value."""
+    field, reason = fault.split(": ", 1)
+    return field, reason
+
+
 def _faults(bars: pd.DataFrame) -> list[tuple[np.ndarray, str, str]]:
     if not faulty(bars).any():
         return []
     faults = bars[FAULT].to_numpy()
-    return [(faults == fault, *fault.split(": ", 1)) for fault in sorted(set(bars[FAULT].dropna()))]
+    return [(faults == fault, *fault_parts(fault)) for fault in sorted(set(bars[FAULT].dropna()))]
 
 
 def _on_grid(bars: pd.DataFrame, seconds: np.ndarray, timeframe: str, crypto: bool) -> np.ndarray:

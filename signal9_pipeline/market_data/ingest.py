@@ -43,6 +43,7 @@ from signal9_pipeline.market_data.days import (
     BarProblem,
     Screening,
     bucket_starts,
+    fault_parts,
     fetch_window,
     is_session,
     screen,
@@ -123,7 +124,7 @@ class RunTally:
         self.held_back_timeless += len(bars)
         faults = bars[FAULT].tolist() if FAULT in bars else [None] * len(bars)
         for symbol, fault in zip(bars["symbol"].tolist(), faults):
-            name, reason = fault.split(": ", 1) if isinstance(fault, str) else ("t", "not a time")
+            name, reason = fault_parts(fault) if isinstance(fault, str) else ("t", "not a time")
             self.problems.append(BarProblem(symbol, "", "(no time)", name, reason))
 
     def totals(self) -> collections.Counter:
