@@ -68,6 +68,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from signal9_pipeline.sandbox.bars import MINUTES_PER_DAY, BarGenerator, Bars, xnys_days
+from signal9_pipeline.sandbox.history import History
 
 # Alpaca's type names (`types=` values) and the body's keys for them.
 TYPES = {
@@ -237,12 +238,15 @@ class Splits(NamedTuple):
 class CorporateActions:
     """The actions of one universe and seed, as of `today`; per-symbol parts computed on first use."""
 
-    def __init__(self, universe: list[dict], *, seed: int, today: date, name_changes: Iterable[Action] = ()):
-        self.seed, self.today = seed, today
+    def __init__(self, keys: Iterable[str], *, seed: int, today: date, name_changes: Iterable[Action] = (),
+                 history: History | None = None):
+        """`keys`: the active stocks' keys (their first symbol, `history.py`), from which their actions derive; each
+        action is labelled with the symbol its company traded under on its date."""
+        self.seed, self.today, self.history = seed, today, history
         days = session_days()
         self.last_session = int(np.searchsorted(days, day_number(today), "right")) - 1
-        self.symbols = sorted({a["symbol"] for a in universe if a.get("class") == "us_equity"
-                               and a.get("status") == "active" and isinstance(a.get("symbol"), str)})
+        self.symbols = sorted(set(keys))
+        self._relabelled = history.relabelled_keys() if history is not None else set()
         ranked = sorted(self.symbols, key=lambda s: hashlib.blake2b(f"{seed}|{s}".encode(), digest_size=8).digest())
         self.guaranteed_kinds = dict(zip(ranked, ("forward_split", "reverse_split", "cash_dividend")))
         self._active = set(self.symbols)
@@ -420,18 +424,32 @@ class CorporateActions:
         return self._closes[key]
 
     # --- GET /v1/corporate-actions ---------------------------------------------------------------
+    def labelled(self, action: Action) -> Action:
+        """The action under the symbol its company traded as on its date (the key itself, unless renamed)."""
+        if action.symbol not in self._relabelled or action.kind == "name_change":
+            return action
+        return action._replace(symbol=self.history.label(action.symbol, day_date(action.ex if action.ex >= 0 else action.process)))
+
+    def _keys_of(self, symbols: set[str]) -> list[str]:
+        """The keys of every company that traded under any of `symbols`."""
+        keys = set(symbols)
+        if self.history is not None:
+            keys |= {e.key for s in symbols for e, _, _ in self.history.spans_by_symbol.get(s, [])}
+        return sorted(keys)
+
     def page(self, query: dict[str, list[str]], today: date) -> dict:
         request = ActionsQuery(query, today)
         if request.ids:
             if self._by_id is None:  # hashing every action once; ids queries are rare
-                self._by_id = {a.id: a for a in self.everything()}
+                self._by_id = {a.id: a for a in map(self.labelled, self.everything())}
             by_id = {**self._by_id, **{a.id: a for a in self.name_changes}}
             candidates = [by_id[i] for i in request.ids if i in by_id]
         elif request.symbols:
-            candidates = [a for s in sorted(request.symbols) for a in (*self.splits(s), *self.dividends(s))]
+            generated = [self.labelled(a) for k in self._keys_of(request.symbols) for a in (*self.splits(k), *self.dividends(k))]
+            candidates = [a for a in generated if a.concerns(request.symbols)]
             candidates += [a for a in self.name_changes if a.concerns(request.symbols)]
         else:
-            candidates = self.processed_between(day_number(request.start), day_number(request.end))
+            candidates = [self.labelled(a) for a in self.processed_between(day_number(request.start), day_number(request.end))]
         selected = sorted((a for a in candidates if request.wants(a)), key=Action.sort_key.fget,
                           reverse=request.descending)
         start = request.resume_position(selected)

@@ -55,6 +55,7 @@ from datetime import date, datetime, timedelta, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -67,6 +68,7 @@ from signal9_pipeline.sandbox.bars import (
     canonical_timeframe,
     xnys_days,
 )
+from signal9_pipeline.sandbox.history import Entity, History, HistoryError, listing_day
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -101,6 +103,7 @@ PUBLIC_PATHS = ("/v1beta3/crypto/",)
 FAULT_KEYS = {"error_rate", "error_statuses", "hang_s", "hang_every", "malformed_rate", "truncate_rate", "paths",
               "invalid_bar_symbols"}
 SETTING_CHOICES = {"plan": PLANS, "crypto_daily_stamp": CRYPTO_DAILY_STAMPS}
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 class ApiError(Exception):
@@ -194,8 +197,9 @@ class SandboxState:
         self.fault_rng = random.Random(seed)
         self.seed = seed
         self.universe: list[dict] = []
+        self.history = History(universe)
         self.actions = CorporateActions([], seed=seed, today=new_york_today())
-        self.set_universe(universe)
+        self._serve(universe, self.history, [])
         self.reset()
 
     def reset(self) -> None:
@@ -208,25 +212,33 @@ class SandboxState:
         self.stop.set()
         self.stop = threading.Event()
 
-    def set_universe(self, universe: list[dict]) -> None:
+    def set_universe(self, universe: list[dict], effective: date | None = None) -> None:
+        """Serve `universe` from `effective` (a New York date; default the trading day a list published now is for):
+        renames, listings and delistings are dated there in the symbol history the bars endpoint resolves `asof`
+        against; renames become name_changes."""
+        day = effective or listing_day()
+        with self.lock:
+            try:
+                history, renames = self.history.changed(universe, day)
+            except HistoryError as exc:
+                raise ApiError(422, str(exc)) from None
+            name_changes = [*self.actions.name_changes, *(name_change(old, new, day, self.seed) for old, new in renames)]
+            self._serve(universe, history, name_changes)
+
+    def _serve(self, universe: list[dict], history: History, name_changes: list) -> None:
         by_key: dict[str, dict] = {}
-        bar_symbols: dict[str, set[str]] = {"us_equity": set(), "crypto": set()}
         for asset in universe:
             for key in (asset.get("symbol"), asset.get("id")):
                 if isinstance(key, str):
                     by_key.setdefault(key, asset)
-            if isinstance(asset.get("symbol"), str) and isinstance(asset.get("class"), str) and asset["class"] in bar_symbols:
-                bar_symbols[asset["class"]].add(asset["symbol"])
-        with self.lock:
-            renames = _renames(self.universe, universe)
-            today = new_york_today()
-            name_changes = [*self.actions.name_changes,
-                            *(name_change(old, new, today, self.seed) for old, new in renames)]
-            self.actions = CorporateActions(universe, seed=self.seed, today=today, name_changes=name_changes)
-            self.universe = universe
-            self.assets_by_key = by_key
-            self.bar_symbols = bar_symbols
-            self.assets_cache: dict[tuple, bytes] = {}
+        acting = [history.entities[a["id"]].key for a in universe if isinstance(a, dict) and a.get("class") == "us_equity"
+                  and a.get("status") == "active" and isinstance(a.get("id"), str) and a["id"] in history.entities]
+        self.actions = CorporateActions(acting, seed=self.seed, today=new_york_today(), name_changes=name_changes,
+                                        history=history)
+        self.history = history
+        self.universe = universe
+        self.assets_by_key = by_key
+        self.assets_cache: dict[tuple, bytes] = {}
 
     # --- admission: auth, rate limit, faults --------------------------------------------------
     def authenticate(self, key: str | None, secret: str | None, path: str) -> str:
@@ -274,18 +286,6 @@ class SandboxState:
     def record(self, method: str, path: str, status: int, arrived: float) -> None:
         with self.lock:
             self.requests.append({"t": arrived, "method": method, "path": path, "status": status})
-
-
-def _renames(before: list[dict], after: list[dict]) -> list[tuple[str, str]]:
-    """(old, new) symbols of us_equity assets that kept their `id` under a new symbol, as churn.py renames and
-    the pipeline's asset sync records them; each becomes a `name_changes` action."""
-    def usable(asset) -> bool:  # a hostile universe may hold ids and symbols of any JSON type
-        return (isinstance(asset, dict) and asset.get("class") == "us_equity" and isinstance(asset.get("id"), str)
-                and isinstance(asset.get("symbol"), str))
-
-    old_symbols = {a["id"]: a["symbol"] for a in before if usable(a)}
-    return [(old_symbols[a["id"]], a["symbol"]) for a in after
-            if usable(a) and a["id"] in old_symbols and old_symbols[a["id"]] != a["symbol"]]
 
 
 class RateLimited(Exception):
@@ -398,9 +398,12 @@ def _bar_dicts(bars: Bars) -> list[dict]:
 class BarsQuery:
     """One bars request, validated: which symbols, timeframe, window, feed, page and order."""
 
-    def __init__(self, query: dict, known: set[str], *, crypto: bool, settings: Settings, now: datetime,
+    def __init__(self, query: dict, history: History, *, crypto: bool, settings: Settings, now: datetime,
                  actions: CorporateActions | None = None):
         symbols = _parse_symbols(query, crypto=crypto)
+        self.history = history
+        # Crypto has no asof: its pairs are resolved as of today, as a stock without one is.
+        self.asof = new_york_today() if crypto else _parse_asof(query)
         self.timeframe = _parse_timeframe(query)
         self.start = _parse_time(query, "start", now.replace(hour=0, minute=0, second=0, microsecond=0))
         self.end = _parse_time(query, "end", now)
@@ -416,6 +419,7 @@ class BarsQuery:
         self.actions = None if crypto else actions  # crypto has no corporate actions
         token = _one(query, "page_token")
         self.resume = decode_page_token(token) if token else None
+        known = history.known_symbols("crypto" if crypto else "us_equity")
         self.symbols = sorted({s for s in symbols if s in known})  # well-formed but unknown: no entry, as Alpaca
         self.crypto = crypto
         self.crypto_daily = settings.crypto_daily_stamp
@@ -458,16 +462,65 @@ class BarsQuery:
         if self.feed in ("boats", "overnight"):
             return  # the sandbox models no overnight (20:00-04:00) trading
         feed = "iex" if self.feed == "iex" else "sip"  # delayed_sip and otc: the consolidated minutes
-        chunks = BarGenerator(symbol, crypto=self.crypto).bars(self.timeframe, lo, hi, feed=feed,
-                                                               crypto_daily=self.crypto_daily)
-        if self.actions is not None:  # raw bars show split cliffs; adjustments are computed from the same actions
-            chunks = (self.actions.adjusted_bars(symbol, self.actions.raw_bars(symbol, bars), self.adjustments)
-                      for bars in chunks)
+        chunks = (bars for entity, first, last in self._sources(symbol, lo, hi)
+                  for bars in self._entity_bars(entity, first, last, feed))
         if not self.descending:
             yield from chunks
             return
         for bars in reversed(list(chunks)):
             yield bars.select(slice(None, None, -1))
+
+    def _sources(self, symbol: str, lo: int, hi: int) -> list[tuple[Entity, int, int]]:
+        """(company, first minute, last minute) whose bars answer `symbol`, in time order: the company holding it as
+        of `asof` over the whole window, else (no mapping, or nobody held it then) whoever traded under the string."""
+        entity = self.history.holder(symbol, self.asof) if self.asof is not None else None
+        spans = [(entity, None, None)] if entity is not None else self.history.literal(symbol)
+        sources = []
+        for company, start, end in sorted(spans, key=lambda s: s[1] or date.min):
+            for trade_start, trade_end in company.trading:
+                begin, stop = _later(start, trade_start), _earlier(end, trade_end)
+                first = lo if begin is None else max(lo, self._day_minute(begin))
+                last = hi if stop is None else min(hi, self._day_minute(stop) - 1)
+                if first <= last:
+                    sources.append((company, first, last))
+        return sorted(sources, key=lambda s: s[1])
+
+    def _day_minute(self, day: date) -> int:
+        """The first minute (epoch) of a trading day: midnight New York for stocks, UTC for crypto."""
+        if self.crypto:
+            return (day - date(1970, 1, 1)).days * 1440
+        return int(datetime.combine(day, datetime.min.time(), NEW_YORK).timestamp()) // 60
+
+    def _entity_bars(self, entity: Entity, lo: int, hi: int, feed: str) -> Iterator[Bars]:
+        chunks = BarGenerator(entity.key, crypto=self.crypto).bars(self.timeframe, lo, hi, feed=feed,
+                                                                   crypto_daily=self.crypto_daily)
+        if self.actions is None:
+            return chunks
+        # Raw bars show split cliffs; adjustments are computed from the same actions.
+        return (self.actions.adjusted_bars(entity.key, self.actions.raw_bars(entity.key, bars), self.adjustments)
+                for bars in chunks)
+
+
+def _later(a: date | None, b: date | None) -> date | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _earlier(a: date | None, b: date | None) -> date | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _parse_asof(query: dict) -> date | None:
+    """The asof date (default today, New York); None for "-", which skips symbol mapping."""
+    raw = _one(query, "asof")
+    if raw in (None, ""):
+        return new_york_today()
+    if raw == "-":
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        # The form of Alpaca's recorded message for start ("Invalid format for parameter start: ..."); tail the sandbox's.
+        raise ApiError(400, f"Invalid format for parameter asof: {raw[:32]!r} is not a YYYY-MM-DD date or -") from None
 
 
 # --- routes --------------------------------------------------------------------------------------
@@ -587,7 +640,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         self._arrived = time.time()  # stats carry arrival times, which is what rate windows count
         if path.startswith("/_sandbox/"):
-            self._hook(state, method, path, body)
+            self._hook(state, method, path, body, query)
             return
         headers: dict[str, str] = {}
         error = api_error_for(path)
@@ -627,9 +680,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if path in ("/v2/stocks/bars", "/v1beta3/crypto/us/bars"):
             crypto = path.startswith("/v1beta3")
             with state.lock:
-                settings, known = state.settings, state.bar_symbols["crypto" if crypto else "us_equity"]
-                actions = state.actions
-            page = BarsQuery(query, known, crypto=crypto, settings=settings, now=datetime.now(timezone.utc),
+                settings, history, actions = state.settings, state.history, state.actions
+            page = BarsQuery(query, history, crypto=crypto, settings=settings, now=datetime.now(timezone.utc),
                              actions=actions).page()
             for symbol in state.faults.invalid_bar_symbols:
                 if page["bars"].get(symbol):
@@ -644,7 +696,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 raise ApiError(400, str(exc)) from None
         raise error(404, f"no such endpoint: {path}")
 
-    def _hook(self, state: SandboxState, method: str, path: str, body: bytes) -> None:
+    def _hook(self, state: SandboxState, method: str, path: str, body: bytes, query: dict) -> None:
         try:
             if (method, path) == ("GET", "/_sandbox/stats"):
                 with state.lock:
@@ -653,13 +705,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 universe = _json_body(body)
                 if not isinstance(universe, list) or not all(isinstance(a, dict) for a in universe):
                     raise ApiError(422, "universe must be a JSON array of asset objects in the /v2/assets shape")
-                state.set_universe(universe)
-                payload = json.dumps({"assets": len(universe)}).encode()
+                state.set_universe(universe, _effective(query))
+                payload = json.dumps({"assets": len(universe), "effective": state.history.last_change.isoformat()}).encode()
             elif (method, path) == ("POST", "/_sandbox/faults"):
                 faults = Faults.parse(_json_body(body))
                 with state.lock:
                     state.faults = faults
                 payload = json.dumps(faults.__dict__).encode()
+            elif (method, path) == ("GET", "/_sandbox/history"):
+                with state.lock:
+                    history = state.history
+                payload = json.dumps({"entities": history.as_json()}).encode()
             elif (method, path) == ("GET", "/_sandbox/settings"):
                 payload = json.dumps(state.settings.__dict__).encode()
             elif (method, path) == ("PUT", "/_sandbox/settings"):
@@ -696,6 +752,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (timeout); nothing to answer
+
+
+def _effective(query: dict) -> date | None:
+    raw = _one(query, "effective")
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        raise ApiError(422, f"invalid effective: {raw[:32]!r}; use a YYYY-MM-DD New York date") from None
 
 
 def _json_body(body: bytes) -> Any:

@@ -11,6 +11,7 @@ The sandbox is checked against Alpaca's recordings, never against the pipeline.
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import timedelta
 
@@ -252,3 +253,63 @@ def test_rate_limit_answers_are_the_recorded_ones(sandbox_factory):
     # The data API's own 429 text has no recording with a source to name; its shape is that of the recorded
     # data-API errors: a message only.
     assert data.status_code == 429 and set(data.json()) == set(recorded_error("issue_data_message_only_timeframe_too_large"))
+
+
+# Facebook's Alpaca id, recorded as "FB" in 2021 asset responses and as "META" in 2025 order and position responses.
+FACEBOOK_ID = "fc6a5dcd-4a70-4b8d-b64f-d83a6dae9ba4"
+METAVERSE_ETF_ID = "1f1a3f4e-6b59-4f63-9d3b-7c2b2f6c5a10"  # the sandbox's own id for Roundhill's ETF (not recorded)
+
+
+def meta_history(sandbox_factory, default_universe):
+    """A sandbox whose list went through issue 526's sequence: the ETF META -> METV (2022-01-31), FB -> META (2022-06-09)."""
+    template = next(a for a in default_universe if a["symbol"] == "AAPL")
+    etf, facebook = {**template, "id": METAVERSE_ETF_ID, "symbol": "META"}, {**template, "id": FACEBOOK_ID, "symbol": "FB"}
+    server = sandbox_factory([etf, facebook])
+    for universe, effective in (([{**etf, "symbol": "METV"}, facebook], "2022-01-31"),
+                                ([{**etf, "symbol": "METV"}, {**facebook, "symbol": "META"}], "2022-06-09")):
+        requests.put(f"{server.url}/_sandbox/universe", params={"effective": effective}, json=universe,
+                     timeout=30).raise_for_status()
+    return server
+
+
+def daily_stamps(server, symbol: str, **params) -> list[str]:
+    page = sandbox_get(server, "/v2/stocks/bars", {"symbols": symbol, "timeframe": "1Day", **params}).json()
+    return [b["t"] for b in page["bars"].get(symbol, [])]
+
+
+def test_a_symbol_asked_as_of_a_date_answers_its_company_then_as_the_recorded_meta_pages_show(sandbox_factory, default_universe):
+    """The recorded pages (asof 2022-06-09, limit 2) carry Facebook's pre-rename bar of 2022-06-08 under META."""
+    server = meta_history(sandbox_factory, default_universe)
+    pages = [corpus.entry(f"go_meta_1day_asof_single_page{n}") for n in (1, 2)]
+    recorded = [b["t"] for page in pages for b in page.bars_by_symbol()["META"]]
+    first = sandbox_get(server, "/v2/stocks/bars", {**pages[0].params, "symbols": "META"}).json()
+    token = base64.b64decode(first["next_page_token"]).decode()
+    second = sandbox_get(server, "/v2/stocks/bars", {**pages[0].params, "symbols": "META",
+                                                     "page_token": first["next_page_token"]}).json()
+    assert [b["t"] for b in first["bars"]["META"] + second["bars"]["META"]] == recorded
+    assert token.startswith("META|D|")  # as the recorded tokens: base64 of "META|D|<the last bar's stamp>"
+    assert [b["t"] for b in pages[0].body["bars"]] == recorded[:2] and base64.b64decode(
+        pages[0].body["next_page_token"]).decode().startswith("META|D|")
+
+
+def test_asof_resolves_a_symbol_the_way_alpacas_reference_and_issue_526_describe(sandbox_factory, default_universe):
+    server = meta_history(sandbox_factory, default_universe)
+    window = {"start": "2022-01-20T00:00:00Z", "end": "2022-06-15T00:00:00Z", "limit": 10_000}
+    whole = daily_stamps(server, "META", asof="2022-06-14", **window)  # Facebook: FB's bars too, labelled META
+    assert whole[0][:10] == "2022-01-20" and whole[-1][:10] == "2022-06-14"
+    assert daily_stamps(server, "META", **window) == whole  # no asof: today, so Facebook again
+    etf = daily_stamps(server, "META", asof="2022-01-01", **window)  # the ETF, which trades as METV since 01-31
+    assert etf == daily_stamps(server, "METV", **window) == whole  # both trade every session of the window
+    closes = {asof: sandbox_get(server, "/v2/stocks/bars", {"symbols": "META", "timeframe": "1Day", "asof": asof,
+                                                             **window}).json()["bars"]["META"][0]["c"]
+              for asof in ("2022-01-01", "2022-06-14")}
+    assert closes["2022-01-01"] != closes["2022-06-14"]  # two companies, two histories
+    fb = daily_stamps(server, "FB", **window)  # nobody holds FB today: the symbol alone, Facebook until its rename
+    assert fb[-1][:10] == "2022-06-08"
+    literal = daily_stamps(server, "META", asof="-", **window)  # "-" skips the mapping: whoever traded as META
+    assert literal[-1][:10] == "2022-06-14" and "2022-01-28" in {s[:10] for s in literal}
+    assert not {s[:10] for s in literal} & {"2022-02-01", "2022-06-08"}  # nobody traded as META in between
+    actions = sandbox_get(server, "/v1/corporate-actions", {"start": "2022-01-01", "end": "2022-12-31",
+                                                            "types": "name_change"}).json()["corporate_actions"]
+    assert [(a["old_symbol"], a["new_symbol"], a["process_date"]) for a in actions["name_changes"]] == [
+        ("META", "METV", "2022-01-31"), ("FB", "META", "2022-06-09")]

@@ -13,6 +13,7 @@ from alpaca.data.requests import CorporateActionsRequest
 
 from signal9_pipeline.sandbox.actions import session_days
 from signal9_pipeline.sandbox.bars import BarGenerator
+from signal9_pipeline.sandbox.history import listing_day
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET, auth_headers, serving
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -182,13 +183,14 @@ def test_a_rename_at_runtime_is_a_name_change_of_that_day(sandbox_factory, unive
     asset = universe[5]
     renamed = [dict(a, symbol="NEWNM") if a["id"] == asset["id"] else a for a in universe]
     assert requests.put(f"{server.url}/_sandbox/universe", json=renamed, timeout=10).status_code == 200
-    (change,) = actions(server, types="name_change")["name_changes"]  # default window: today
-    assert (change["old_symbol"], change["new_symbol"], change["process_date"]) == \
-        (asset["symbol"], "NEWNM", today().isoformat())
+    # A list published after 20:00 New York is the next trading day's: the rename takes effect that day.
+    day = listing_day().isoformat()
+    (change,) = actions(server, types="name_change", start=day, end=day)["name_changes"]
+    assert (change["old_symbol"], change["new_symbol"], change["process_date"]) == (asset["symbol"], "NEWNM", day)
     assert change["old_cusip"] != change["new_cusip"]
-    assert actions(server, types="name_change", symbols=asset["symbol"])["name_changes"] == [change]
+    assert actions(server, types="name_change", symbols=asset["symbol"], start=day, end=day)["name_changes"] == [change]
     requests.put(f"{server.url}/_sandbox/universe", json=renamed, timeout=10).raise_for_status()
-    assert len(actions(server, types="name_change")["name_changes"]) == 1  # only a change is a change
+    assert len(actions(server, types="name_change", start=day, end=day)["name_changes"]) == 1  # only a change is a change
 
 
 # --- bars ---------------------------------------------------------------------------------------
