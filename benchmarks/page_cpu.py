@@ -79,7 +79,7 @@ def process(page: bytes, path: str, timeframe: str, asset_class: str, days: set[
                                                 "feed": "sip", "ingested_at": "now"}, crypto=asset_class == "crypto",
                           threads=1)
     try:
-        _Store(timeframe, asset_class, days, tally, writer)(frame)
+        _Store(timeframe, asset_class, days, tally, writer)(frame, {s: s for s in frame["symbol"].unique()})
     finally:
         writer.close()
     return tally.items

@@ -26,11 +26,11 @@ def main() -> None:
         import dagster as dg
 
         from signal9_pipeline.definitions import defs
-        from signal9_pipeline.pollenation.sensor import new_symbols_sensor, pending_symbols
+        from signal9_pipeline.pollenation.sensor import new_symbols_sensor, pending_companies
         from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
         assert defs.resolve_job_def("asset_sync_job").execute_in_process().success
-        pending = len(pending_symbols(DynamoDBResource.from_settings()))
+        pending = len(pending_companies(DynamoDBResource.from_settings()))
         times, requested = [], 0
         with dg.instance_for_test() as instance:
             for _ in range(3):

@@ -14,7 +14,8 @@ from signal9_pipeline.assets_sync.changes import ALPACA_FIELDS
 OWNERS = ["team:signal9-market-data"]
 
 ASSETS_TABLE_COLUMNS = [
-    ("asset_id", "string", "partition key: ASSET#{symbol}"),
+    ("asset_id", "string", "partition key: ID#{alpaca_id} (a company), ASSET#{symbol} (a symbol: its current "
+                           "holder's fields and its holders), SYNC#observed (the last sync's observation day)"),
     *[(name, "any", "as Alpaca's /v2/assets answers it (id as alpaca_id, class as asset_class)") for name in ALPACA_FIELDS],
     ("content_hash", "string", "SHA-256 of the Alpaca fields: an item is written only when it changes"),
     ("data_source", "string", "alpaca"),
@@ -24,21 +25,29 @@ ASSETS_TABLE_COLUMNS = [
     ("last_seen_at", "string", "when a sync last saw it listed"),
     ("status_changed_at", "string", "ISO 8601 UTC"),
     ("status_history", "list", "the last 10 {status, at, note}; which dates it was listed on"),
-    ("renamed_from", "string", "the symbol it was listed under before a rename (same alpaca_id)"),
-    ("renamed_to", "string", "the symbol it is listed under after a rename"),
+    ("symbols", "list", "companies: the symbol history, {symbol, start, end, source, seen_after} in New York dates"),
+    ("holders", "list", "symbols: every company that held it, {alpaca_id, start, end}"),
+    ("view_of", "string", "symbols: what the item was derived from (rewritten when its companies change)"),
+    ("revision", "int", "companies: moves on with every write; puts are conditional on the revision read"),
+    ("renamed_from", "string", "symbols: the symbol its holder traded under before this one (same alpaca_id)"),
+    ("renamed_to", "string", "symbols: the symbol its holder was renamed to"),
+    ("day", "string", "SYNC#observed: the observation day (New York) of the last sync"),
+    ("at", "string", "SYNC#observed: when the last sync looked, ISO 8601 UTC"),
     ("pollenation_status", "string", "pending | done"),
     ("pollenation_pending", "string", "sparse index key of the pollenation-pending index while pending"),
     ("pollenation_pending_since", "string", "ISO 8601 UTC"),
+    ("pollenation_reason", "string", "new (a company new to the table: history loaded) | renamed (announced again)"),
     ("pollenated_at", "string", "ISO 8601 UTC"),
     ("pending_events", "list", "assetStatusChanged events not yet accepted by EventBridge (outbox)"),
     ("events_pending", "string", "sparse index key while pending_events is not empty"),
 ]
 
 MARKET_DATA_TABLE_COLUMNS = [
-    ("series", "string", "partition key: SYMBOL#TIMEFRAME (bars), SYMBOL#actions (corporate actions), "
-                         "#PARTITION#TIMEFRAME (manifests)"),
+    ("series", "string", "partition key: ALPACA_ID#TIMEFRAME (bars), ALPACA_ID#actions (corporate actions), "
+                         "#PARTITION#TIMEFRAME (manifests): filed by company, never by symbol"),
     ("day", "string", "sort key: the bucket's first day YYYY-MM-DD; EX_DATE#ID for actions"),
-    ("symbol", "string", ""),
+    ("symbol", "string", "the symbol the bars were last asked under, or the action announced under"),
+    ("alpaca_id", "string", "the company the bars or the action belong to"),
     ("bars", "binary", "gzip of an Apache Arrow IPC stream (see README, Block format)"),
     ("bar_count", "int", ""),
     ("checksum", "string", "first 32 hex digits of SHA-256 over bars"),
@@ -51,7 +60,7 @@ MARKET_DATA_TABLE_COLUMNS = [
     ("held_back", "list | string", "bars: held-back bars with reasons; actions: why the action is not applied"),
     ("version", "int", "optimistic-concurrency version of a bucket"),
     ("ingested_at", "string", "ISO 8601 UTC"),
-    ("symbols", "list", "manifests: the symbols a partition holds"),
+    ("asset_ids", "binary", "manifests: the companies a partition holds bars of, 16 bytes (the UUID) each, sorted"),
     ("action_id", "string", "corporate actions: Alpaca's id"),
     ("type", "string", "corporate actions: forward_split, cash_dividend, ..."),
     ("fields", "string", "corporate actions: the action as Alpaca sent it, JSON"),

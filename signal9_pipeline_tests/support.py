@@ -109,3 +109,71 @@ def drive_sensor(instance: dg.DagsterInstance, max_ticks: int = 10,
         results += [job.execute_in_process(run_config=r.run_config, tags={**r.tags, "dagster/run_key": r.run_key},
                                            instance=instance, raise_on_error=raise_on_error) for r in requests]
     raise RuntimeError(f"symbols still pending after {max_ticks} sensor ticks")
+
+
+def asset_ids(symbols=None) -> dict[str, str]:
+    """symbol -> the Alpaca id of the company its `ASSET#{symbol}` item shows (its current holder)."""
+    from signal9_pipeline.resources.dynamodb import DynamoDBResource
+    from signal9_pipeline.tables.assets import AssetsTable
+
+    table = AssetsTable(DynamoDBResource.from_settings())
+    views = table.get_views(symbols, ["symbol", "alpaca_id"]) if symbols is not None else table.views(["symbol", "alpaca_id"])
+    return {v["symbol"]: v["alpaca_id"] for v in views}
+
+
+def series_of(symbol: str, timeframe: str) -> str:
+    """The market-data series of the company `symbol` names today."""
+    from signal9_pipeline.tables.market_data import bars_series
+
+    return bars_series(asset_ids([symbol])[symbol], timeframe)
+
+
+def company_row(symbol: str, asset_class: str = "us_equity", alpaca_id: str | None = None, **fields) -> dict:
+    """A validated asset row (what the sync plans from) of a listed company; its id a uuid5 of the symbol by default."""
+    import uuid
+
+    from signal9_pipeline.assets_sync.changes import ALPACA_FIELDS
+
+    return {**dict.fromkeys(ALPACA_FIELDS), "alpaca_id": alpaca_id or str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
+            "symbol": symbol, "name": symbol, "exchange": "CRYPTO" if asset_class == "crypto" else "NASDAQ",
+            "asset_class": asset_class, "status": "active", "tradable": True, "attributes": [], **fields}
+
+
+def sync_rows(rows: list[dict], now: str, day: str, seen_after: str | None = None) -> None:
+    """What a sync seeing exactly `rows` at `now` (observation day `day`) writes to the assets table."""
+    from signal9_pipeline.assets_sync.changes import Observation, plan_sync
+    from signal9_pipeline.resources.dynamodb import DynamoDBResource
+    from signal9_pipeline.tables.assets import AssetsTable
+
+    table = AssetsTable(DynamoDBResource.from_settings())
+    plan = plan_sync(rows, list(table.companies()), table.view_sources(), Observation(now, day, seen_after))
+    table.write(plan.companies, plan.views)
+
+
+def list_companies(classes: dict[str, str]) -> dict[str, str]:
+    """The assets table holds these symbols as listed companies with these classes (as a first sync would write
+    them, besides the companies it holds); symbol -> the Alpaca id given to each (a uuid5 of the symbol)."""
+    from signal9_pipeline.resources.dynamodb import DynamoDBResource
+    from signal9_pipeline.tables.assets import AssetsTable, is_listed
+    from signal9_pipeline.timestamps import utc_stamp
+
+    kept = [{k: c.get(k) for k in c} for c in AssetsTable(DynamoDBResource.from_settings()).companies() if is_listed(c)]
+    rows = [company_row(s, c) for s, c in classes.items()]
+    sync_rows(rows + [r for r in kept if r["symbol"] not in classes], utc_stamp(), "2000-01-01")
+    return {r["symbol"]: r["alpaca_id"] for r in rows}
+
+
+def point_alpaca_at(server, monkeypatch) -> None:
+    """The pipeline's Alpaca settings for a sandbox of the test's own: its URLs and a secret of its own holding its keys.
+
+    Its own URL also gives it a gateway of its own, so its circuit breaker never carries over to other tests.
+    """
+    import uuid
+
+    from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
+
+    secret_id = f"signal9/tests/{uuid.uuid4().hex[:12]}"
+    boto3.client("secretsmanager").create_secret(
+        Name=secret_id, SecretString=json.dumps({"apiKey": TEST_KEY, "secretKey": TEST_SECRET, "paper": True}))
+    for name, value in (("ALPACA_TRADING_URL", server.url), ("ALPACA_DATA_URL", server.url), ("ALPACA_SECRET_ID", secret_id)):
+        monkeypatch.setenv(name, value)

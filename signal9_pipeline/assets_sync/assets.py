@@ -15,14 +15,16 @@ from datetime import timedelta
 import dagster as dg
 
 from signal9_pipeline import logs
-from signal9_pipeline.assets_sync.changes import DECISION_FIELDS, SyncPlan, asset_key, is_listed, plan_loading_changed
+from signal9_pipeline.assets_sync.changes import Observation, SyncPlan, plan_loading_whole, plan_sync
 from signal9_pipeline.assets_sync.status_events import asset_status_events
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
 from signal9_pipeline.catalog import ASSETS_TABLE_COLUMNS, OWNERS, table_metadata
+from signal9_pipeline.identity import observation_day
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
+from signal9_pipeline.tables.assets import COMPANY_DECISION_FIELDS, AssetsTable, is_listed
 from signal9_pipeline.timestamps import utc_stamp
 
 GROUP = "asset_sync"
@@ -45,7 +47,9 @@ class ValidatedAssets:
     rows: list[dict]
     quarantined: list[Quarantined]
     warnings: dict[str, int]
-    held_back: set[str] = field(default_factory=set)  # quarantined symbols with no valid row: left untouched
+    # Quarantined ids and symbols with no valid row: the companies they name are left untouched.
+    held_back_ids: set[str] = field(default_factory=set)
+    held_back_symbols: set[str] = field(default_factory=set)
 
     @property
     def listed_symbols(self) -> set[str]:
@@ -93,10 +97,12 @@ def validated_assets(context: dg.AssetExecutionContext, config: SyncConfig, alpa
                      dynamodb: DynamoDBResource, metrics: MetricsResource):
     started = time.monotonic()
     result = validate_assets(alpaca_assets)
-    valid_symbols = set(result.valid["symbol"])
-    held_back = {q.symbol for q in result.quarantined if q.symbol and q.symbol not in valid_symbols}
+    valid_symbols, valid_ids = set(result.valid["symbol"]), set(result.valid["alpaca_id"])
+    held_back_symbols = {q.symbol for q in result.quarantined if q.symbol and q.symbol not in valid_symbols}
+    held_back_ids = {q.alpaca_id.strip().lower() for q in result.quarantined
+                     if q.alpaca_id and q.alpaca_id.strip().lower() not in valid_ids}
     rows = result.valid.to_dict("records")
-    validated = ValidatedAssets(rows, result.quarantined, result.warnings, held_back)
+    validated = ValidatedAssets(rows, result.quarantined, result.warnings, held_back_ids, held_back_symbols)
     quarantine_rate = len(result.quarantined) / max(1, len(alpaca_assets))
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(len(rows)),
@@ -128,7 +134,8 @@ def _schema_check(valid) -> dg.AssetCheckResult:
         problem = None
     except Exception as exc:  # pandera's SchemaErrors, or anything else that means "not the contract"
         problem = str(exc)[:500]
-    duplicates = int(valid["symbol"].duplicated().sum() + valid["alpaca_id"].duplicated().sum())
+    listed = valid["status"].eq("active") & valid["tradable"].eq(True)
+    duplicates = int(valid.loc[listed, "symbol"].duplicated().sum() + valid["alpaca_id"].duplicated().sum())
     return dg.AssetCheckResult(check_name="schema_valid", passed=problem is None and duplicates == 0,
                                metadata={"duplicates": dg.MetadataValue.int(duplicates),
                                          "problem": dg.MetadataValue.text(problem or "none")})
@@ -136,9 +143,8 @@ def _schema_check(valid) -> dg.AssetCheckResult:
 
 def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAssets, dynamodb: DynamoDBResource,
                           metrics: MetricsResource) -> dg.AssetCheckResult:
-    table = dynamodb.assets_table_name()
-    listed_now = {i["symbol"] for i in dynamodb.scan(table, projection=["symbol", "status", "tradable"]) if is_listed(i)}
-    listed_next = validated.listed_symbols | (validated.held_back & listed_now)
+    listed_now = AssetsTable(dynamodb).listed_symbols()
+    listed_next = validated.listed_symbols | (validated.held_back_symbols & listed_now)
     drop = (len(listed_now) - len(listed_next)) / len(listed_now) if listed_now else 0.0
     tripped = drop > config.max_active_drop_fraction
     passed = not tripped or config.allow_mass_delisting
@@ -161,27 +167,31 @@ def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAsset
 @dg.asset(
     group_name=GROUP, kinds={"dynamodb"}, freshness_policy=FRESHNESS, retry_policy=STEP_RETRY, owners=OWNERS,
     metadata=table_metadata("SIGNAL9_ASSETS_TABLE", ASSETS_TABLE_COLUMNS),
-    description="The DynamoDB assets table (ASSET#{symbol}): written only where something changed; delisted "
-                "assets marked inactive, never deleted.",
+    description="The DynamoDB assets table: every company by Alpaca id (ID#{id}) with its symbol history, and every "
+                "symbol (ASSET#{symbol}) showing its current holder and all its holders; written only where something "
+                "changed; delisted companies marked inactive, never deleted.",
     check_specs=[dg.AssetCheckSpec("reconciliation", asset="assets_table",
                                    description="After the write, the table's listed set equals the validated listed set.")],
 )
 def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedAssets, dynamodb: DynamoDBResource,
                  events: EventsResource, metrics: MetricsResource):
-    started, now, table = time.monotonic(), utc_stamp(), dynamodb.assets_table_name()
-    plan = _plan_against_table(dynamodb, table, validated_assets, now)
-    write_requests = dynamodb.put_items(table, plan.puts)
+    started, table = time.monotonic(), AssetsTable(dynamodb)
+    seen = Observation(utc_stamp(), observation_day(), table.last_observation_day())
+    plan = _plan_against_table(table, validated_assets, seen)
+    write_requests = table.write(plan.companies, plan.views)
+    table.record_observation(seen.day, seen.now)
     duration = time.monotonic() - started
     counts = {kind: int(n) for kind, n in plan.counts.items()}
+    items_written = len(plan.companies) + len(plan.views)
     logs.event(log, logging.INFO, "asset sync: " + ", ".join(f"{n} {k}" for k, n in counts.items())
-               + f"; {write_requests} write request(s) for {len(plan.puts)} item(s)", "asset_sync_summary",
-               **counts, write_requests=write_requests, items_written=len(plan.puts))
+               + f"; {write_requests} write request(s) for {items_written} item(s)", "asset_sync_summary",
+               **counts, write_requests=write_requests, items_written=items_written)
     for kind, n in counts.items():
         metrics.put(f"AssetSync{kind.capitalize()}", n)
     metrics.put("AssetSyncWriteRequests", write_requests)
     metrics.put("AssetSyncDuration", duration * 1000, "Milliseconds")
     undelivered = events.publish([Event("assetSyncComplete", {**counts, "listed": len(plan.listed_after),
-                                                              "writeRequests": write_requests, "timestamp": now},
+                                                              "writeRequests": write_requests, "timestamp": seen.now},
                                         event_id=f"assetSyncComplete:{context.run.run_id}")])
     if undelivered:
         raise RuntimeError("the table is written but the assetSyncComplete event was not accepted by EventBridge; "
@@ -190,25 +200,28 @@ def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedA
         **{kind: dg.MetadataValue.int(n) for kind, n in counts.items()},
         "listed": dg.MetadataValue.int(len(plan.listed_after)),
         "write_requests": dg.MetadataValue.int(write_requests),
-        "items_written": dg.MetadataValue.int(len(plan.puts)),
+        "items_written": dg.MetadataValue.int(items_written),
+        "companies_written": dg.MetadataValue.int(len(plan.companies)),
+        "symbols_written": dg.MetadataValue.int(len(plan.views)),
+        "observation_day": dg.MetadataValue.text(seen.day),
         "duration_s": dg.MetadataValue.float(round(duration, 3)),
         "changes": _markdown([(c.symbol, c.kind, c.detail) for c in plan.changes[:CHANGES_SHOWN]], ("symbol", "change", "detail")),
     })
-    yield _reconciliation_check(dynamodb, table, plan.listed_after)
+    yield _reconciliation_check(table, plan.listed_after)
 
 
-def _plan_against_table(dynamodb: DynamoDBResource, table: str, validated: ValidatedAssets, now: str) -> SyncPlan:
+def _plan_against_table(table: AssetsTable, validated: ValidatedAssets, seen: Observation) -> SyncPlan:
     """The sync's plan from a scan of only the fields that decide it, plus the whole items (read consistently) of
-    the symbols it changes: a no-change sync parses a few attributes per item instead of every history and outbox."""
-    def load(symbols: set[str]) -> list[dict]:
-        return dynamodb.get_items(table, [{"asset_id": asset_key(s)} for s in sorted(symbols)])
+    the companies it changes or shows: a no-change sync parses a few attributes per item, not every history."""
+    views = table.view_sources()
+    return plan_loading_whole(
+        lambda companies: plan_sync(validated.rows, companies, views, seen, held_back_ids=validated.held_back_ids,
+                                    held_back_symbols=validated.held_back_symbols),
+        table.companies(COMPANY_DECISION_FIELDS), table.get_companies)
 
-    return plan_loading_changed(validated.rows, dynamodb.scan(table, projection=list(DECISION_FIELDS)), load, now=now,
-                                held_back=validated.held_back)
 
-
-def _reconciliation_check(dynamodb: DynamoDBResource, table: str, expected: set[str]) -> dg.AssetCheckResult:
-    actual = {i["symbol"] for i in dynamodb.scan(table, projection=["symbol", "status", "tradable"]) if is_listed(i)}
+def _reconciliation_check(table: AssetsTable, expected: set[str]) -> dg.AssetCheckResult:
+    actual = table.listed_symbols()
     missing, extra = sorted(expected - actual), sorted(actual - expected)
     return dg.AssetCheckResult(
         check_name="reconciliation", passed=not missing and not extra,

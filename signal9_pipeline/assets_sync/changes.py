@@ -1,11 +1,12 @@
-"""The plan of one sync: which items of the assets table change, and how. Pure logic, no I/O.
+"""The plan of one sync: which companies and symbols of the assets table change, and how. Pure logic, no I/O.
 
-The table keeps every asset it ever held and is keyed by symbol
-(`ASSET#{symbol}`). Only Alpaca's own fields decide whether an item changed (a
-content hash), so an unchanged universe plans zero writes. Everything a change
-owes downstream - a pending pollenation for a new symbol, an
-`assetStatusChanged` event - is written into the changed item itself (an
-outbox), in the same put as the change, so a crash can never separate the two.
+A company is its Alpaca id (`tables.assets`): a listing under an id the table has not seen is a new company,
+even under a symbol another company held before; a known id under another symbol is a rename, which keeps the
+company's item and history. Only Alpaca's own fields decide whether a company changed (a content hash), so an
+unchanged universe plans zero writes. Everything a change owes downstream - a pending pollenation, an
+`assetStatusChanged` event - is written into the company item itself (an outbox), in the same put as the
+change, so a crash can never separate the two. The symbol items (`ASSET#{symbol}`) are derived from the
+companies and planned wherever they no longer show what the companies say.
 """
 
 from __future__ import annotations
@@ -18,22 +19,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signal9_pipeline.assets_sync.validation import AssetSchema
+from signal9_pipeline.identity import (
+    FROM_SYNC,
+    Span,
+    current_holder,
+    day_before,
+    holder_on,
+    holders_by_symbol,
+    name_changed,
+    released,
+    renamed,
+    spans_item,
+    spans_of,
+)
+from signal9_pipeline.tables.assets import (
+    EVENTS_MARKER,
+    POLLENATION_MARKER,
+    POLLENATION_PENDING,
+    REVISION,
+    company_key,
+    is_listed,
+    symbol_view,
+    view_hash,
+)
 
 # The accepted asset's fields, in the validated schema's column order (content hashes depend on that order).
 ALPACA_FIELDS = tuple(AssetSchema.to_schema().columns)
 CHANGE_KINDS = ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged")
 HISTORY_LIMIT = 10
-POLLENATION_PENDING = "pending"
-POLLENATION_MARKER, EVENTS_MARKER = "pollenation_pending", "events_pending"
 STATUS_EVENT = "assetStatusChanged"
 DATA_SOURCE = "alpaca"
-# The fields of a stored item that decide what a sync does with it: `plan_sync` reads no other field of an item it
-# leaves as it is, so a sync scans only these and loads the whole items of the symbols it changes (`changed_symbols`).
-DECISION_FIELDS = ("asset_id", "symbol", "status", "tradable", "alpaca_id", "content_hash", "renamed_from")
-
-
-def asset_key(symbol: str) -> str:
-    return f"ASSET#{symbol}"
+NEW, RENAMED = "new", "renamed"  # why a company's pollenation is pending
 
 
 def content_hash(fields: dict[str, Any]) -> str:
@@ -41,22 +57,30 @@ def content_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def is_listed(fields: dict[str, Any]) -> bool:
-    """Active and tradable: what downstream services may trade and analyse."""
-    return fields.get("status") == "active" and fields.get("tradable") is True
+def was_listed_on(item: dict[str, Any], day: str, day_start: str, day_end: str) -> bool:
+    """Whether the company was listed at any moment of the New York date `day` ([day_start, day_end), ISO-8601 UTC).
 
-
-def was_listed_on(item: dict[str, Any], day_start: str, day_end: str) -> bool:
-    """Whether the asset was listed at any moment of [day_start, day_end) (ISO-8601 UTC), by its status history.
-
-    Before its first recorded status the asset counts as listed: the table learns of an
-    asset when it is first seen listed, and Alpaca simply has no bars for days before it traded.
+    By its status history; before its first recorded status it counts as listed (the table learns of a company
+    when it is first seen listed, and Alpaca simply has no bars for days before it traded), except before the
+    first date of its symbol history where that is known (a company that took over a ticker).
     """
+    spans = spans_of(item.get("symbols"))
+    if spans and spans[0].start is not None and day < spans[0].start:
+        return False
     history = sorted(item.get("status_history") or [], key=lambda h: h.get("at", ""))
     before = [h for h in history if h.get("at", "") < day_start]
     during = [h for h in history if day_start <= h.get("at", "") < day_end]
     at_start = before[-1]["status"] == "active" if before else True
     return at_start or any(h.get("status") == "active" for h in during)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """When a sync looked: the stamp it writes, its observation day, and the previous sync's (None: the first)."""
+
+    now: str
+    day: str
+    seen_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,113 +92,169 @@ class Change:
 
 @dataclass
 class SyncPlan:
-    puts: list[dict[str, Any]] = field(default_factory=list)
-    counts: collections.Counter = field(default_factory=collections.Counter)
+    companies: list[tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)  # (item, as read)
+    views: list[dict[str, Any]] = field(default_factory=list)
+    counts: collections.Counter = field(default_factory=lambda: collections.Counter({k: 0 for k in CHANGE_KINDS}))
     changes: list[Change] = field(default_factory=list)
     listed_after: set[str] = field(default_factory=set)
+    read_whole: set[str] = field(default_factory=set)  # ids of stored companies the plan copied whole
 
-    def record(self, kind: str, symbol: str, detail: str = "", item: dict[str, Any] | None = None) -> None:
-        self.counts[kind] += 1
+    def record(self, kind: str, symbol: str, detail: str = "") -> None:
+        if kind in self.counts:
+            self.counts[kind] += 1
         if kind != "unchanged":
             self.changes.append(Change(symbol, kind, detail))
-        if item is not None:
-            self.puts.append(item)
-
-    def changed_symbols(self) -> set[str]:
-        """Every symbol whose item this plan writes or whose change it reports."""
-        return {c.symbol for c in self.changes} | {p["symbol"] for p in self.puts}
 
 
-def plan_sync(rows: Iterable[dict[str, Any]], existing: Iterable[dict[str, Any]], *, now: str,
-              held_back: set[str] = frozenset()) -> SyncPlan:
-    """What to write so the table reflects `rows` (validated assets, unique symbols).
+def plan_sync(rows: Iterable[dict[str, Any]], companies: Iterable[dict[str, Any]], views: dict[str, str | None],
+              seen: Observation, *, held_back_ids: set[str] = frozenset(),
+              held_back_symbols: set[str] = frozenset()) -> SyncPlan:
+    """What to write so the table reflects `rows` (validated assets: unique ids, unique listed symbols).
 
-    `existing` are the table's items; `held_back` are symbols whose rows were
-    quarantined this time: their items stay exactly as they are.
+    `companies` are the table's company items, `views` its symbol items' `view_of` by symbol; `held_back_*` are
+    the ids and symbols of rows quarantined this time: their companies stay exactly as they are.
     """
-    listed = {r["symbol"]: r for r in rows}
-    items = {i["symbol"]: i for i in existing if isinstance(i.get("symbol"), str)}
-    renames = _renames(listed, items, held_back)
-    renamed_from = {new: old for old, new in renames.items()}
-    plan = SyncPlan(counts=collections.Counter({k: 0 for k in CHANGE_KINDS}))
-
-    for symbol, row in listed.items():
-        if symbol in renamed_from:
-            old = renamed_from[symbol]
-            if not _renamed_to_written(items.get(symbol), row, old):
-                plan.record("renamed", symbol, f"renamed from {old}", _renamed_to_item(row, items.get(symbol), old, now))
-                plan.counts["renamed"] -= 1  # one rename, two items
-            plan.record("renamed", old, f"renamed to {symbol}", _renamed_from_item(items[old], symbol, now))
-        elif symbol in items:
-            _plan_existing(plan, items[symbol], row, now)
-        elif is_listed(row):
-            plan.record("new", symbol, f"{row['exchange']} {row['asset_class']}", _new_item(row, now))
-    for symbol, item in items.items():
-        if symbol in listed or symbol in renames or symbol in held_back:
+    stored = {c["alpaca_id"]: c for c in companies if isinstance(c.get("alpaca_id"), str)}
+    after, plan, takers = dict(stored), SyncPlan(), []
+    rows_by_id = {r["alpaca_id"]: r for r in rows}
+    taken = {span.symbol for c in stored.values() for span in spans_of(c.get("symbols"))}
+    for alpaca_id, row in rows_by_id.items():
+        company = stored.get(alpaca_id)
+        if company is None:
+            if is_listed(row):
+                after[alpaca_id] = _new_company(row, seen, reused=row["symbol"] in taken)
+                takers.append((alpaca_id, row["symbol"], seen.day))
+                plan.record("new", row["symbol"], f"{row['exchange']} {row['asset_class']}" + (
+                    ", a symbol another company held before" if row["symbol"] in taken else ""))
             continue
-        if is_listed(item):
-            plan.record("deactivated", symbol, "missing from Alpaca's list",
-                        _status_change(item, {**_alpaca_fields(item), "status": "inactive"}, now, "missing from Alpaca's list"))
+        followed = _follow(plan, company, row, seen)
+        if followed is not None:
+            after[alpaca_id] = followed
+            if followed["symbol"] != company["symbol"]:
+                takers.append((alpaca_id, followed["symbol"], seen.day))
+    for alpaca_id, company in stored.items():
+        if alpaca_id in rows_by_id or alpaca_id in held_back_ids or company.get("symbol") in held_back_symbols:
+            continue
+        if is_listed(company):
+            note = "missing from Alpaca's list"
+            after[alpaca_id] = _status_change(company, {**_alpaca_fields(company), "status": "inactive"}, seen.now, note)
+            plan.record("deactivated", company["symbol"], note)
         else:
             plan.counts["unchanged"] += 1
-
-    plan.listed_after = {s for s, r in listed.items() if is_listed(r)} | {s for s in held_back if s in items and is_listed(items[s])}
+    _release_taken_symbols(plan, takers, after, seen.now)
+    _plan_writes(plan, stored, after, views)
     return plan
 
 
-def plan_loading_changed(rows: Iterable[dict[str, Any]], decision_items: Iterable[dict[str, Any]],
-                         load: Callable[[set[str]], list[dict[str, Any]]], *, now: str,
-                         held_back: set[str] = frozenset()) -> SyncPlan:
-    """`plan_sync` from items cut to DECISION_FIELDS, loading whole items (`load(symbols)`) only for what changes.
+def plan_name_changes(renames: Iterable[tuple[str, str, str]], companies: Iterable[dict[str, Any]],
+                      views: dict[str, str | None], now: str) -> SyncPlan:
+    """Date renames by Alpaca's `name_changes` actions, (old symbol, new symbol, effective day) each.
 
-    The plan is made again after each load, until every item it writes or reports on was loaded whole, so no put
-    is built from a cut item; a symbol `load` no longer finds is not in the table.
+    The company is the one that held the old symbol the day before; a rename the sync recorded gets the action's
+    date on both sides, one it has not seen yet is recorded (the sync then finds its spans already right). A new
+    symbol held by another company until then passes on at that date.
     """
-    rows = list(rows)
-    items = {i["symbol"]: i for i in decision_items if isinstance(i.get("symbol"), str)}
+    stored = {c["alpaca_id"]: c for c in companies if isinstance(c.get("alpaca_id"), str)}
+    after, plan, takers = dict(stored), SyncPlan(), []
+    holders = holders_by_symbol((i, spans_of(c.get("symbols"))) for i, c in stored.items())
+    for old, new, day in renames:
+        holder = holder_on(holders.get(old, []), day_before(day))
+        if holder is None:
+            continue
+        company = after[holder.alpaca_id]
+        spans = spans_of(company.get("symbols"))
+        dated = name_changed(spans, old, new, day)
+        if dated is None or dated == spans:
+            continue
+        after[holder.alpaca_id] = {**company, "symbols": spans_item(dated), "updated_at": now}
+        plan.changes.append(Change(new, "rename_dated", f"renamed from {old}, effective {day} (Alpaca's name_changes)"))
+        takers.append((holder.alpaca_id, new, day))
+    _release_taken_symbols(plan, takers, after, now)
+    _plan_writes(plan, stored, after, views)
+    return plan
+
+
+def plan_symbol_items(companies: Iterable[dict[str, Any]], views: dict[str, str | None]) -> SyncPlan:
+    """The symbol items that no longer show what the (whole) companies say, and nothing else."""
+    stored = {c["alpaca_id"]: c for c in companies if isinstance(c.get("alpaca_id"), str)}
+    plan = SyncPlan()
+    _plan_writes(plan, stored, dict(stored), views)
+    return plan
+
+
+def _plan_writes(plan: SyncPlan, stored: dict[str, dict], after: dict[str, dict], views: dict[str, str | None]) -> None:
+    changed = {i for i in after if after[i] is not stored.get(i)}
+    plan.companies = [(after[i], stored.get(i)) for i in sorted(changed)]
+    plan.read_whole = changed & set(stored)
+    _plan_views(plan, after, views, stored)
+    plan.listed_after = {c["symbol"] for c in after.values() if is_listed(c)}
+
+
+def plan_loading_whole(planner: Callable[[Iterable[dict[str, Any]]], SyncPlan], decision_items: Iterable[dict[str, Any]],
+                       load: Callable[[set[str]], list[dict[str, Any]]]) -> SyncPlan:
+    """A plan (`planner(companies)`) from company items cut to their decision fields, loading whole items
+    (`load(ids)`) only for what it writes or shows; the plan is made again after each load, until every item it
+    copies was loaded whole."""
+    items = {i["alpaca_id"]: i for i in decision_items if isinstance(i.get("alpaca_id"), str)}
     whole: set[str] = set()
     while True:
-        plan = plan_sync(rows, items.values(), now=now, held_back=held_back)
-        needed = {s for s in plan.changed_symbols() if s in items} - whole
+        plan = planner(items.values())
+        needed = plan.read_whole - whole
         if not needed:
             return plan
-        loaded = {i["symbol"]: i for i in load(needed)}
-        for symbol in needed:
-            if symbol in loaded:
-                items[symbol] = loaded[symbol]
-            else:
-                del items[symbol]
+        for item in load(needed):
+            items[item["alpaca_id"]] = item
         whole |= needed
 
 
-def _renames(listed: dict[str, dict], items: dict[str, dict], held_back: set[str]) -> dict[str, str]:
-    """old symbol -> new symbol, for listed items whose Alpaca id now trades under another symbol."""
-    listed_by_id = {r["alpaca_id"]: s for s, r in listed.items() if is_listed(r)}
-    renames = {}
-    for symbol, item in items.items():
-        if symbol in held_back or not is_listed(item):
-            continue
-        new_symbol = listed_by_id.get(item.get("alpaca_id"))
-        still_listed_here = symbol in listed and listed[symbol]["alpaca_id"] == item.get("alpaca_id") and is_listed(listed[symbol])
-        if new_symbol and new_symbol != symbol and not still_listed_here:
-            renames[symbol] = new_symbol
-    return renames
-
-
-def _plan_existing(plan: SyncPlan, item: dict[str, Any], row: dict[str, Any], now: str) -> None:
-    symbol, was, will = row["symbol"], is_listed(item), is_listed(row)
+def _follow(plan: SyncPlan, company: dict[str, Any], row: dict[str, Any], seen: Observation) -> dict[str, Any] | None:
+    """The company's item after this sync's row of it, or None when nothing changed."""
+    symbol, old_symbol, was, will = row["symbol"], company["symbol"], is_listed(company), is_listed(row)
+    if symbol != old_symbol:
+        plan.record("renamed", symbol, f"renamed from {old_symbol}")
+        return _renamed(company, row, seen)
     if was and not will:
-        plan.record("deactivated", symbol, f"Alpaca status {row['status']}, tradable {row['tradable']}",
-                    _status_change(item, row, now, f"Alpaca status {row['status']}"))
-    elif will and not was:
-        plan.record("reactivated", symbol, "listed again", _status_change(item, row, now, "listed again"))
-    elif content_hash(row) != item.get("content_hash"):
-        changed = [k for k in ALPACA_FIELDS if row.get(k) != item.get(k)]
-        updated = {**_carry(item), **_alpaca_fields(row), "content_hash": content_hash(row), "updated_at": now,
-                   **({"last_seen_at": now} if will else {})}
-        plan.record("updated", symbol, ", ".join(changed), _with_outbox_marker(updated))
-    else:
-        plan.record("unchanged", symbol)
+        note = f"Alpaca status {row['status']}"
+        plan.record("deactivated", symbol, f"{note}, tradable {row['tradable']}")
+        return _status_change(company, row, seen.now, note)
+    if will and not was:
+        plan.record("reactivated", symbol, "listed again")
+        return _status_change(company, row, seen.now, "listed again")
+    if content_hash(row) != company.get("content_hash"):
+        plan.record("updated", symbol, ", ".join(k for k in ALPACA_FIELDS if row.get(k) != company.get(k)))
+        return _with_outbox_marker({**_carry(company), **_alpaca_fields(row), "content_hash": content_hash(row),
+                                    "updated_at": seen.now, **({"last_seen_at": seen.now} if will else {})})
+    plan.counts["unchanged"] += 1
+    return None
+
+
+def _release_taken_symbols(plan: SyncPlan, takers: list[tuple[str, str, str]], after: dict[str, dict], now: str) -> None:
+    """A symbol a company took (listed new, renamed into) on a day ends there for whoever held it until then."""
+    holding: dict[str, list[str]] = collections.defaultdict(list)
+    for alpaca_id, company in after.items():
+        for span in spans_of(company.get("symbols")):
+            if span.end is None:
+                holding[span.symbol].append(alpaca_id)
+    for taker_id, symbol, day in takers:
+        for other_id in holding.get(symbol, ()):
+            if other_id == taker_id:
+                continue
+            other = after[other_id]
+            after[other_id] = {**other, "symbols": spans_item(released(spans_of(other.get("symbols")), symbol, day)),
+                               "updated_at": now}
+            plan.changes.append(Change(symbol, "passed_on", f"held by {other_id} until {day}, now by {taker_id}"))
+
+
+def _plan_views(plan: SyncPlan, after: dict[str, dict], views: dict[str, str | None], stored: dict[str, dict]) -> None:
+    holders = holders_by_symbol((i, spans_of(c.get("symbols"))) for i, c in after.items())
+    listed = {i for i, c in after.items() if is_listed(c)}
+    for symbol, those in sorted(holders.items()):
+        holder = current_holder(those, listed)
+        company = after[holder.alpaca_id]
+        if views.get(symbol) != view_hash(company, symbol, those):
+            plan.views.append(symbol_view(company, symbol, those))
+            if company is stored.get(holder.alpaca_id):
+                plan.read_whole.add(holder.alpaca_id)
 
 
 def _alpaca_fields(source: dict[str, Any]) -> dict[str, Any]:
@@ -183,56 +263,50 @@ def _alpaca_fields(source: dict[str, Any]) -> dict[str, Any]:
 
 def _carry(item: dict[str, Any]) -> dict[str, Any]:
     """The item as stored, minus what is recomputed for every write."""
-    return {k: v for k, v in item.items() if k not in ALPACA_FIELDS}
+    return {k: v for k, v in item.items() if k not in ALPACA_FIELDS and k != REVISION}
 
 
-def _new_item(row: dict[str, Any], now: str, *, history_note: str = "listed") -> dict[str, Any]:
+def _new_company(row: dict[str, Any], seen: Observation, *, reused: bool) -> dict[str, Any]:
+    # A symbol no company held before may have traded before this listing; one that passes on starts here.
+    span = Span(row["symbol"], seen.day, None, FROM_SYNC, seen.seen_after) if reused else Span(row["symbol"])
     item = {
-        "asset_id": asset_key(row["symbol"]), **_alpaca_fields(row), "content_hash": content_hash(row),
-        "data_source": DATA_SOURCE, "created_at": now, "updated_at": now, "first_seen_at": now, "last_seen_at": now,
-        "status_changed_at": now, "status_history": [{"status": "active", "at": now, "note": history_note}],
-        "pollenation_status": POLLENATION_PENDING, "pollenation_pending_since": now,
+        "asset_id": company_key(row["alpaca_id"]), **_alpaca_fields(row), "content_hash": content_hash(row),
+        "data_source": DATA_SOURCE, "created_at": seen.now, "updated_at": seen.now, "first_seen_at": seen.now,
+        "last_seen_at": seen.now, "status_changed_at": seen.now,
+        "status_history": [{"status": "active", "at": seen.now, "note": "listed"}], "symbols": spans_item([span]),
+        "pollenation_status": POLLENATION_PENDING, "pollenation_pending_since": seen.now, "pollenation_reason": NEW,
     }
     return _with_outbox_marker(item)
 
 
-def _status_change(item: dict[str, Any], fields: dict[str, Any], now: str, note: str, **extra: Any) -> dict[str, Any]:
+def _renamed(company: dict[str, Any], row: dict[str, Any], seen: Observation) -> dict[str, Any]:
+    """A rename keeps the company; the old symbol's subscribers hear it went inactive, the new one is pollenated."""
+    old, new = company["symbol"], row["symbol"]
+    spans = renamed(spans_of(company.get("symbols")), new, seen.day, seen.seen_after)
+    item = {**_carry(company), **_alpaca_fields(row), "content_hash": content_hash(row), "updated_at": seen.now,
+            "symbols": spans_item(spans), **({"last_seen_at": seen.now} if is_listed(row) else {})}
+    if is_listed(company) != is_listed(row):
+        item = _status_change(item, row, seen.now, f"Alpaca status {row['status']} (renamed from {old})")
+    if item.get("pollenation_status") != POLLENATION_PENDING:  # fundamentals are keyed by symbol
+        item.update(pollenation_status=POLLENATION_PENDING, pollenation_pending_since=seen.now, pollenation_reason=RENAMED)
+    detail = {"symbol": old, "oldStatus": "active" if is_listed(company) else "inactive", "newStatus": "inactive",
+              "alpacaId": company.get("alpaca_id"), "timestamp": seen.now, "change": f"renamed to {new}", "renamedTo": new}
+    item["pending_events"] = list(item.get("pending_events") or []) + [_event(STATUS_EVENT, detail)]
+    return _with_outbox_marker(item)
+
+
+def _status_change(item: dict[str, Any], fields: dict[str, Any], now: str, note: str) -> dict[str, Any]:
     old_status = "active" if is_listed(item) else "inactive"
     new_status = "active" if is_listed(fields) else "inactive"
-    updated = {**_carry(item), **_alpaca_fields(fields), **extra, "content_hash": content_hash(fields), "updated_at": now,
+    updated = {**_carry(item), **_alpaca_fields(fields), "content_hash": content_hash(fields), "updated_at": now,
                "status_changed_at": now}
     if new_status == "active":
         updated["last_seen_at"] = now
     updated["status_history"] = (list(item.get("status_history") or []) + [{"status": new_status, "at": now, "note": note}])[-HISTORY_LIMIT:]
-    event_detail = {"symbol": item["symbol"], "oldStatus": old_status, "newStatus": new_status,
+    event_detail = {"symbol": fields["symbol"], "oldStatus": old_status, "newStatus": new_status,
                     "alpacaId": item.get("alpaca_id"), "timestamp": now, "change": note}
-    event_detail.update({k: v for k, v in extra.items() if k == "renamedTo"})
     updated["pending_events"] = list(item.get("pending_events") or []) + [_event(STATUS_EVENT, event_detail)]
     return _with_outbox_marker(updated)
-
-
-def _renamed_from_item(item: dict[str, Any], new_symbol: str, now: str) -> dict[str, Any]:
-    fields = {**_alpaca_fields(item), "status": "inactive"}
-    return _status_change(item, fields, now, f"renamed to {new_symbol}", renamed_to=new_symbol, renamedTo=new_symbol) | {
-        "renamed_to": new_symbol}
-
-
-def _renamed_to_written(item: dict[str, Any] | None, row: dict[str, Any], old_symbol: str) -> bool:
-    """The new symbol's item of this rename is already written: a run died between the rename's two puts.
-
-    Writing it again would restart its pollenation (a new pending episode, so a second
-    pollenationNeeded under a new id) if a sensor tick pollenated it in between.
-    """
-    return (item is not None and item.get("renamed_from") == old_symbol and is_listed(item)
-            and item.get("content_hash") == content_hash(row))
-
-
-def _renamed_to_item(row: dict[str, Any], existing: dict[str, Any] | None, old_symbol: str, now: str) -> dict[str, Any]:
-    item = _new_item(row, now, history_note=f"renamed from {old_symbol}")
-    if existing:  # the new symbol was held before (an old listing): keep its origin dates
-        item.update({k: existing[k] for k in ("created_at", "first_seen_at") if k in existing})
-    item["renamed_from"] = old_symbol
-    return item
 
 
 def _event(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +320,7 @@ def _with_outbox_marker(item: dict[str, Any]) -> dict[str, Any]:
     `pollenation_pending` while its pollenation is pending, `events_pending`
     while it holds unpublished events; each consumer removes its own marker.
     """
-    item = {k: v for k, v in item.items() if k not in (POLLENATION_MARKER, EVENTS_MARKER, "renamedTo")}
+    item = {k: v for k, v in item.items() if k not in (POLLENATION_MARKER, EVENTS_MARKER)}
     if item.get("pollenation_status") == POLLENATION_PENDING:
         item[POLLENATION_MARKER] = "1"
     if item.get("pending_events"):

@@ -9,34 +9,26 @@ the two re-sends the same ids next time; consumers drop the duplicates.
 
 import dagster as dg
 
-from signal9_pipeline.assets_sync.changes import EVENTS_MARKER
 from signal9_pipeline.catalog import OWNERS
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
-
-INDEX = "events-pending"
+from signal9_pipeline.tables.assets import AssetsTable
 
 
 @dg.asset(group_name="asset_sync", kinds={"eventbridge"}, deps=["assets_table"], owners=OWNERS,
           description="assetStatusChanged events for every status change the sync recorded, each published once.")
 def asset_status_events(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource, events: EventsResource,
                         metrics: MetricsResource) -> dg.MaterializeResult:
-    table = dynamodb.assets_table_name()
-    owing = list(dynamodb.query(table, IndexName=INDEX, KeyConditionExpression=f"{EVENTS_MARKER} = :one",
-                                ExpressionAttributeValues={":one": {"S": "1"}}))
+    table = AssetsTable(dynamodb)
+    owing = table.owing_events()
     batch = [(item, Event(e["detail_type"], e["detail"], e["event_id"])) for item in owing for e in item["pending_events"]]
     failed_ids = {e.event_id for e in events.publish([event for _, event in batch])}
     cleared = 0
     for item in owing:
         published = [e for e in item["pending_events"] if e["event_id"] not in failed_ids]
         remaining = [e for e in item["pending_events"] if e["event_id"] in failed_ids]
-        if published and dynamodb.update_if(
-                table, {"asset_id": item["asset_id"]},
-                "SET pending_events = :remaining" if remaining else f"REMOVE pending_events, {EVENTS_MARKER}",
-                # The list only grows between syncs: an unchanged size means nothing was appended since it was read.
-                "size(pending_events) = :read", {":read": len(item["pending_events"]),
-                                                 **({":remaining": remaining} if remaining else {})}):
+        if published and table.clear_events(item, remaining):
             cleared += 1
     metrics.put("AssetStatusEventsPublished", len(batch) - len(failed_ids))
     if failed_ids:

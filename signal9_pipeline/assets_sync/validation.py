@@ -65,7 +65,7 @@ class AssetSchema(pa.DataFrameModel):
     """One accepted Alpaca asset per row: what the sync may write to DynamoDB."""
 
     alpaca_id: Series[str] = pa.Field(unique=True)
-    symbol: Series[str] = pa.Field(unique=True)
+    symbol: Series[str]
     name: Series[str]
     exchange: Series[str]
     asset_class: Series[str]
@@ -140,6 +140,11 @@ class AssetSchema(pa.DataFrameModel):
     @pa.check("attributes", element_wise=True, error="is not sorted and free of duplicates")
     def attributes_are_sorted_sets(cls, attributes: list) -> bool:
         return attributes == sorted(set(attributes))
+
+    @pa.dataframe_check(error="lists one symbol for two listed companies")
+    def listed_symbols_are_unique(cls, frame: pd.DataFrame) -> pd.Series:
+        listed = _listed(frame)
+        return ~(listed & frame.symbol.where(listed).duplicated(keep=False))
 
 
 @dataclass(frozen=True)
@@ -326,9 +331,9 @@ def _frame(records: dict[int, dict[str, object]]) -> pd.DataFrame:
 def _duplicate_reasons(frame: pd.DataFrame) -> dict[int, str]:
     """Rows to quarantine because another row lists the same asset or symbol.
 
-    The first of several rows with one id and symbol is kept; of one symbol listed several times
-    only a single active listing is kept (Alpaca keeps delisted twins), and an id with different
-    symbols is ambiguous, so none of its rows is kept.
+    The first of several rows with one id and symbol is kept. An id with different symbols, or a symbol
+    that two listed ids claim, is ambiguous, so none of those rows is kept; a symbol held by one listed
+    company and by delisted ones (a reused ticker) keeps every row, each company under its own id.
     """
     repeated = frame.duplicated(["alpaca_id", "symbol"])
     reasons = {row: f"duplicate of an earlier row with id {_echo(i)} and symbol {_echo(s)}"
@@ -348,16 +353,20 @@ def _shared_id_reasons(listings: pd.DataFrame) -> dict[int, str]:
 
 
 def _shared_symbol_reasons(listings: pd.DataFrame) -> dict[int, str]:
+    """Two listed (active, tradable) companies under one symbol: which is it? Neither row is kept.
+
+    A symbol held by one listed company and by inactive ones is not a conflict: Alpaca keeps a company it
+    delisted, under its last symbol, after the ticker passed to another (a reused ticker), each under its own id.
+    """
     shared = listings[listings.duplicated("symbol", keep=False)]
-    active = shared.status.eq("active")
-    actives = active.groupby(shared.symbol).transform("sum")
-    reasons = {}
-    for row, symbol, is_active, n_active in zip(shared.index, shared.symbol, active, actives):
-        if n_active != 1:
-            reasons[row] = f"duplicate symbol {_echo(symbol)}: listed several times, {n_active} of them active"
-        elif not is_active:
-            reasons[row] = f"duplicate symbol {_echo(symbol)}: an active listing of it is kept instead"
-    return reasons
+    listed = _listed(shared)
+    counts = listed.groupby(shared.symbol).transform("sum")
+    return {row: f"duplicate symbol {_echo(symbol)}: listed (active and tradable) {n} times, under different ids"
+            for row, symbol, n in zip(shared.index, shared.symbol, counts) if n > 1}
+
+
+def _listed(frame: pd.DataFrame) -> pd.Series:
+    return frame.status.eq("active") & frame.tradable.eq(True)
 
 
 def _schema_reasons(frame: pd.DataFrame) -> dict[int, str]:

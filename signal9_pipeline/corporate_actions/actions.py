@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from signal9_pipeline.tables.market_data import actions_series
+
 # Alpaca's groups in `corporate_actions` (alpaca-py `CorporateActionsSet`; docs.alpaca.markets/reference/corporateactions-1).
 KNOWN_GROUPS = ("forward_splits", "reverse_splits", "unit_splits", "stock_dividends", "cash_dividends", "spin_offs",
                 "cash_mergers", "stock_mergers", "stock_and_cash_mergers", "redemptions", "name_changes",
@@ -70,6 +72,20 @@ class Action:
     @property
     def applies_to_prices(self) -> bool:
         return self.type in SPLIT_TYPES + DIVIDEND_TYPES
+
+    @property
+    def effective_day(self) -> str | None:
+        """The New York date it takes effect: its ex-date, else its process date (a name change's effective date)."""
+        day = self.ex_date or self.process_date
+        return day.isoformat() if day else None
+
+    @property
+    def rename(self) -> tuple[str, str] | None:
+        """(old symbol, new symbol) of a name change."""
+        old, new = self.fields.get("old_symbol"), self.fields.get("new_symbol")
+        if self.type != "name_change" or not isinstance(old, str) or not isinstance(new, str) or not old or not new:
+            return None
+        return old.strip(), new.strip()
 
     @property
     def sort_day(self) -> str:
@@ -185,15 +201,12 @@ def duplicates(actions: Iterable[Action]) -> dict[str, str]:
     return repeats
 
 
-# --- storage: one item per (symbol, action) in the market-data table ---------------------------
-def series_key(symbol: str) -> str:
-    return f"{symbol}#actions"
-
-
-def to_item(action: Action, symbol: str, reference_close: float | None = None) -> dict[str, Any]:
-    item = {"series": series_key(symbol), "day": f"{action.sort_day}#{action.id}", "symbol": symbol,
-            "action_id": action.id, "type": action.type, "fields": json.dumps(action.fields, sort_keys=True),
-            "known": action.known}
+# --- storage: one item per (company, action) in the market-data table --------------------------
+def to_item(action: Action, alpaca_id: str, symbol: str, reference_close: float | None = None) -> dict[str, Any]:
+    """The action filed under the company it concerns (`symbol` is the one it was announced under)."""
+    item = {"series": actions_series(alpaca_id), "day": f"{action.sort_day}#{action.id}", "symbol": symbol,
+            "alpaca_id": alpaca_id, "action_id": action.id, "type": action.type,
+            "fields": json.dumps(action.fields, sort_keys=True), "known": action.known}
     if action.held_back:
         item["held_back"] = action.held_back
     if reference_close is not None:

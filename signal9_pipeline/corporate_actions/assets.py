@@ -1,4 +1,4 @@
-"""corporate_actions: Alpaca's corporate actions per process date, stored per symbol for adjusted reads.
+"""corporate_actions: Alpaca's corporate actions per process date, filed per company for adjusted reads.
 
 Thin Dagster wiring around `corporate_actions.actions` (parsing, validation,
 factors) and `corporate_actions.store` (what is new, reference closes, the
@@ -27,7 +27,8 @@ CHECKS = {
     "dates_valid": "Every date parses and is ordered (a dividend is not paid before its ex- or record date); "
                    "failing actions are held back.",
     "no_duplicate_actions": "No event arrives twice under different ids (a repeat is stored but applied once).",
-    "names_agree_with_renames": "Alpaca's name changes match the renames the asset sync recorded (same alpaca_id).",
+    "names_agree_with_renames": "Alpaca's name changes match the renames the asset sync recorded: one company (same "
+                                "alpaca_id), and an effective date the sync's observations allow (both dates named).",
     "agrees_with_alpaca_adjusted": "Alpaca's own adjusted daily close before each new action matches ours "
                                    "(a disagreement is reported, never copied).",
 }
@@ -39,8 +40,9 @@ WARN_ONLY = ("no_duplicate_actions", "names_agree_with_renames", "agrees_with_al
     deps=["assets_table"], kinds={"alpaca", "dynamodb"}, group_name="market_data", owners=OWNERS,
     metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", MARKET_DATA_TABLE_COLUMNS),
     description="Alpaca's corporate actions (splits, dividends, symbol changes, mergers, ...) processed on each New "
-                "York date, for the symbols of the assets table, stored per symbol and ex-date in the market-data "
-                "table (series SYMBOL#actions); read_bars(adjustment=...) applies them to the raw bars.",
+                "York date, for the companies of the assets table, filed per company (the symbol resolved as of the "
+                "action's date) and ex-date in the market-data table (series ALPACA_ID#actions); read_bars(adjustment=...) "
+                "applies them to the raw bars; name changes date the renames in the assets table.",
     check_specs=[dg.AssetCheckSpec(name, asset="corporate_actions", description=text,
                                    blocking=False) for name, text in CHECKS.items()],
 )
@@ -67,6 +69,7 @@ def corporate_actions(context: dg.AssetExecutionContext, alpaca: AlpacaResource,
             "unchanged": dg.MetadataValue.int(result.unchanged),
             "held_back": dg.MetadataValue.int(sum(bool(a.held_back) for a in result.actions)),
             "outside_assets_table": dg.MetadataValue.int(result.outside),
+            "renames_dated": dg.MetadataValue.int(result.renames_dated),
             "events_published": dg.MetadataValue.int(result.published),
             "requests_used": dg.MetadataValue.int(alpaca.requests_sent - requests_before),
             "dividends_without_reference_close": dg.MetadataValue.int(result.without_close),
@@ -108,7 +111,7 @@ def _table(actions: list[Action], limit: int = 50) -> str:
 
 corporate_actions_job = dg.define_asset_job(
     "corporate_actions_job", selection=[corporate_actions],
-    description="Corporate actions processed on a New York date (or a range, as one run), stored per symbol.")
+    description="Corporate actions processed on a New York date (or a range, as one run), stored per company.")
 daily_corporate_actions_schedule = dg.build_schedule_from_partitioned_job(
     corporate_actions_job, name="daily_corporate_actions_schedule", hour_of_day=0, minute_of_hour=30,  # 00:30 New York: after the 04:00 UTC sync in winter and summer
     description="Yesterday's New York process date, once the day has ended and the asset sync has run.",

@@ -1,10 +1,12 @@
-"""Recording corporate actions: fetch, keep the assets table's symbols, write what changed, announce what is new.
+"""Recording corporate actions: fetch, file each under its company, write what changed, announce what is new.
 
-No Dagster here (the asset in `assets.py` wires it). Writes are plain puts of
-items keyed by (SYMBOL#actions, EX_DATE#ID), so a rerun or an overlapping
-backfill writes the same items again: idempotent. Events are published before
-their items are written; an action whose event was refused is not written, so
-the next run finds it new and publishes again (consumers drop repeated ids).
+No Dagster here (the asset in `assets.py` wires it). An action names symbols; each is resolved, as of the
+action's effective date, to the company that held it then (the assets table's symbol history), and the action
+is filed under that company: a split announced under a company's earlier symbol adjusts its whole history.
+Writes are plain puts of items keyed by (ALPACA_ID#actions, EX_DATE#ID), so a rerun or an overlapping
+backfill writes the same items again: idempotent. Events are published before their items are written; an
+action whose event was refused is not written, so the next run finds it new and publishes again (consumers drop
+repeated ids). Name changes also date the renames in the assets table: their process dates are the effective ones.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
+from signal9_pipeline.assets_sync.changes import plan_loading_whole, plan_name_changes
 from signal9_pipeline.corporate_actions.actions import (
     DIVIDEND_TYPES,
     EVENT_TYPES,
@@ -26,11 +29,15 @@ from signal9_pipeline.corporate_actions.actions import (
     parse_page,
     to_item,
 )
+from signal9_pipeline.identity import Holder, day_before, holder_on, holders_by_symbol, spans_of, sync_dates_agree
 from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, faulty, fetch_window, last_session, previous_session
 from signal9_pipeline.market_data.read import stored_actions
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
+from signal9_pipeline.tables.assets import COMPANY_DECISION_FIELDS, LISTING_FIELDS, AssetsTable
+from signal9_pipeline.tables.market_data import MarketDataTable
+from signal9_pipeline.timestamps import utc_stamp
 
 DETAIL_TYPE = "corporateActionRecorded"
 LOOKAHEAD = timedelta(days=45)  # payable dates seen in Alpaca's recordings trail ex-dates by 2-6 weeks
@@ -43,7 +50,8 @@ class Recorded:
     new: int = 0
     changed: int = 0
     unchanged: int = 0
-    outside: int = 0  # actions naming no symbol of the assets table (not stored)
+    outside: int = 0  # actions naming no company of the assets table (not stored)
+    renames_dated: int = 0  # renames in the assets table that a name change dated (or recorded first)
     published: int = 0
     without_close: int = 0
     compared: int = 0
@@ -55,7 +63,7 @@ class Recorded:
 
 
 def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsResource, first: date, last: date) -> Recorded:
-    """Store the actions processed from `first` to `last + LOOKAHEAD` (New York dates) for the assets table's symbols.
+    """Store the actions processed from `first` to `last + LOOKAHEAD` (New York dates) for the assets table's companies.
 
     Alpaca filters by process date, and a cash dividend's process date is its payable date, weeks after
     its ex-date: looking ahead records a dividend by the time its ex-date passes, and each later day's run
@@ -63,19 +71,18 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     """
     by_id = {a.id: a for page in alpaca.iter_corporate_actions(first, last + LOOKAHEAD) for a in parse_page(page)}
     result = Recorded(actions=sorted(by_id.values(), key=lambda a: (a.sort_day, a.id)))
-    assets = {i["symbol"]: i for i in dynamodb.scan(dynamodb.assets_table_name(),
-                                                    projection=["symbol", "alpaca_id", "asset_class", "renamed_from", "renamed_to"])}
-    targets = {a.id: [s for s in a.symbols if s in assets] for a in result.actions}
+    companies = {c["alpaca_id"]: c for c in AssetsTable(dynamodb).companies(LISTING_FIELDS)}
+    holders = holders_by_symbol((i, spans_of(c.get("symbols"))) for i, c in companies.items())
+    targets = {a.id: concerned(a, holders) for a in result.actions}
     result.outside = sum(not t for t in targets.values())
     priced = [a for a in result.actions if targets[a.id] and a.applies_to_prices and not a.held_back and _in_effect(a)]
     raw = session_closes(alpaca, sessions_before(priced), "raw")  # once: dividends' reference closes and the comparison
     closes = {(s, a.ex_date): raw[(s, previous_session(a.ex_date))] for a in priced if a.type in DIVIDEND_TYPES
               for s in a.symbols if (s, previous_session(a.ex_date)) in raw}
-    table = dynamodb.market_data_table_name()
-    items = {a.id: [to_item(a, s, closes.get((s, a.ex_date)) if a.type in DIVIDEND_TYPES else None)
-                    for s in targets[a.id]] for a in result.actions}
-    keys = [{"series": i["series"], "day": i["day"]} for its in items.values() for i in its]
-    stored = {(i["series"], i["day"]): fingerprint(i) for i in dynamodb.get_items(table, keys)}
+    items = {a.id: [to_item(a, i, s, closes.get((s, a.ex_date)) if a.type in DIVIDEND_TYPES else None)
+                    for i, s in targets[a.id]] for a in result.actions}
+    table = MarketDataTable(dynamodb)
+    stored = {key: fingerprint(i) for key, i in table.get((i["series"], i["day"]) for its in items.values() for i in its).items()}
     writes, announce = [], []
     for action in result.actions:
         states = [stored.get((i["series"], i["day"])) for i in items[action.id]]
@@ -94,13 +101,46 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     refused = {e.event_id for e in events.publish([_event(a) for a in announce])} if announce else set()
     result.undelivered = [a.id for a in announce if _event_id(a) in refused]
     result.published = len(announce) - len(result.undelivered)
-    dynamodb.put_items(table, [i for a in writes if a.id not in result.undelivered for i in items[a.id]])
-    result.without_close = sum(a.type in DIVIDEND_TYPES and (targets[a.id][0], a.ex_date) not in closes for a in priced)
+    table.put([i for a in writes if a.id not in result.undelivered for i in items[a.id]])
+    result.without_close = sum(a.type in DIVIDEND_TYPES and (a.symbols[0], a.ex_date) not in closes for a in priced)
     result.duplicates = duplicates(result.actions)
-    result.rename_disagreements = rename_disagreements(result.actions, assets)
-    compare_with_alpaca(alpaca, dynamodb, priced, raw, result)
+    result.rename_disagreements = rename_disagreements(result.actions, holders, companies)
+    result.renames_dated = date_renames(dynamodb, result.actions)
+    companies_by_session = {(s, previous_session(a.ex_date)): i for a in priced for i, s in targets[a.id]}
+    compare_with_alpaca(alpaca, dynamodb, priced, raw, companies_by_session, result)
     _warn(result)
     return result
+
+
+def concerned(action: Action, holders: dict[str, list[Holder]]) -> list[tuple[str, str]]:
+    """(asset id, symbol) of each company the action concerns: each symbol it names, as of its effective date.
+
+    A name change concerns the company that held its old symbol the day before (filed under the new symbol).
+    """
+    day = action.effective_day or datetime.now(NEW_YORK).date().isoformat()
+    if action.rename is not None:
+        old, new = action.rename
+        holder = holder_on(holders.get(old, []), day_before(day))
+        return [(holder.alpaca_id, new)] if holder else []
+    found: dict[str, str] = {}
+    for symbol in action.symbols:
+        holder = holder_on(holders.get(symbol, []), day)
+        if holder is not None:
+            found.setdefault(holder.alpaca_id, symbol)
+    return sorted(found.items())
+
+
+def date_renames(dynamodb: DynamoDBResource, actions: list[Action]) -> int:
+    """Give the assets table's renames the effective dates of Alpaca's name changes; how many were dated."""
+    renames = [(*a.rename, a.effective_day) for a in actions if a.rename is not None and a.effective_day and not a.held_back]
+    if not renames:
+        return 0
+    table, now = AssetsTable(dynamodb), utc_stamp()
+    views = table.view_sources()
+    plan = plan_loading_whole(lambda companies: plan_name_changes(renames, companies, views, now),
+                              table.companies(COMPANY_DECISION_FIELDS), table.get_companies)
+    table.write(plan.companies, plan.views)
+    return sum(c.kind == "rename_dated" for c in plan.changes)
 
 
 def _in_effect(action: Action) -> bool:
@@ -116,12 +156,13 @@ def sessions_before(actions: list[Action]) -> dict[date, set[str]]:
 
 
 def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustment: str) -> dict[tuple[str, date], float]:
-    """(symbol, session) -> its consolidated (SIP) daily close: one multi-symbol request per distinct session."""
+    """(symbol, session) -> its consolidated (SIP) daily close: one multi-symbol request per distinct session, the
+    symbols meant as of that session (a company renamed since is still found under the symbol it traded as)."""
     closes = {}
     for session, symbols in sorted(wanted.items()):
         start, end = fetch_window(session, session, crypto=False)
         for page in alpaca.iter_bars(sorted(symbols), "1Day", start, end, asset_class=EQUITY, adjustment=adjustment,
-                                     feed="sip"):
+                                     feed="sip", asof=session.isoformat()):
             page = page.loc[~faulty(page) & np.isfinite(page["close"].to_numpy())]  # a malformed bar: no close to compare
             for symbol, close in zip(page["symbol"], page["close"]):
                 closes[(symbol, session)] = float(close)
@@ -129,7 +170,7 @@ def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustm
 
 
 def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, actions: list[Action],
-                        raw: dict[tuple[str, date], float], result: Recorded) -> None:
+                        raw: dict[tuple[str, date], float], companies: dict[tuple[str, date], str], result: Recorded) -> None:
     """Alpaca's `adjustment=all` daily close on the session before each action, against raw x our factor.
 
     Alpaca's adjusted bars are not the truth (its cash-dividend factors have been reported to differ
@@ -141,11 +182,11 @@ def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, acti
     theirs = session_closes(alpaca, sessions_before(actions), "all")
     today = datetime.now(NEW_YORK).date()
     for (symbol, session), close in sorted(raw.items()):
-        if (symbol, session) not in theirs:
+        if (symbol, session) not in theirs or (symbol, session) not in companies:
             continue
         try:
-            factor = factors(np.array([session], dtype="datetime64[D]"), stored_actions(symbol, dynamodb), "all",
-                             today=today).price[0]
+            factor = factors(np.array([session], dtype="datetime64[D]"), stored_actions(companies[(symbol, session)], dynamodb),
+                             "all", today=today).price[0]
         except AdjustmentError as exc:
             result.warnings.append(f"{symbol} {session}: not compared with Alpaca's adjusted close: {exc}")
             continue
@@ -157,23 +198,26 @@ def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, acti
                 f"(raw {close:.4f} x {factor:.6f})")
 
 
-def rename_disagreements(actions: list[Action], assets: dict[str, dict]) -> list[str]:
-    """Name changes that the assets table does not show as a rename of one alpaca_id."""
+def rename_disagreements(actions: list[Action], holders: dict[str, list[Holder]], companies: dict[str, dict]) -> list[str]:
+    """Name changes the assets table contradicts: their new symbol recorded as another company's listing, or a rename
+    the daily sync saw on dates that cannot hold the action's effective date (named both)."""
     found = []
     for action in actions:
-        if action.type != "name_change":
+        if action.rename is None or not action.effective_day:
             continue
-        old, new = action.fields.get("old_symbol"), action.fields.get("new_symbol")
-        before, after = assets.get(old), assets.get(new)
-        if before is None and after is None:
-            continue  # neither symbol is in the assets table: nothing to reconcile
-        recorded = (after is not None and after.get("renamed_from") == old) or (
-            before is not None and before.get("renamed_to") == new)
-        same_id = before is None or after is None or before.get("alpaca_id") == after.get("alpaca_id")
-        if not recorded or not same_id:
-            seen = "no rename" if not recorded else f"alpaca_ids {before.get('alpaca_id')} and {after.get('alpaca_id')}"
-            found.append(f"name change {old} -> {new} processed {action.process_date} (id {action.id}): "
-                         f"the asset sync recorded {seen}")
+        (old, new), day = action.rename, action.effective_day
+        before = holder_on(holders.get(old, []), day_before(day))
+        after = [h for h in holders.get(new, []) if h.holds(day)]
+        what = f"name change {old} -> {new} effective {day} (id {action.id})"
+        if before is not None and after and after[-1].alpaca_id != before.alpaca_id:
+            found.append(f"{what}: the asset sync recorded {new} as another company ({after[-1].alpaca_id}, from "
+                         f"{after[-1].start or 'its first sync'}), not as a rename of {before.alpaca_id}")
+            continue
+        spans = spans_of(companies.get(before.alpaca_id, {}).get("symbols")) if before else []
+        seen = next((b for a, b in zip(spans, spans[1:]) if a.symbol == old and b.symbol == new), None)
+        if seen is not None and not sync_dates_agree(seen, day):
+            found.append(f"{what}: the asset sync saw the rename between the syncs of {seen.seen_after or 'its first day'} "
+                         f"(not yet) and {seen.start} (renamed), which cannot hold {day}")
     return found
 
 

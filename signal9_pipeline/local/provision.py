@@ -14,6 +14,8 @@ from signal9_pipeline.alerting.alarms import ensure_alarms
 from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.settings import Settings
+from signal9_pipeline.tables import assets as assets_table
+from signal9_pipeline.tables import market_data as market_data_table
 
 redaction.install()
 
@@ -25,12 +27,10 @@ class ProvisionError(RuntimeError):
     """Provisioning could not finish; the message says which resource and what to do."""
 
 
-TABLE_KEYS = {
-    "assets": ([("asset_id", "HASH")], [("asset_id", "S")]),
-    "market_data": ([("series", "HASH"), ("day", "RANGE")], [("series", "S"), ("day", "S")]),
-}
+# Each table's keys and indexes come from its module (`signal9_pipeline.tables`).
+TABLE_KEYS = {"assets": assets_table.KEY_SCHEMA, "market_data": market_data_table.KEY_SCHEMA}
 # Sparse indexes of the assets table: an item appears only while it carries the marker attribute.
-ASSETS_INDEXES = {"pollenation-pending": "pollenation_pending", "events-pending": "events_pending"}
+ASSETS_INDEXES = assets_table.INDEXES
 
 
 def provision(settings: Settings, credentials: AlpacaCredentials | None = None) -> list[str]:

@@ -73,7 +73,7 @@ def up(home: Path | None = None, *, rate_limit_per_minute: int = 200, seed: int 
     for sub in ("logs", "dynalite", "dagster"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     if shutil.which("node") is None:
-        raise StackError("node not found: install Node.js 18 or newer (dynalite, the local DynamoDB, runs on it)")
+        raise StackError("node not found: install Node.js 20 or newer (dynalite, the local DynamoDB, runs on it)")
     api_key, secret_key = f"SBX{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24)
     sandbox_args = [sys.executable, "-m", "signal9_pipeline.sandbox", "--host", "127.0.0.1", "--port", "0",
                     "--seed", str(seed), "--rate-limit-per-minute", str(rate_limit_per_minute)]

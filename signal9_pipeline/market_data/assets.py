@@ -12,31 +12,27 @@ deleted by a later run.
 
 import collections
 import time
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import pandas as pd
 
 from signal9_pipeline import settings
-from signal9_pipeline.assets_sync.changes import was_listed_on
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
-from signal9_pipeline.market_data.days import ASSET_CLASSES, TIMEFRAMES, BarProblem, is_session
+from signal9_pipeline.market_data.days import TIMEFRAMES, BarProblem, is_session
 from signal9_pipeline.market_data.ingest import (
     DAY_FIGURES,
     IngestOptions,
     RunTally,
-    UnknownSymbolError,
-    asset_classes,
     completeness,
     ingest,
     record_manifests,
     stored_mismatches,
 )
+from signal9_pipeline.market_data.universe import Universe, UnknownSymbolError, listed_universe, watchlist_universe
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.metrics import MetricsResource
-from signal9_pipeline.timestamps import utc_stamp
 
 BARS_PARTITIONS = dg.MultiPartitionsDefinition({
     "date": dg.DailyPartitionsDefinition(start_date=settings.get("SIGNAL9_BARS_START_DATE").isoformat(),
@@ -51,7 +47,6 @@ CHECKS = {
     "completeness": "The share of the partition's symbol-days with bars is at least min_completeness.",
     "stored_equals_fetched": "A read-back of every written item's checksum equals what was written.",
 }
-DEFAULT_WATCHLIST = "SPY,AAPL,MSFT,BTC/USD,ETH/USD"
 
 
 class BarsConfig(dg.Config):
@@ -66,43 +61,13 @@ class BarsConfig(dg.Config):
                              max_symbols_per_request=self.max_symbols_per_request)
 
 
-@dataclass(frozen=True)
-class Universe:
-    """The symbols of a run: their asset classes, and which of them each date expects."""
-
-    classes: dict[str, str]
-    by_day: dict[date, set[str]]
-
-
 def universe(timeframe: str, dates: list[date], config: BarsConfig, dynamodb: DynamoDBResource,
              alpaca: AlpacaResource | None = None) -> Universe:
-    """The watchlist for intraday timeframes; for 1Day (and a watchlist of "all"), every asset listed on each date.
-
-    A date's symbols come from the assets table's status history, never from today's listings alone, so
-    re-materializing a past date asks for the same symbols as before and a backtest sees no survivorship.
-    """
+    """The watchlist's companies for intraday timeframes; for 1Day (and a watchlist of "all"), every company listed
+    on each date, by the assets table's status history, so re-materializing a past date asks for the same companies."""
     if timeframe != "1Day" and config.intraday_watchlist.strip().lower() != "all":
-        classes = asset_classes(dynamodb, [s.strip() for s in config.intraday_watchlist.split(",") if s.strip()], alpaca)
-        return Universe(classes, {d: set(classes) for d in dates})
-    items = [i for i in dynamodb.scan(dynamodb.assets_table_name(),
-                                      projection=["symbol", "asset_class", "status_history"])
-             if i.get("asset_class") in ASSET_CLASSES]
-    by_day: dict[date, set[str]] = {}
-    previous: set[str] = set()
-    for d in dates:
-        window = _new_york_day(d)  # once per date, not per asset: 12,062 x 60 conversions took 2 minutes
-        listed = {i["symbol"] for i in items if was_listed_on(i, *window)}
-        # Dates whose listings agree share one set: a universe backfill holds a few sets of 12,000 symbols, not
-        # one per date (46 MB over 60 dates).
-        by_day[d] = previous = previous if listed == previous else listed
-    listed = set().union(*by_day.values())
-    return Universe({i["symbol"]: i["asset_class"] for i in items if i["symbol"] in listed}, by_day)
-
-
-def _new_york_day(day: date) -> tuple[str, str]:
-    """The New York calendar day as [start, end) in the assets table's timestamp spelling."""
-    start, end = (pd.Timestamp(d, tz="America/New_York").tz_convert("UTC") for d in (day, day + timedelta(days=1)))
-    return utc_stamp(start), utc_stamp(end)
+        return watchlist_universe(dynamodb, [s.strip() for s in config.intraday_watchlist.split(",") if s.strip()], dates, alpaca)
+    return listed_universe(dynamodb, dates)
 
 
 @dg.asset(
@@ -135,13 +100,16 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
                 symbols = universe(timeframe, dates, config, dynamodb, alpaca)
             except UnknownSymbolError as exc:
                 raise dg.Failure(description=f"UnknownSymbolError: {exc}", allow_retries=False) from exc
-            ingest(alpaca, dynamodb, timeframe, dates, symbols.classes, config.options(), tally)
+            ingest(alpaca, dynamodb, timeframe, dates, symbols.listings, config.options(), tally)
         problems_by_timeframe[timeframe] = tally.problems[problems_before:]
         without_bars_now.update({f"{day} {timeframe}": s for day, s in record_manifests(dynamodb, timeframe, dates, tally).items()})
-        tf_share, tf_missing = completeness(symbols.classes, symbols.by_day, tally)
+        tf_share, tf_missing = completeness(symbols.listings, symbols.by_day, tally)
         share, missing = min(share, tf_share), missing + tf_missing
-        tally.symbols_with_bars.clear()
-        context.log.info(f"{timeframe}: {len(dates)} date(s), {len(symbols.classes)} symbol(s), completeness {tf_share:.1%}")
+        tally.companies_with_bars.clear()
+        context.log.info(f"{timeframe}: {len(dates)} date(s), {len(symbols.listings)} company(ies), completeness {tf_share:.1%}")
+    if tally.unrequested:
+        context.log.warning(f"{len(tally.unrequested)} company(ies) not asked for: two companies under one symbol as of one "
+                            "date in the assets table; " + "; ".join(tally.unrequested[:20]))
     if tally.problems:
         context.log.warning(f"{len(tally.problems)} impossible bar(s) held back, the rest of their symbol-days stored: "
                             + "; ".join(str(p) for p in tally.problems[:20]))
@@ -173,6 +141,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
             "requests_used": dg.MetadataValue.int(requests_used),
             "bars_per_request": dg.MetadataValue.float(round(bars_per_request, 1)),
             "symbols_with_no_bars": dg.MetadataValue.int(missing),
+            "companies_not_asked": dg.MetadataValue.int(len(tally.unrequested)),
             "stored_symbol_days_without_bars_now": dg.MetadataValue.int(sum(map(len, without_bars_now.values()))),
             "write_requests": dg.MetadataValue.int(tally.write_requests),
             "write_conflicts": dg.MetadataValue.int(tally.write_conflicts),

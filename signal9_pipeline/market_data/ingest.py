@@ -1,11 +1,13 @@
 """The bars ingestion engine behind `ohlc_bars` and pollenation's history load: fetch, screen, merge, write.
 
-Symbols are split by asset class (their endpoints and day boundaries differ)
-and into a few large groups, each fetched as its own stream of full 10,000-bar
-pages by a worker thread; the shared rate limiter keeps all of them together
+Companies are split by asset class (their endpoints and day boundaries differ),
+by the date their symbols are asked as of (`asof`: the run's last date, unless a
+company's symbol passed to another company before it), and into a few large
+groups, each fetched as its own stream of full 10,000-bar pages by a worker thread; the shared rate limiter keeps all of them together
 under Alpaca's limit while they keep it busy. Pages are consumed as they
-arrive and each symbol's bars are handed on as soon as its last page is in, so
-memory stays flat.
+arrive and each company's bars are handed on as soon as its last page is in, so
+memory stays flat. Bars are filed by company (`{alpaca_id}#{timeframe}`), never by
+the symbol they were asked under.
 
 Every bar is screened (`days.screen`): an impossible bar is held back with its
 reason and the rest of its day is stored. Bars are stored in buckets sized per
@@ -31,7 +33,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from signal9_pipeline.assets_sync.changes import asset_key
 from signal9_pipeline.market_data.codec import CodecError, bars_batch, decode, encode_batch, encode_columns
 from signal9_pipeline.market_data.days import (
     ASSET_CLASSES,
@@ -50,10 +51,11 @@ from signal9_pipeline.market_data.days import (
     trading_days,
     with_days,
 )
-from signal9_pipeline.market_data.read import series_key
+from signal9_pipeline.market_data.universe import Listing
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.retry import BUCKET_CONFLICTS
+from signal9_pipeline.tables.market_data import MANIFESTS_AT_ONCE, MarketDataTable, bars_series
 from signal9_pipeline.timestamps import utc_stamp
 
 RECENT_SIP_MARGIN = timedelta(minutes=16)  # Alpaca's 15 minutes, and one for clocks that disagree
@@ -61,7 +63,6 @@ READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sam
 BARS_PER_DAY = {"1Min": 960, "5Min": 192, "15Min": 64, "30Min": 32, "1Hour": 16, "1Day": 1}  # equities, 04:00-20:00
 CRYPTO_FEED = "us"  # Alpaca's crypto location (/v1beta3/crypto/us), recorded as the items' feed
 DAY_FIGURES = ("bars", "pre_market", "regular", "post_market", "zero_trade", "held_back")
-MANIFESTS_AT_ONCE = 10  # partition manifests read and written together (a universe manifest lists 12,000 symbols)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ class RunTally:
     largest_block_bytes: int = 0  # the largest `bars` attribute written (DynamoDB allows 400 KB per item)
     by_day: dict[tuple[str, str], dict[str, int]] = field(
         default_factory=lambda: collections.defaultdict(lambda: dict.fromkeys(DAY_FIGURES, 0)))  # (timeframe, day) -> DAY_FIGURES
-    symbols_with_bars: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))
+    companies_with_bars: dict[str, set] = field(default_factory=lambda: collections.defaultdict(set))  # day -> asset ids
+    labels: dict[str, str] = field(default_factory=dict)  # asset id -> the symbol its bars were asked under
+    unrequested: list[str] = field(default_factory=list)  # companies no (symbol, asof) could ask for, and why
     written: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)  # a sample: key -> (version, checksum)
     sample_keys: list[tuple[str, str]] = field(default_factory=list)
     items_seen: int = 0
@@ -145,7 +148,7 @@ def request_groups(symbols: list[str], workers: int, cap: int, expected_bars: in
 
 
 def _fetch_concurrently(alpaca: AlpacaResource, groups: list[list[str]], asset_class: str, timeframe: str,
-                        start: datetime, end: datetime, options: IngestOptions):
+                        start: datetime, end: datetime, options: IngestOptions, asof: str | None = None):
     """Pages from every group as they arrive, (group index, page); at most a few pages buffered."""
     pages: queue.Queue = queue.Queue(maxsize=2 * max(1, options.workers))
     done = object()
@@ -154,7 +157,7 @@ def _fetch_concurrently(alpaca: AlpacaResource, groups: list[list[str]], asset_c
     def stream(index: int, group: list[str]) -> None:
         try:
             for page in alpaca.iter_bars(group, timeframe, start, end, asset_class=asset_class,
-                                         adjustment=options.adjustment):
+                                         adjustment=options.adjustment, asof=asof):
                 if stop.is_set():
                     return
                 pages.put((index, page))
@@ -189,7 +192,8 @@ class BucketUpdate:
 
     series: str
     bucket: str  # the bucket's first day: the item's sort key
-    symbol: str
+    symbol: str  # the symbol the bars were asked under (the item's `symbol`, for people reading the table)
+    alpaca_id: str
     seconds: np.ndarray  # the sound bars' start times (epoch seconds, int64), sorted
     columns: dict[str, np.ndarray]  # their VALUE_COLUMNS, aligned with `seconds`
     days: set[str]  # days this fetch has bars for (sound or held back): their stored bars are replaced
@@ -232,8 +236,7 @@ class BucketWriter:
     CHUNK = 100  # BatchGetItem's limit
 
     def __init__(self, dynamodb: DynamoDBResource, tally: RunTally, describe: dict, crypto: bool, threads: int = 8):
-        self.dynamodb, self.tally, self.describe, self.crypto = dynamodb, tally, describe, crypto
-        self.table = dynamodb.market_data_table_name()
+        self.table, self.tally, self.describe, self.crypto = MarketDataTable(dynamodb), tally, describe, crypto
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bars-writer")
         self.buffer: list[BucketUpdate] = []
         self.pending: collections.deque = collections.deque()
@@ -276,15 +279,14 @@ class BucketWriter:
         pending = {u.key: u for u in updates}
         written, requests, conflicts = [], 0, 0
         for round_number in range(1, BUCKET_CONFLICTS.attempts + 1):
-            stored = {(i["series"], i["day"]): i for i in self.dynamodb.get_items(
-                self.table, [{"series": s, "day": d} for s, d in pending], projection=STORED_ATTRIBUTES)}
+            stored = self.table.get(pending, projection=STORED_ATTRIBUTES)
             lost = {}
             for key, update in pending.items():
                 item, kept, condition, values = self._merged(update, stored.get(key))
                 if item is None:
                     continue
                 requests += 1
-                if self.dynamodb.put_if(self.table, item, condition, {"#v": "version"}, values):
+                if self.table.put_if(item, condition, {"#v": "version"}, values):
                     written.append(Written(key[0], key[1], item["version"], item["checksum"], len(update.seconds), kept,
                                            len(item["bars"])))
                 else:
@@ -309,7 +311,8 @@ class BucketWriter:
             return None, 0, "", None
         block, checksum = encode_columns(seconds, columns) if stored is not None else encode_batch(update.batch)
         versioned = stored is not None and "version" in stored
-        item = {"series": update.series, "day": update.bucket, "symbol": update.symbol, **self.describe,
+        item = {"series": update.series, "day": update.bucket, "symbol": update.symbol, "alpaca_id": update.alpaca_id,
+                **self.describe,
                 "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block, "bar_count": len(seconds),
                 "checksum": checksum, "first_ts": utc_stamp(seconds[0]), "last_ts": utc_stamp(seconds[-1]), "held_back": held,
                 "version": int(stored["version"]) + 1 if versioned else 1}
@@ -344,8 +347,11 @@ class _Store:
     tally: RunTally
     writer: BucketWriter
 
-    def __call__(self, frame: pd.DataFrame) -> None:
-        """Screen complete symbols' bars (vectorized over many symbols) and hand each bucket's share to the writer."""
+    def __call__(self, frame: pd.DataFrame, companies: dict[str, str]) -> None:
+        """Screen complete symbols' bars (vectorized over many symbols) and hand each bucket's share to the writer.
+
+        `companies` maps each symbol of the frame to the company it was asked for (one asof group: one each).
+        """
         crypto = self.asset_class == CRYPTO
         timeless = frame["timestamp"].isna().to_numpy()  # a bar whose time is missing or not RFC 3339
         if timeless.any():
@@ -373,7 +379,7 @@ class _Store:
         day_starts = _run_starts(symbols, days)
         with_sound = day_starts[np.add.reduceat(sound, day_starts) > 0]  # (symbol, day) runs with a sound bar
         for day, symbol in zip(days[with_sound].tolist(), symbols[with_sound].tolist()):
-            self.tally.symbols_with_bars[day].add(symbol)
+            self.tally.companies_with_bars[day].add(companies[symbol])
         starts = _run_starts(symbols, buckets)
         for start, end in zip(starts, np.append(starts[1:], len(bars))):
             if sound[start:end].all():
@@ -382,7 +388,8 @@ class _Store:
                 rows = np.arange(start, end)[sound[start:end]]
                 rows_batch = batch.take(pa.array(rows))
             symbol, bucket = symbols[start], buckets[start]
-            self.writer.add(BucketUpdate(series_key(symbol, self.timeframe), bucket, symbol, seconds[rows],
+            alpaca_id = companies[symbol]
+            self.writer.add(BucketUpdate(bars_series(alpaca_id, self.timeframe), bucket, symbol, alpaca_id, seconds[rows],
                                          {c: a[rows] for c, a in columns.items()}, set(days[start:end]),
                                          held.get((symbol, bucket), []), rows_batch))
 
@@ -397,24 +404,46 @@ def _run_starts(*keys: np.ndarray) -> np.ndarray:
 
 
 def ingest(alpaca: AlpacaResource, dynamodb: DynamoDBResource, timeframe: str, dates: list[date],
-           listings: dict[str, str], options: IngestOptions, tally: RunTally) -> None:
-    """Fetch and store every bar of the symbols (symbol -> asset class) on `dates`, one window per asset class."""
+           listings: dict[str, Listing], options: IngestOptions, tally: RunTally) -> None:
+    """Fetch and store every bar of the companies (asset id -> Listing) on `dates`, one window per asset class."""
     now = utc_stamp()
-    for asset_class in [c for c in ASSET_CLASSES if c in listings.values()]:  # equities, then crypto
-        symbols = sorted(s for s, c in listings.items() if c == asset_class)
+    for asset_class in [c for c in ASSET_CLASSES if any(x.asset_class == c for x in listings.values())]:  # equities first
         describe = {"timeframe": timeframe, "asset_class": asset_class, "adjustment": options.adjustment,
                     "feed": CRYPTO_FEED if asset_class == CRYPTO else alpaca.data_feed(), "ingested_at": now}
         writer = BucketWriter(dynamodb, tally, describe, crypto=asset_class == CRYPTO)
         try:
             store = _Store(timeframe, asset_class, {d.isoformat() for d in dates}, tally, writer)
-            _ingest_class(alpaca, timeframe, dates, symbols, asset_class, options, store)
+            for asof, companies in asked_as_of([x for x in listings.values() if x.asset_class == asset_class], max(dates),
+                                               tally, crypto=asset_class == CRYPTO).items():
+                _ingest_group(alpaca, timeframe, dates, companies, asof, options, store)
         finally:
             writer.close()
 
 
-def _ingest_class(alpaca: AlpacaResource, timeframe: str, dates: list[date], symbols: list[str], asset_class: str,
+def asked_as_of(listings: list[Listing], last_day: date, tally: RunTally, *, crypto: bool) -> dict[str | None, dict[str, str]]:
+    """asof date -> {symbol: asset id}: under which symbol, as of which date, each company's bars are asked for.
+
+    Alpaca maps a symbol to the company holding it as of `asof` and answers that company's whole history in the
+    window, so one date serves every company that holds its symbol on the run's last date: a universe without
+    changes is one group of full multi-day pages. A company whose symbol passed to another before that date is
+    asked as of its own last day under it. Crypto has no `asof` (None). Two companies that would be asked under
+    one symbol as of one date (a table that contradicts itself) are not asked for; `tally.unrequested` names them.
+    """
+    groups: dict[str | None, dict[str, str]] = collections.defaultdict(dict)
+    for listing in sorted(listings, key=lambda x: x.alpaca_id):
+        symbol, asof = listing.request(last_day)
+        group = groups[None if crypto else asof]
+        if symbol in group:
+            tally.unrequested.append(f"{listing.alpaca_id}: {symbol} as of {asof} already names {group[symbol]}")
+            continue
+        group[symbol] = listing.alpaca_id
+        tally.labels[listing.alpaca_id] = symbol
+    return dict(sorted(groups.items(), key=lambda g: g[0] or ""))
+
+
+def _ingest_group(alpaca: AlpacaResource, timeframe: str, dates: list[date], companies: dict[str, str], asof: str | None,
                   options: IngestOptions, store: _Store) -> None:
-    crypto = asset_class == CRYPTO
+    crypto = store.asset_class == CRYPTO
     start, end = fetch_window(min(dates), max(dates), crypto=crypto)
     if not crypto:  # "the end parameter must be at least 15 minutes old to query SIP data without a subscription"
         # (Alpaca's market-data FAQ): just after New York midnight, the window of the day that just ended reaches
@@ -422,12 +451,12 @@ def _ingest_class(alpaca: AlpacaResource, timeframe: str, dates: list[date], sym
         end = min(end, datetime.now(timezone.utc) - RECENT_SIP_MARGIN)
         if end <= start:
             return
+    symbols = sorted(companies)
     per_day = BARS_PER_DAY[timeframe] * (3 if crypto and timeframe != "1Day" else 1)
-    groups = request_groups(symbols, options.workers, options.max_symbols_per_request,
-                            len(symbols) * len(dates) * per_day)
+    groups = request_groups(symbols, options.workers, options.max_symbols_per_request, len(symbols) * len(dates) * per_day)
     open_symbol: dict[int, tuple[str, list[pd.DataFrame]]] = {}  # per group: the symbol still receiving pages
     ready: list[pd.DataFrame] = []
-    for index, page in _fetch_concurrently(alpaca, groups, asset_class, timeframe, start, end, options):
+    for index, page in _fetch_concurrently(alpaca, groups, store.asset_class, timeframe, start, end, options, asof):
         if page.empty:
             continue
         last = page["symbol"].iloc[-1]  # pages are ordered by symbol: all before the last one are complete
@@ -442,32 +471,31 @@ def _ingest_class(alpaca: AlpacaResource, timeframe: str, dates: list[date], sym
         ready.append(complete)
         open_symbol[index] = (last, (held[1] if held else []) + [page.loc[page["symbol"] == last]])
         if sum(len(f) for f in ready) >= 50_000:
-            store(pd.concat(ready))
+            store(pd.concat(ready), companies)
             ready = []
     ready += [f for _, frames in open_symbol.values() for f in frames]
     if ready:
-        store(pd.concat(ready))
+        store(pd.concat(ready), companies)
 
 
 def record_manifests(dynamodb: DynamoDBResource, timeframe: str, dates: list[date], tally: RunTally) -> dict[str, list[str]]:
-    """Add this run's symbols to each date's manifest; per date, the stored symbols Alpaca answered without bars now.
+    """Add this run's companies to each date's manifest; per date, the stored companies Alpaca answered without bars now.
 
-    Nothing is deleted: those symbol-days keep the items an earlier run stored. A few dates at a time, since a
-    universe manifest lists 12,000 symbols.
+    Nothing is deleted: those company-days keep the items an earlier run stored. A few dates at a time, since a
+    universe manifest lists 12,000 companies.
     """
-    table = dynamodb.market_data_table_name()
-    series = f"#PARTITION#{timeframe}"
+    table = MarketDataTable(dynamodb)
     without_bars_now: dict[str, list[str]] = {}
     for first in range(0, len(dates), MANIFESTS_AT_ONCE):
         days = [d.isoformat() for d in dates[first:first + MANIFESTS_AT_ONCE]]
-        stored = {m["day"]: m.get("symbols", []) for m in dynamodb.get_items(table, [{"series": series, "day": d} for d in days])}
-        manifests = []
+        stored = table.manifests(timeframe, days)
+        manifests = {}
         for day in days:
-            before, now = set(stored.get(day, ())), tally.symbols_with_bars.get(day, set())
+            before, now = stored.get(day, set()), tally.companies_with_bars.get(day, set())
             if before - now:
-                without_bars_now[day] = sorted(before - now)
-            manifests.append({"series": series, "day": day, "symbols": sorted(before | now)})
-        dynamodb.put_items(table, manifests)
+                without_bars_now[day] = sorted(tally.labels.get(i, i) for i in before - now)
+            manifests[day] = before | now
+        table.put_manifests(timeframe, manifests)
     return without_bars_now
 
 
@@ -475,47 +503,19 @@ def stored_mismatches(dynamodb: DynamoDBResource, written: dict[tuple[str, str],
     """Buckets (of the run's read-back sample) not stored as written, nor superseded by a later version (another
     run's merge, which holds these bars too); how many were read."""
     keys = sorted(written)
-    stored = {(i["series"], i["day"]): (i.get("version", 0), i.get("checksum")) for i in dynamodb.get_items(
-        dynamodb.market_data_table_name(), [{"series": s, "day": d} for s, d in keys],
-        projection=["series", "day", "version", "checksum"])}
+    stored = {k: (i.get("version", 0), i.get("checksum")) for k, i in MarketDataTable(dynamodb).get(
+        keys, projection=["series", "day", "version", "checksum"]).items()}
     missing = (0, None)
     return [f"{s} {d}" for s, d in keys
             if stored.get((s, d), missing)[0] < written[(s, d)][0] or
             (stored.get((s, d), missing)[0] == written[(s, d)][0] and stored[(s, d)][1] != written[(s, d)][1])], len(keys)
 
 
-def completeness(classes: dict[str, str], by_day: dict[date, set[str]], tally: RunTally) -> tuple[float, int]:
-    """Share of (symbol, day) pairs expected to trade that have bars (extended hours count), and how many are missing."""
+def completeness(listings: dict[str, Listing], by_day: dict[date, set[str]], tally: RunTally) -> tuple[float, int]:
+    """Share of (company, day) pairs expected to trade that have bars (extended hours count), and how many are missing."""
     expected = present = 0
-    for d, symbols in by_day.items():
-        trading = symbols if is_session(d) else {s for s in symbols if classes[s] == CRYPTO}
+    for d, companies in by_day.items():
+        trading = companies if is_session(d) else {i for i in companies if listings[i].asset_class == CRYPTO}
         expected += len(trading)
-        present += len(tally.symbols_with_bars.get(d.isoformat(), set()) & trading)
+        present += len(tally.companies_with_bars.get(d.isoformat(), set()) & trading)
     return (present / expected if expected else 1.0), expected - present
-
-
-class UnknownSymbolError(ValueError):
-    """A symbol asked for bars that the assets table does not hold, or whose asset class has no bars endpoint here."""
-
-
-def asset_classes(dynamodb: DynamoDBResource, symbols: list[str], alpaca: AlpacaResource | None = None) -> dict[str, str]:
-    """Symbol -> asset class: how bars are fetched. From the assets table (which keeps delisted assets too), else
-    from Alpaca's asset list for symbols the table does not hold yet (a watchlist before the first sync)."""
-    items = dynamodb.get_items(dynamodb.assets_table_name(), [{"asset_id": asset_key(s)} for s in sorted(set(symbols))],
-                               projection=["symbol", "asset_class"])
-    classes = {i["symbol"]: i.get("asset_class") for i in items}
-    for symbol in sorted(set(symbols) - set(classes)) if alpaca is not None else []:
-        asset = alpaca.get_asset(symbol)
-        if asset is not None and asset.get("symbol") == symbol:
-            classes[symbol] = asset.get("class")
-    missing = sorted(set(symbols) - set(classes))
-    if missing:
-        raise UnknownSymbolError(
-            f"{len(missing)} symbol(s) are neither in the assets table {dynamodb.assets_table_name()!r} nor in Alpaca's "
-            f"asset list, e.g. {', '.join(missing[:5])}; correct or remove them in SIGNAL9_INTRADAY_WATCHLIST")
-    unsupported = sorted(s for s, c in classes.items() if c not in ASSET_CLASSES)
-    if unsupported:
-        raise UnknownSymbolError(
-            f"no bars endpoint for the asset class of {', '.join(unsupported[:5])} ({classes[unsupported[0]]!r}); "
-            f"bars are fetched for {', '.join(ASSET_CLASSES)} only")
-    return classes

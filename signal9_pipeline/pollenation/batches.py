@@ -23,15 +23,17 @@ def plan_batches(pending: Iterable[str], in_flight: set[str], batch_size: int, m
     return batches[: max(0, max_batches)]
 
 
-def batch_key(symbols: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(symbols)).encode()).hexdigest()[:20]
+def batch_key(asset_ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(asset_ids)).encode()).hexdigest()[:20]
 
 
 def pollenation_event_id(symbol: str, alpaca_id: str | None, pending_since: str | None) -> str:
-    """Stable for one pending episode of one symbol, so every retry sends the same id."""
+    """Stable for one pending episode of one company under one symbol, so every retry sends the same id."""
     identity = f"pollenationNeeded|{symbol}|{alpaca_id}|{pending_since}"
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-def pollenation_detail(symbol: str) -> dict:
-    return {"assetId": symbol, "dataTypes": list(DATA_TYPES), "priority": "high", "source": "new_asset"}
+def pollenation_detail(symbol: str, alpaca_id: str, renamed_from: str | None = None) -> dict:
+    """`assetId` is the symbol the fundamentals services key by; `alpacaId` the company, which a rename keeps."""
+    return {"assetId": symbol, "alpacaId": alpaca_id, "dataTypes": list(DATA_TYPES), "priority": "high",
+            "source": "new_asset", **({"renamedFrom": renamed_from} if renamed_from else {})}

@@ -610,11 +610,14 @@ class AlpacaResource(FromSettings, dg.ConfigurableResource):
                 return
 
     def iter_bars(self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime, *,
-                  asset_class: str, adjustment: str = "raw", feed: str | None = None) -> Iterator[pd.DataFrame]:
+                  asset_class: str, adjustment: str = "raw", feed: str | None = None,
+                  asof: str | None = None) -> Iterator[pd.DataFrame]:
         """One DataFrame per API page (up to 10,000 bars across symbols) of one asset class's endpoint.
 
         Stocks go to /v2/stocks/bars with this resource's feed (or `feed`), crypto to /v1beta3/crypto/us/bars:
-        which one is the asset's class (from the asset list), never the spelling of its symbol.
+        which one is the asset's class (from the asset list), never the spelling of its symbol. `asof`
+        (YYYY-MM-DD, stocks only) is the date the symbols are meant as of: Alpaca answers, under each symbol, the
+        whole history of the company that held it on that date (its default, today, answers today's holders).
         """
         if timeframe not in TIMEFRAMES:
             raise AlpacaConfigError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
@@ -628,7 +631,8 @@ class AlpacaResource(FromSettings, dg.ConfigurableResource):
             yield from self._pages("crypto", "/crypto/us/bars", symbols, window)
         else:
             yield from self._pages("stocks", "/stocks/bars", symbols,
-                                   {**window, "adjustment": adjustment, "feed": feed or self.data_feed()})
+                                   {**window, "adjustment": adjustment, "feed": feed or self.data_feed(),
+                                    **({"asof": asof} if asof else {})})
 
     def _pages(self, kind: str, path: str, symbols: list[str], params: dict) -> Iterator[pd.DataFrame]:
         gateway, token = self._gateway(), None

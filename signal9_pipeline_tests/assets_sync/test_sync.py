@@ -5,14 +5,20 @@ import random
 import boto3
 import pytest
 
-from signal9_pipeline.assets_sync.changes import asset_key
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.sandbox.churn import churn, is_listed
+from signal9_pipeline.tables.assets import AssetsTable, symbol_key
 from signal9_pipeline_tests.support import EventTap, check_results, put_universe, run_sync, small_universe, sync_counts
 
 
 def table_items(env) -> dict[str, dict]:
-    return {i["symbol"]: i for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_ASSETS_TABLE"])}
+    """The symbol items (`ASSET#{symbol}`), by symbol: what Signal9's other services read."""
+    return {i["symbol"]: i for i in AssetsTable(DynamoDBResource.from_settings()).views()}
+
+
+def companies(env) -> dict[str, dict]:
+    """The company items (`ID#{alpaca_id}`), by their current symbol."""
+    return {i["symbol"]: i for i in AssetsTable(DynamoDBResource.from_settings()).companies()}
 
 
 def test_first_sync_loads_every_listed_asset_and_a_second_writes_nothing(sync_env, default_universe):
@@ -24,10 +30,13 @@ def test_first_sync_loads_every_listed_asset_and_a_second_writes_nothing(sync_en
     items = table_items(sync_env)
     assert set(items) == listed
     brk = items["BRK.B"]
-    assert brk["asset_id"] == asset_key("BRK.B") and brk["data_source"] == "alpaca" and brk["status"] == "active"
+    assert brk["asset_id"] == symbol_key("BRK.B") and brk["data_source"] == "alpaca" and brk["status"] == "active"
     for field in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "status_changed_at", "alpaca_id", "attributes"):
         assert brk[field]
-    assert brk["pollenation_status"] == "pending" and brk["pollenation_pending"] == "1"
+    assert brk["holders"] == [{"alpaca_id": brk["alpaca_id"]}]
+    company = companies(sync_env)["BRK.B"]
+    assert company["asset_id"] == f"ID#{brk['alpaca_id']}" and company["symbols"] == [{"symbol": "BRK.B", "source": "sync"}]
+    assert company["pollenation_status"] == "pending" and company["pollenation_pending"] == "1"
     assert items["BTC/USD"]["min_order_size"] and items["BTC/USD"]["asset_class"] == "crypto"
     assert all(item["name"] == item["name"].strip() and "  " not in item["name"] for item in items.values())
     assert all(check_results(first).values())
@@ -60,19 +69,20 @@ def test_listings_delistings_reactivations_and_renames_are_exactly_what_changes(
     changed = {s for s in after if after[s] != before.get(s)}
     assert changed == set(day.listed) | set(day.delisted) | set(day.reactivated) | set(day.renamed) | set(day.renamed.values())
     for symbol in day.listed:
-        assert after[symbol]["status"] == "active" and after[symbol]["pollenation_status"] == "pending"
+        assert after[symbol]["status"] == "active" and companies(sync_env)[symbol]["pollenation_status"] == "pending"
     for symbol in day.delisted:
         item = after[symbol]
         assert item["status"] == "inactive" and item["status_changed_at"] > before[symbol]["status_changed_at"]
         assert item["status_history"][-1]["status"] == "inactive"
-        assert "pending_events" not in item and "events_pending" not in item  # published by asset_status_events
+        company = companies(sync_env)[symbol]
+        assert "pending_events" not in company and "events_pending" not in company  # published by asset_status_events
     for symbol in day.reactivated:
         assert after[symbol]["status"] == "active" and after[symbol]["status_history"][-1]["status"] == "active"
         assert after[symbol]["first_seen_at"] == before[symbol]["first_seen_at"]
     for old, new in day.renamed.items():
         assert after[old]["status"] == "inactive" and after[old]["renamed_to"] == new
         assert after[new]["renamed_from"] == old and after[new]["alpaca_id"] == after[old]["alpaca_id"]
-        assert after[old]["status_history"][-1]["note"] == f"renamed to {new}"
+        assert [s["symbol"] for s in companies(sync_env)[new]["symbols"]] == [old, new]  # one company, one history
     assert len(after) == len(before) + 50 + 2  # nothing deleted, ever
     assert all(check_results(result).values())
 

@@ -3,11 +3,12 @@ import re
 import unicodedata
 import uuid
 
+import pandera.pandas as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signal9_pipeline.assets_sync.changes import plan_sync
+from signal9_pipeline.assets_sync.changes import Observation, plan_sync
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
 
 # The forms a DynamoDB key `ASSET#{symbol}` may hold, written out again so that a loosened
@@ -79,15 +80,15 @@ def universe_result(default_universe):
     return validate_assets(default_universe)
 
 
-def test_default_universe_is_valid_except_its_five_inactive_duplicates(default_universe, universe_result):
+def test_default_universe_is_valid_its_inactive_twins_included(default_universe, universe_result):
+    """Five symbols are listed twice, once active and once inactive: an earlier company under the same ticker."""
     assert_every_row_accounted_for(default_universe, universe_result)
     AssetSchema.validate(universe_result.valid)
-    assert len(universe_result.quarantined) == 5
-    kept = dict(zip(universe_result.valid.symbol, universe_result.valid.status))
-    for q in universe_result.quarantined:
-        assert default_universe[q.row]["status"] == "inactive"
-        assert f"duplicate symbol '{q.symbol}'" in q.reason
-        assert kept[q.symbol] == "active"
+    assert universe_result.quarantined == []
+    valid = universe_result.valid
+    twins = valid[valid.symbol.duplicated(keep=False)]
+    assert len(twins) == 10 and twins.alpaca_id.is_unique
+    assert sorted(twins.groupby("symbol").status.apply(sorted).map(tuple).unique()) == [("active", "inactive")]
     assert universe_result.warnings == {}
 
 
@@ -275,10 +276,11 @@ def test_a_bad_symbol_or_id_is_quarantined_whatever_the_name_and_its_name_is_not
 
 def test_a_cleaned_name_is_stored_so_the_next_day_plans_no_change():
     raw = [equity(symbol="XYZ", name="Foo\u00adbar\u200b  Inc.\tCommon Stock")]
-    first = plan_sync(validate_assets(raw).valid.to_dict("records"), [], now="2024-06-03T04:00:00Z")
-    assert [item["name"] for item in first.puts] == ["Foobar Inc. Common Stock"]
-    again = plan_sync(validate_assets(raw).valid.to_dict("records"), first.puts, now="2024-06-04T04:00:00Z")
-    assert again.puts == [] and again.counts["unchanged"] == 1
+    first = plan_sync(validate_assets(raw).valid.to_dict("records"), [], {}, Observation("2024-06-03T04:00:00Z", "2024-06-03"))
+    assert [item["name"] for item, _ in first.companies] == ["Foobar Inc. Common Stock"]
+    again = plan_sync(validate_assets(raw).valid.to_dict("records"), [item for item, _ in first.companies],
+                      {v["symbol"]: v["view_of"] for v in first.views}, Observation("2024-06-04T04:00:00Z", "2024-06-04"))
+    assert again.companies == [] and again.views == [] and again.counts["unchanged"] == 1
 
 
 def stored_names(names: list[object]) -> tuple[list[str], dict[str, int]]:
@@ -348,21 +350,33 @@ def test_an_input_that_is_not_a_list_gives_no_valid_row():
 
 
 @pytest.mark.parametrize("active_first", [True, False])
-def test_of_a_symbol_listed_active_and_inactive_the_active_listing_is_kept(active_first):
+def test_a_symbol_of_one_listed_and_one_delisted_company_keeps_both_each_under_its_id(active_first):
+    """A reused ticker: Alpaca keeps the earlier company, delisted, under its last symbol."""
     listings = [equity(status="active"), equity(status="inactive", tradable=False)]
     raw = listings if active_first else listings[::-1]
     result = validate_assets(raw)
-    assert list(result.valid.status) == ["active"]
-    assert [q.row for q in result.quarantined] == [1 if active_first else 0]
-    assert "duplicate symbol 'AAPL'" in result.quarantined[0].reason
+    assert sorted(result.valid.status) == ["active", "inactive"] and result.quarantined == []
+    AssetSchema.validate(result.valid)
 
 
-@pytest.mark.parametrize("status", ["active", "inactive"])
-def test_a_symbol_listed_twice_with_one_status_is_quarantined_twice(status):
-    result = validate_assets([equity(status=status), equity(status=status), equity(symbol="MSFT")])
+def test_a_symbol_two_listed_companies_claim_is_quarantined_twice():
+    result = validate_assets([equity(), equity(), equity(symbol="MSFT")])
     assert list(result.valid.symbol) == ["MSFT"]
     assert [q.row for q in result.quarantined] == [0, 1]
-    assert all("duplicate symbol 'AAPL'" in q.reason for q in result.quarantined)
+    assert all("duplicate symbol 'AAPL'" in q.reason and "listed (active and tradable) 2 times" in q.reason
+               for q in result.quarantined)
+
+
+def test_a_symbol_of_two_delisted_companies_keeps_both():
+    result = validate_assets([equity(status="inactive", tradable=False), equity(status="inactive", tradable=False)])
+    assert len(result.valid) == 2 and result.quarantined == []
+
+
+def test_the_schema_refuses_two_listed_companies_under_one_symbol():
+    frame = validate_assets([equity(), equity(symbol="MSFT")]).valid
+    frame.loc[1, "symbol"] = "AAPL"
+    with pytest.raises(pa.errors.SchemaErrors, match="lists one symbol for two listed companies"):
+        AssetSchema.validate(frame, lazy=True)
 
 
 def test_an_id_listed_with_two_symbols_is_quarantined_twice():
@@ -413,7 +427,8 @@ def test_valid_rows_with_one_hostile_field_are_split_without_raising(raw):
 # Four listings in up to eight places: a hundred examples already cover every way to repeat them.
 @settings(PROPERTY_SETTINGS, max_examples=100)
 @given(st.lists(st.sampled_from([equity(), equity(status="inactive"), equity(symbol="MSFT"), crypto()]), max_size=8))
-def test_repeated_listings_never_leave_a_symbol_or_id_twice(raw):
+def test_repeated_listings_never_leave_an_id_or_a_listed_symbol_twice(raw):
     result = validate_assets(raw)
     assert_every_row_accounted_for(raw, result)
-    assert result.valid.symbol.is_unique and result.valid.alpaca_id.is_unique
+    listed = result.valid[result.valid.status.eq("active") & result.valid.tradable]
+    assert listed.symbol.is_unique and result.valid.alpaca_id.is_unique

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
-from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
+from signal9_pipeline_tests.support import list_companies
 
 
-def list_assets(env: dict[str, str], classes: dict[str, str]) -> None:
-    """The assets table holds these symbols, listed, with these classes."""
-    DynamoDBResource.from_settings().put_items(env["SIGNAL9_ASSETS_TABLE"], [
-        {"asset_id": f"ASSET#{s}", "symbol": s, "asset_class": c, "status": "active", "tradable": True,
-         "alpaca_id": str(uuid.uuid5(uuid.NAMESPACE_URL, s))} for s, c in classes.items()])
+def list_assets(env: dict[str, str], classes: dict[str, str]) -> dict[str, str]:
+    """The assets table holds these symbols as listed companies with these classes; symbol -> asset id."""
+    return list_companies(classes)
 
 
 @dataclass(frozen=True)

@@ -97,15 +97,15 @@ def test_an_unknown_type_is_kept_raw_and_never_applied():
     odd = parse_action("tender_offers", {"id": "t1", "symbol": "AAA", "rate": 0, "process_date": "2026-10-01"})
     assert not odd.known and odd.held_back is None and odd.type == "tender_offer"
     assert factors(days("2026-09-01"), [(odd, None)], "all", today=TODAY).price.tolist() == [1.0]
-    again, _ = from_item(to_item(odd, "AAA"))
+    again, _ = from_item(to_item(odd, "id-AAA", "AAA"))
     assert again == odd
 
 
 def test_stored_items_round_trip_with_their_reference_close_and_held_back_reason():
     action = dividend(0.37)
-    again, close = from_item(to_item(action, "AAA", 123.45))
+    again, close = from_item(to_item(action, "id-AAA", "AAA", 123.45))
     assert again == action and close == 123.45
-    bad, _ = from_item(to_item(split(0, 1), "AAA"))
+    bad, _ = from_item(to_item(split(0, 1), "id-AAA", "AAA"))
     assert bad.held_back
 
 

@@ -6,17 +6,21 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 import pandas as pd
 import pytest
+import requests
 
 from signal9_pipeline.corporate_actions.actions import parse_page
 from signal9_pipeline.corporate_actions.store import LOOKAHEAD
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.days import fetch_window, last_ended_day, previous_session
 from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.tables.assets import AssetsTable
 from signal9_pipeline_tests.support import (
     EventTap,
     check_results,
     materialize_actions,
     materialize_bars,
+    point_alpaca_at,
     put_universe,
     run_sync,
     small_universe,
@@ -129,6 +133,11 @@ def test_adjusted_reads_follow_the_documented_method_to_the_cent_and_raw_stays_r
     assert tap.drain() == []
 
 
+def check_description(result, name: str = "names_agree_with_renames") -> str | None:
+    return next(e.event_specific_data.description for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == name)
+
+
 def test_name_changes_agree_with_the_renames_the_sync_records_and_are_announced(bars_env, default_universe):
     import random
 
@@ -144,19 +153,41 @@ def test_name_changes_agree_with_the_renames_the_sync_records_and_are_announced(
     assert run_sync().success  # the sync records both renames
     yesterday = last_ended_day()
     result = materialize_actions(yesterday, yesterday)  # the name changes are processed today: within the lookahead
-    assert result.success and check_results(result)["names_agree_with_renames"] is True
+    assert result.success and check_results(result)["names_agree_with_renames"] is True, check_description(result)
     announced = {(e["detail"]["oldSymbol"], e["detail"]["newSymbol"]) for e in tap.drain()
                  if e["detail"]["type"] == "name_change"}
     assert announced == {(old, new), (other_old, other_new)}
 
-    # A rename Alpaca reports that the asset sync has not recorded (no sync since) is a warning on the check.
+    # A rename Alpaca reports before the asset sync has seen it (no sync since) is recorded, dated by the action;
+    # the sync then finds the company's symbol history already right.
     later = churn(day.universe, random.Random(12), renames=1)
     put_universe(bars_env, later.universe)
     ((stale_old, stale_new),) = later.renamed.items()
     result = materialize_actions(yesterday, yesterday)
-    checks = check_results(result)
-    assert result.success and checks["names_agree_with_renames"] is False
+    assert result.success and check_results(result)["names_agree_with_renames"] is True
+    company = next(c for c in AssetsTable(DynamoDBResource.from_settings()).companies() if c["symbol"] == stale_old)
+    assert [s["symbol"] for s in company["symbols"]] == [stale_old, stale_new] and company["symbols"][1]["source"] == "name_change"
+    assert run_sync().success
+    again = next(c for c in AssetsTable(DynamoDBResource.from_settings()).companies() if c["alpaca_id"] == company["alpaca_id"])
+    assert again["symbol"] == stale_new and again["symbols"] == company["symbols"]
+
+
+def test_a_name_change_dated_outside_the_syncs_window_is_a_warning_naming_both_dates(bars_env, sandbox_factory,
+                                                                                    default_universe, monkeypatch):
+    """Alpaca dates a rename 2026-11-20, but the sync that saw it came after a sync that had not: they disagree."""
+    base = small_universe(default_universe, n=12)
+    server = sandbox_factory(base)
+    point_alpaca_at(server, monkeypatch)
+    assert run_sync().success
+    renamed = next(a for a in base if a["class"] == "us_equity" and a["status"] == "active" and a["tradable"])
+    moved = [{**a, "symbol": "NEWSYM"} if a is renamed else a for a in base]
+    requests.put(f"{server.url}/_sandbox/universe", params={"effective": "2026-11-20"}, json=moved, timeout=30).raise_for_status()
+    assert run_sync().success  # it sees the rename only now
+    result = materialize_actions(date(2026, 11, 20), date(2026, 11, 20))
     evaluation = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
                       and e.event_specific_data.check_name == "names_agree_with_renames")
-    assert evaluation.severity == dg.AssetCheckSeverity.WARN
-    assert f"{stale_old} -> {stale_new}" in evaluation.description and "recorded no rename" in evaluation.description
+    assert result.success and evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
+    seen = next(c for c in AssetsTable(DynamoDBResource.from_settings()).companies() if c["alpaca_id"] == renamed["id"])
+    assert f"{renamed['symbol']} -> NEWSYM effective 2026-11-20" in evaluation.description
+    assert "2026-11-20" in evaluation.description and seen["symbols"][1]["start"] == "2026-11-20"  # the action's date stands
+    assert f"between the syncs of {seen['symbols'][1]['seen_after']} (not yet) and " in evaluation.description

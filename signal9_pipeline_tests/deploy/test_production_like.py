@@ -24,10 +24,11 @@ import yaml
 
 from signal9_pipeline.local.stack import free_port
 from signal9_pipeline.market_data.days import last_ended_day
-from signal9_pipeline.pollenation.sensor import pending_symbols
+from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources.alpaca import read_credentials
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.rate_limit import BUCKET_NAME
+from signal9_pipeline.tables.assets import AssetsTable
 from signal9_pipeline_tests.deploy.deployment import DEPLOY, LOCATION, REPOSITORY, Deployment, write_instance
 from signal9_pipeline_tests.support import max_in_any_window, small_universe
 
@@ -114,14 +115,14 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
     [finished] = deployed.wait_for_runs([sync_run], 240)
     assert finished["status"] == "SUCCESS", deployed.run_failure_text(sync_run)
     dynamodb = DynamoDBResource.from_settings()
-    items = list(dynamodb.scan(dynamodb.assets_table_name()))
+    items = list(AssetsTable(dynamodb).companies())
     assert sorted(i["symbol"] for i in items) == sorted(a["symbol"] for a in listed)  # inactive, never-seen assets are not stored
 
     # The daemon's sensor sees the new symbols and launches pollenation runs until none is pending.
     def pollenated() -> list[dict] | None:
         runs = deployed.runs(tags={"signal9/kind": "pollenation"})
         done = runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
-        return runs if done and not pending_symbols(dynamodb) else None
+        return runs if done and not pending_companies(dynamodb) else None
     synced = time.monotonic()
     pollenation_runs = deployed.wait_for(pollenated, 300, "the sensor's pollenation runs to leave no symbol pending", every_s=3)
     pollenation_done = time.monotonic()
@@ -159,14 +160,14 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
     # The limit lived in Redis, where every run found it.
     assert redis.Redis.from_url(deployed.env["SIGNAL9_RATE_LIMITER_URL"]).exists(f"signal9:{BUCKET_NAME}")
 
-    # Every symbol-day of the backfill is stored.
+    # Every company-day of the backfill is stored.
     stored = {}
     for item in dynamodb.scan(dynamodb.market_data_table_name()):
-        symbol, timeframe = item["series"].rsplit("#", 1)
-        stored.setdefault((item["day"], timeframe), set()).add(symbol)
-    listed_symbols = {a["symbol"] for a in listed}
+        company, timeframe = item["series"].rsplit("#", 1)
+        stored.setdefault((item["day"], timeframe), set()).add(company)
+    listed_ids = {a["id"] for a in listed}
     for day in dates:
-        assert listed_symbols <= stored.get((day, "1Min"), set()), day
+        assert listed_ids <= stored.get((day, "1Min"), set()), day
 
     # Step outputs and compute logs went to S3, where a run task on another host finds them.
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=deployed.env["DAGSTER_S3_BUCKET"]).get("Contents", [])]

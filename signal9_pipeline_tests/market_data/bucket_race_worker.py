@@ -11,13 +11,14 @@ import time
 from datetime import date
 
 from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, ingest
+from signal9_pipeline.market_data.universe import companies_named
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
 
 def main(start: float, symbols: str, days: str) -> None:
     alpaca, dynamodb = AlpacaResource.from_settings(), DynamoDBResource.from_settings()
-    listings = {s: "us_equity" for s in symbols.split(",")}
+    listings = companies_named(dynamodb, symbols.split(","))
     tally = RunTally()
     time.sleep(max(0.0, start - time.time()))
     for day in days.split(","):  # one ingest per date: each reads, merges and writes every bucket again

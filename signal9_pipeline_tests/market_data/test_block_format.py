@@ -71,7 +71,7 @@ def as_json(frame: pd.DataFrame) -> dict[str, list]:
 
 
 def decoded_by_node(paths: list[Path]) -> dict[str, dict]:
-    assert shutil.which("node"), "node not found: install Node.js 18+ and run `make install` (npm ci)"
+    assert shutil.which("node"), "node not found: install Node.js 20+ and run `make install` (npm ci)"
     assert (PROJECT_ROOT / "node_modules" / "apache-arrow").is_dir(), "apache-arrow missing: run `make install`"
     done = subprocess.run(["node", str(NODE_DECODER), *map(str, paths)], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=120, check=False)

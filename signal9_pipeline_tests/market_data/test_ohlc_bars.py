@@ -13,7 +13,16 @@ from signal9_pipeline.market_data.assets import BARS_PARTITIONS, daily_bars_sche
 from signal9_pipeline.market_data.ingest import request_groups
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline_tests.support import check_results, materialize_bars, put_universe, run_sync, small_universe
+from signal9_pipeline.tables.market_data import unpack_ids
+from signal9_pipeline_tests.support import (
+    asset_ids,
+    check_results,
+    materialize_bars,
+    put_universe,
+    run_sync,
+    series_of,
+    small_universe,
+)
 
 WATCHLIST = ["AAPL", "BRK.B", "F.PRB", "SPY", "BTC/USD", "ETH/BTC"]
 CRYPTO = {"BTC/USD", "ETH/BTC"}
@@ -72,11 +81,12 @@ def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, 
     items = list(DynamoDBResource.from_settings().scan(table, projection=["series", "day", "bar_count", "checksum", "feed", "asset_class"]))
     keys = [(i["series"], i["day"]) for i in items]
     assert len(keys) == len(set(keys))
-    spy_days = sorted(i["day"] for i in items if i["series"] == "SPY#1Min")
+    spy, btc = series_of("SPY", "1Min"), series_of("BTC/USD", "1Min")
+    spy_days = sorted(i["day"] for i in items if i["series"] == spy)
     assert spy_days == ["2024-03-07", "2024-03-08", "2024-03-11", "2024-03-12", "2024-11-27", "2024-11-29", "2024-12-02"]
     bars = {i["series"]: i for i in items if not i["series"].startswith("#PARTITION")}
-    assert {(bars["SPY#1Min"]["feed"], bars["SPY#1Min"]["asset_class"])} == {("iex", "us_equity")}
-    assert (bars["BTC/USD#1Min"]["feed"], bars["BTC/USD#1Min"]["asset_class"]) == ("us", "crypto")
+    assert {(bars[spy]["feed"], bars[spy]["asset_class"])} == {("iex", "us_equity")}
+    assert (bars[btc]["feed"], bars[btc]["asset_class"]) == ("us", "crypto")
     before = {k: i for k, i in zip(keys, items)}
     # The watchlist shrinks: the dropped symbols keep their history, the others are rewritten identically.
     result = materialize_bars("1Min", "2024-03-07", "2024-03-12", "SPY,BTC/USD")
@@ -85,7 +95,7 @@ def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, 
     assert set(after) == set(before)
     assert all(after[k]["checksum"] == before[k]["checksum"] for k in before if not k[0].startswith("#PARTITION"))
     manifest = DynamoDBResource.from_settings().get_items(table, [{"series": "#PARTITION#1Min", "day": "2024-03-07"}])[0]
-    assert set(manifest["symbols"]) == set(WATCHLIST)  # a manifest only gains symbols
+    assert unpack_ids(manifest["asset_ids"]) == set(asset_ids(WATCHLIST).values())  # a manifest only gains companies
 
 
 def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
@@ -109,7 +119,7 @@ def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
 
 def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_it_stores_it(loaded):
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
-    key = [{"series": "AAPL#1Hour", "day": "2024-03-01"}]  # 1Hour bars are stored a symbol-month per item
+    key = [{"series": series_of("AAPL", "1Hour"), "day": "2024-03-01"}]  # 1Hour bars are stored a company-month per item
     before = DynamoDBResource.from_settings().get_items(table, key)[0]
     first_bar = read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0]
     requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]}, timeout=10)
@@ -184,9 +194,10 @@ def test_re_backfilling_a_past_date_after_delistings_keeps_every_stored_symbol_d
     table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
     stored = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource.from_settings().scan(table)
               if not i["series"].startswith("#PARTITION")}
-    delisted = sorted({s.split("#")[0] for s, _ in stored})[:8]
+    ids = asset_ids()
+    delisted = [ids[s] for s in sorted(ids) if f"{ids[s]}#1Day" in {series for series, _ in stored}][:8]
     # Alpaca delists by status: the assets stay in its list as inactive, their history still served.
-    put_universe(bars_env, [a | ({"status": "inactive", "tradable": False} if a["symbol"] in delisted else {})
+    put_universe(bars_env, [a | ({"status": "inactive", "tradable": False} if a["id"] in delisted else {})
                             for a in universe])
     assert run_sync(allow_mass_delisting=True).success
     again = materialize_bars("1Day", "2024-03-07", "2024-03-08")
@@ -196,8 +207,10 @@ def test_re_backfilling_a_past_date_after_delistings_keeps_every_stored_symbol_d
     after = {(i["series"], i["day"]): i["checksum"] for i in DynamoDBResource.from_settings().scan(table)
              if not i["series"].startswith("#PARTITION")}
     assert after == stored  # the delisted symbols were listed on those dates: asked for again, nothing lost
-    for symbol in delisted:
-        assert len(read_bars(symbol, "1Day", datetime(2024, 3, 7), datetime(2024, 3, 9))) == 2
+    from signal9_pipeline.market_data.read import read_asset_bars
+
+    for alpaca_id in delisted:
+        assert len(read_asset_bars(alpaca_id, "1Day", datetime(2024, 3, 7), datetime(2024, 3, 9))) == 2
     # A date after the delisting no longer asks for them.
     from signal9_pipeline.market_data.assets import BarsConfig, universe
 
@@ -212,8 +225,10 @@ def test_two_processes_writing_the_same_buckets_at_once_lose_no_bars(bars_env, d
     import sys
     import time
 
-    symbols = sorted(a["symbol"] for a in small_universe(default_universe, n=150) if a["class"] == "us_equity"
-                     and a["status"] == "active")
+    universe = small_universe(default_universe, n=150)
+    put_universe(bars_env, universe)
+    assert run_sync().success
+    symbols = sorted(a["symbol"] for a in universe if a["class"] == "us_equity" and a["status"] == "active" and a["tradable"])
     days = {"A": ["2024-03-04", "2024-03-06", "2024-03-08", "2024-03-12"],
             "B": ["2024-03-05", "2024-03-07", "2024-03-11", "2024-03-13"]}
     start = time.time() + 15  # both have imported and wait by then
@@ -245,12 +260,15 @@ def test_the_day_that_just_ended_is_fetched_from_the_sip_feed_on_a_free_plan(bar
 
     put_universe(bars_env, small_universe(default_universe, n=3))  # the stack's sandbox: the free plan
     assert run_sync().success
-    symbols = {i["symbol"]: i["asset_class"] for i in DynamoDBResource.from_settings().scan(bars_env["SIGNAL9_ASSETS_TABLE"])
-               if i["asset_class"] == "us_equity"}
+    from signal9_pipeline.market_data.universe import listed_universe
+
+    listings = {i: x for i, x in listed_universe(DynamoDBResource.from_settings(), [date.today()]).listings.items()
+                if x.asset_class == "us_equity"}
     monkeypatch.setenv("ALPACA_FEED", "sip")
     today = datetime.now(NEW_YORK).date()  # its window ends at the coming midnight: inside the last 15 minutes
     tally = RunTally()
-    ingest(AlpacaResource.from_settings(), DynamoDBResource.from_settings(), "1Day", [today - timedelta(days=1), today], symbols, IngestOptions(), tally)
+    ingest(AlpacaResource.from_settings(), DynamoDBResource.from_settings(), "1Day", [today - timedelta(days=1), today], listings,
+           IngestOptions(), tally)
     refused = [r for r in requests.get(f"{bars_env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=10).json()["requests"]
                if "/bars" in r["path"] and r["status"] == 403]
     assert refused == []

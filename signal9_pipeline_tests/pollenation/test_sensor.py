@@ -3,19 +3,15 @@
 import dagster as dg
 import pytest
 
-from signal9_pipeline.assets_sync.changes import plan_sync
 from signal9_pipeline.pollenation.batches import batch_key, plan_batches
 from signal9_pipeline.pollenation.sensor import BATCH_TAG, COUNT_TAG, new_symbols_sensor
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline_tests.support import list_companies
 
 
 def add_pending(count: int) -> list[str]:
-    symbols = [f"N{i:05d}" for i in range(count)]
-    rows = [{"alpaca_id": f"id-{s}", "symbol": s, "name": s, "exchange": "NYSE", "asset_class": "us_equity",
-             "status": "active", "tradable": True, "attributes": []} for s in symbols]
-    dynamodb = DynamoDBResource.from_settings()
-    dynamodb.put_items(dynamodb.assets_table_name(), plan_sync(rows, [], now="2026-11-23T04:00:00Z").puts)
-    return symbols
+    """`count` new companies, pending pollenation; their asset ids."""
+    return sorted(list_companies({f"N{i:05d}": "us_equity" for i in range(count)}).values())
 
 
 def tick(instance) -> list[dg.RunRequest]:
@@ -42,7 +38,7 @@ def test_250_new_symbols_become_three_runs_and_a_second_tick_adds_none(sync_env,
     with dg.instance_for_test() as instance:
         requests = tick(instance)
         assert [int(r.tags["signal9/symbol_count"]) for r in requests] == [100, 100, 50]
-        covered = [s for r in requests for s in r.run_config["ops"]["announce_new_symbols"]["config"]["symbols"]]
+        covered = [i for r in requests for i in r.run_config["ops"]["announce_new_symbols"]["config"]["asset_ids"]]
         assert sorted(covered) == symbols
         assert all(set(r.tags) == {BATCH_TAG, COUNT_TAG} and all(len(v) <= 64 for v in r.tags.values()) for r in requests)
         # Evaluated again before the daemon created the runs: the same run keys, which Dagster drops.

@@ -6,24 +6,22 @@ conftest.py). The tables are compared through `tables.py`, as the crash tests co
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import dagster as dg
 import pytest
 import requests
 
 from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
 from signal9_pipeline.logs import fields_of
-from signal9_pipeline.pollenation.sensor import pending_symbols
+from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.sandbox import SandboxServer, start_in_thread
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
 from signal9_pipeline_tests.reliability.tables import Tables, comparable, scan_tables
-from signal9_pipeline_tests.support import materialize_bars, run_sync, small_universe
+from signal9_pipeline_tests.support import materialize_bars, point_alpaca_at, run_sync, small_universe
 
 LISTED_EQUITIES = 250
 BARS_FIRST, BARS_LAST = "2024-03-04", "2024-03-06"  # three sessions of 260 symbols: one stocks page, one crypto page
@@ -37,18 +35,18 @@ def pipeline_universe(default_universe: list[dict]) -> list[dict]:
     return small_universe(default_universe, n=LISTED_EQUITIES)
 
 
-def pollenate(symbols: list[str]) -> dg.ExecuteInProcessResult:
+def pollenate(asset_ids: list[str]) -> dg.ExecuteInProcessResult:
     from signal9_pipeline.definitions import defs
 
     return defs.resolve_job_def("pollenation_job").execute_in_process(
-        run_config={"ops": {"announce_new_symbols": {"config": {"symbols": symbols}}}}, raise_on_error=False)
+        run_config={"ops": {"announce_new_symbols": {"config": {"asset_ids": asset_ids}}}}, raise_on_error=False)
 
 
 def run_pipeline() -> list[dg.ExecuteInProcessResult]:
     """The daily sync, a 1Day backfill and the pollenation of the first new symbols; each run's result."""
     results = [run_sync(), materialize_bars("1Day", BARS_FIRST, BARS_LAST)]
     if results[0].success:
-        results.append(pollenate(pending_symbols(DynamoDBResource.from_settings())[:POLLENATED]))
+        results.append(pollenate(pending_companies(DynamoDBResource.from_settings())[:POLLENATED]))
     return results
 
 
@@ -60,18 +58,6 @@ def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     ensure_table(market, *TABLE_KEYS["market_data"])
     monkeypatch.setenv("SIGNAL9_ASSETS_TABLE", assets)
     monkeypatch.setenv("SIGNAL9_MARKET_DATA_TABLE", market)
-
-
-def point_alpaca_at(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pipeline's Alpaca settings for `server`: its URLs and a secret of its own holding its keys.
-
-    Its own URL also gives it a gateway of its own, so its circuit breaker never carries over to other tests.
-    """
-    secret_id = f"signal9/reliability/{uuid.uuid4().hex[:12]}"
-    boto3.client("secretsmanager").create_secret(
-        Name=secret_id, SecretString=json.dumps({"apiKey": TEST_KEY, "secretKey": TEST_SECRET, "paper": True}))
-    for name, value in (("ALPACA_TRADING_URL", server.url), ("ALPACA_DATA_URL", server.url), ("ALPACA_SECRET_ID", secret_id)):
-        monkeypatch.setenv(name, value)
 
 
 _fault_free: dict[str, Tables] = {}

@@ -13,12 +13,16 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import requests
+
 from signal9_pipeline.resources.dynamodb import DynamoDBResource, to_dynamo
 from signal9_pipeline.sandbox.bars import BarGenerator
 
 # Each is set to the writing run's `now` (the sync's, pollenation's or the bars run's start time).
 ASSET_RUN_TIMES = ("created_at", "updated_at", "first_seen_at", "last_seen_at", "status_changed_at",
-                   "pollenation_pending_since", "pollenated_at")
+                   "pollenation_pending_since", "pollenated_at", "at",
+                   # a company's write counter, and what a symbol item was derived from (a hash with `updated_at`)
+                   "revision", "view_of")
 # `version` counts a bucket's writes: a rerun after a crash writes again what the killed run wrote, so it is a
 # write counter rather than content, masked like the run times.
 BARS_RUN_TIMES = ("ingested_at", "version")
@@ -92,9 +96,15 @@ def items_lost(expected: Tables, actual: Tables) -> int:
     return sum(actual[kind].get(key) != item for kind, snapshot in expected.items() for key, item in snapshot.items())
 
 
-def sandbox_daily_bars(symbol: str, day: date, *, crypto: bool, feed: str = "iex") -> int:
-    """How many 1Day bars the sandbox serves for a symbol on a trading date (0 or 1; 0 on days it did not trade),
-    from the feed the pipeline asks for (its default, IEX)."""
+def sandbox_keys(sandbox_url: str) -> dict[str, str]:
+    """Alpaca id -> the key the sandbox derives that company's bars from (its first symbol; a reused ticker's is its own)."""
+    entities = requests.get(f"{sandbox_url}/_sandbox/history", timeout=60).json()["entities"]
+    return {e["id"]: e["key"] for e in entities}
+
+
+def sandbox_daily_bars(key: str, day: date, *, crypto: bool, feed: str = "iex") -> int:
+    """How many 1Day bars the sandbox serves for a company (by its key) on a trading date (0 or 1; 0 on days it did not
+    trade), from the feed the pipeline asks for (its default, IEX)."""
     midnight = datetime.combine(day, time(0), timezone.utc if crypto else ZoneInfo("America/New_York"))
     minute = int(midnight.timestamp()) // 60
-    return sum(len(bars) for bars in BarGenerator(symbol, crypto=crypto).bars("1Day", minute, minute, feed=feed))
+    return sum(len(bars) for bars in BarGenerator(key, crypto=crypto).bars("1Day", minute, minute, feed=feed))

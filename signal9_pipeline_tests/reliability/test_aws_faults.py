@@ -25,12 +25,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
-from signal9_pipeline.assets_sync.changes import EVENTS_MARKER
 from signal9_pipeline.local.stack import free_port
-from signal9_pipeline.pollenation.sensor import pending_symbols
+from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources import metrics as metrics_module
 from signal9_pipeline.resources.dynamodb import BATCH_SIZE, DynamoDBResource
 from signal9_pipeline.settings import Settings
+from signal9_pipeline.tables.assets import EVENTS_MARKER
 from signal9_pipeline_tests.reliability.faults import (
     POLLENATED,
     failure_cause,
@@ -234,7 +234,7 @@ def test_secrets_manager_unavailable_fails_typed_and_the_next_run_catches_up(alp
     assert after == before
     outage.down = False
     assert run_sync().success
-    listed = {i["symbol"] for i in scan_tables()["assets"].values() if i["status"] == "active"}
+    listed = {i["symbol"] for i in scan_tables()["assets"].values() if i.get("status") == "active"}
     assert {a["symbol"] for a in universe[-60:] if a["status"] == "active" and a["tradable"]} <= listed
 
 
@@ -253,7 +253,7 @@ class RejectedEntries:
 
     def _rejects(self, entry: dict) -> bool:
         detail = json.loads(entry["Detail"])
-        symbol = detail.get("assetId") or detail.get("symbol")
+        symbol = detail.get("alpacaId") if detail.get("assetId") else detail.get("symbol")  # a company; a symbol's status
         with self._lock:
             if symbol not in self.symbols or self.rejections[symbol] >= self.times:
                 return False
@@ -303,14 +303,14 @@ def delivered_ids(tap: EventTap, detail_type: str, key: str) -> collections.Coun
 def test_rejected_pollenation_events_are_retried_or_stay_pending(times, alpaca, botocore_hooks, ledger):
     tap = EventTap(Settings.from_env().event_bus, f"faults-{uuid.uuid4().hex[:10]}", ["pollenationNeeded"])
     assert run_sync().success
-    symbols = pending_symbols(DynamoDBResource.from_settings())[:POLLENATED]
+    symbols = pending_companies(DynamoDBResource.from_settings())[:POLLENATED]  # asset ids
     fault = RejectedEntries(set(symbols[::3]), times)
     fault.install(botocore_hooks)
     first = pollenate(symbols)
-    still_pending = sorted(set(pending_symbols(DynamoDBResource.from_settings())) & set(symbols))
+    still_pending = sorted(set(pending_companies(DynamoDBResource.from_settings())) & set(symbols))
     fault.recover()
     second = pollenate(still_pending) if still_pending else None
-    received = delivered_ids(tap, "pollenationNeeded", "assetId")
+    received = delivered_ids(tap, "pollenationNeeded", "alpacaId")
     lost = len(set(symbols) - set(received))
     outcome = ("retried, each event delivered once" if first.success
                else "run fails naming the symbols, they stay pending; the next run delivers them")
@@ -325,7 +325,7 @@ def test_rejected_pollenation_events_are_retried_or_stay_pending(times, alpaca, 
         assert all(s in message for s in fault.symbols) and "stay pending" in message
         assert second is not None and second.success
     assert received == collections.Counter(symbols)  # every symbol's event exactly once: nothing lost, nothing doubled
-    assert not set(pending_symbols(DynamoDBResource.from_settings())) & set(symbols)
+    assert not set(pending_companies(DynamoDBResource.from_settings())) & set(symbols)
 
 
 def test_rejected_status_events_stay_in_their_items_until_published(alpaca, botocore_hooks, default_universe, ledger):

@@ -27,11 +27,12 @@ from datetime import date
 
 import pytest
 
-from signal9_pipeline.assets_sync.changes import EVENTS_MARKER, POLLENATION_MARKER, is_listed
 from signal9_pipeline.market_data.codec import decode
 from signal9_pipeline.market_data.days import trading_days
 from signal9_pipeline.resources.dynamodb import WRITE_ANSWERED, WRITE_SENT
 from signal9_pipeline.sandbox.churn import churn
+from signal9_pipeline.tables.assets import EVENTS_MARKER, POLLENATION_MARKER, is_listed
+from signal9_pipeline.tables.market_data import unpack_ids
 from signal9_pipeline_tests.reliability import tables
 from signal9_pipeline_tests.reliability.forked_runs import ForkServer, RunOutcome, Step
 from signal9_pipeline_tests.support import EventTap, put_universe, small_universe
@@ -101,7 +102,7 @@ def untouched_rewritten(actual: tables.Snapshot, before: tables.Snapshot, expect
 
 
 def markers_left(assets: tables.Snapshot) -> list[str]:
-    stale = [i["symbol"] for i in assets.values()
+    stale = [i.get("symbol") for i in assets.values()
              if {POLLENATION_MARKER, EVENTS_MARKER, "pending_events"} & set(i)]
     return [f"pending markers left on {stale[:5]}"] if stale else []
 
@@ -193,8 +194,11 @@ def test_asset_sync_killed_at_random_writes_converges_on_rerun(bars_env, default
 # --- ohlc_bars --------------------------------------------------------------------------------------------
 
 
-def check_against_sandbox(bars: tables.Snapshot, classes: dict[str, str]) -> None:
-    """The uninterrupted run itself: every symbol-day the sandbox has a bar for, in its bucket, the manifest naming them."""
+def check_against_sandbox(bars: tables.Snapshot, companies: dict[str, tuple[str, str]]) -> None:
+    """The uninterrupted run itself: every company-day the sandbox has a bar for, in its bucket, the manifest naming them.
+
+    `companies`: asset id -> (the key the sandbox derives its bars from, asset class).
+    """
     days = sorted({day for (series, day) in bars if series.startswith("#PARTITION")})
     stored: collections.Counter = collections.Counter()
     for (series, _), item in bars.items():
@@ -202,12 +206,13 @@ def check_against_sandbox(bars: tables.Snapshot, classes: dict[str, str]) -> Non
             continue
         decoded = decode(item["bars"])[0]
         assert decoded["timestamp"].is_unique and item["bar_count"] == len(decoded)
-        stored.update((item["symbol"], d) for d in trading_days(decoded["timestamp"], crypto=item["asset_class"] == "crypto"))
-    expected = {(s, d): n for s, c in classes.items() for d in days
-                if (n := tables.sandbox_daily_bars(s, date.fromisoformat(d), crypto=c == "crypto"))}
+        assert series == f"{item['alpaca_id']}#1Day"
+        stored.update((item["alpaca_id"], d) for d in trading_days(decoded["timestamp"], crypto=item["asset_class"] == "crypto"))
+    expected = {(i, d): n for i, (key, c) in companies.items() for d in days
+                if (n := tables.sandbox_daily_bars(key, date.fromisoformat(d), crypto=c == "crypto"))}
     assert dict(stored) == expected
     for day in days:
-        assert bars[("#PARTITION#1Day", day)]["symbols"] == sorted(s for s, d in stored if d == day)
+        assert unpack_ids(bars[("#PARTITION#1Day", day)]["asset_ids"]) == {i for i, d in stored if d == day}
 
 
 def bars_chain(server: ForkServer, table: str, points: list[str], start: tables.Snapshot, reference: tables.Snapshot) -> Cycle:
@@ -242,10 +247,13 @@ def test_ohlc_bars_killed_at_random_writes_converges_on_rerun(bars_env, default_
     must_succeed(fork_server.run(SYNC), "sync of the changed universe")
     uninterrupted = must_succeed(fork_server.run(BARS, COUNT_WRITES, batch_size=BARS_BATCH_SIZE), "uninterrupted bars")
     reference = tables.scan(table, "market_data")
-    # The dates are in the past: every asset the table holds was listed then, today's delistings included.
-    classes = {i["symbol"]: i["asset_class"] for i in tables.scan(bars_env["SIGNAL9_ASSETS_TABLE"], "assets").values()}
-    check_against_sandbox(reference, classes)
-    assert {f"{s}#1Day" for s in day.delisted} <= {s for (s, _) in reference}  # their history stays and is refreshed
+    # The dates are in the past: every company the table holds was listed then, today's delistings included.
+    keys = tables.sandbox_keys(bars_env["SIGNAL9_SANDBOX_URL"])
+    companies = {i["alpaca_id"]: i for i in tables.scan(bars_env["SIGNAL9_ASSETS_TABLE"], "assets").values()
+                 if i["asset_id"].startswith("ID#")}
+    check_against_sandbox(reference, {i: (keys[i], c["asset_class"]) for i, c in companies.items()})
+    delisted = {i for i, c in companies.items() if c["symbol"] in day.delisted}
+    assert {f"{i}#1Day" for i in delisted} <= {s for (s, _) in reference}  # their history stays and is refreshed
     cycles = [bars_chain(fork_server, table, pair, start, reference)
               for pair in chains(kill_points(uninterrupted.dynamodb_writes, KILL_POINTS, rng), uninterrupted.dynamodb_writes)]
     record_and_assert(ledger, "ohlc_bars", uninterrupted.dynamodb_writes, cycles)

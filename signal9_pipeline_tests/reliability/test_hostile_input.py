@@ -28,11 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signal9_pipeline.alerting.sensor import error_type
-from signal9_pipeline.assets_sync.changes import asset_key, plan_sync
+from signal9_pipeline.assets_sync.changes import Observation, plan_sync
 from signal9_pipeline.assets_sync.validation import validate_assets
 from signal9_pipeline.market_data.ingest import BucketWriter, RunTally, _Store
 from signal9_pipeline.resources.alpaca import AlpacaResponseError, bars_page_frame
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.tables.assets import AssetsTable
 from signal9_pipeline_tests.reliability.hostile_corpus import (
     ALLOWED_SYMBOL,
     CONFUSABLES,
@@ -61,10 +62,10 @@ from signal9_pipeline_tests.support import (
 )
 
 MAX_REASON_CHARS = 512
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 DAY, TIMEFRAME = "2024-06-03", "1Day"
 BUCKET = "2024-01-01"  # 1Day bars are stored a symbol-year per item
 DAILY_STAMP = "2024-06-03T04:00:00Z"  # midnight New York
-SERIES_KEY = re.compile(rf"(?:{ALLOWED_SYMBOL.pattern})#{TIMEFRAME}|#PARTITION#{TIMEFRAME}")
 # The ledger fixture only appends to the session's list, so sharing it across examples is sound.
 PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                           HealthCheck.function_scoped_fixture])
@@ -88,7 +89,15 @@ def safe_stored_name(name: object) -> bool:
 
 def planned_keys(valid_rows: list[dict]) -> list[str]:
     """The assets-table keys the sync would write for these validated rows, on an empty table."""
-    return [put["asset_id"] for put in plan_sync(valid_rows, [], now="2024-06-03T04:00:00Z").puts]
+    plan = plan_sync(valid_rows, [], {}, Observation("2024-06-03T04:00:00Z", "2024-06-03"))
+    return [item["asset_id"] for item, _ in plan.companies] + [view["asset_id"] for view in plan.views]
+
+
+def safe_key(key: str) -> bool:
+    """`ASSET#<safe symbol>` or `ID#<canonical UUID>`: nothing a hostile row sent can shape a key otherwise."""
+    if key.startswith("ID#"):
+        return CANONICAL_UUID.fullmatch(key[3:]) is not None
+    return key == f"ASSET#{key[6:]}" and key_safe(key[6:])
 
 
 # --- the asset validator, pure ---------------------------------------------------------------------
@@ -105,7 +114,7 @@ def test_every_hostile_asset_is_quarantined_with_a_reason_naming_its_field(ledge
     assert all(len(q.symbol or "") <= 64 and len(q.alpaca_id or "") <= 64 for q in result.quarantined)
     stored_names = dict(zip(result.valid.symbol, result.valid.name))
     assert all(stored_names[r["symbol"]] == r["name"] for r in data)  # injection text in a name is data, kept verbatim
-    assert all(key == f"ASSET#{key[6:]}" and key_safe(key[6:]) for key in planned_keys(result.valid.to_dict("records")))
+    assert all(safe_key(key) for key in planned_keys(result.valid.to_dict("records")))
     for category, count in collections.Counter(case.category for case in corpus).items():
         ledger.record("hostile input", f"asset rows with {category} (validator)",
                       "quarantined with a reason naming the field; sound rows kept", lost=0, times=count)
@@ -163,7 +172,7 @@ def test_hostile_fields_never_raise_and_never_reach_a_key(spoils, ledger):
     for q in result.quarantined:
         assert names_field(q.reason, spoils[q.row][0]) and len(q.reason) <= MAX_REASON_CHARS
     for key in planned_keys(result.valid.to_dict("records")):
-        assert key.startswith("ASSET#") and key_safe(key[6:]) and len(key.encode("utf-8")) <= 2048
+        assert safe_key(key) and len(key.encode("utf-8")) <= 2048
     ledger.record("hostile input", "generated asset rows with one hostile or random field each (validator)",
                   "quarantined naming the field, or accepted with a key-safe symbol; the sound row kept", times=len(spoils))
 
@@ -188,7 +197,7 @@ def test_hostile_rows_mixed_into_a_universe_never_cost_a_sound_row(picks, order,
     result = validate_assets(raw)
     assert sorted(result.valid.symbol) == sorted(r["symbol"] for r in sound)
     assert len(result.quarantined) == len(chosen)
-    assert all(key_safe(key[6:]) for key in planned_keys(result.valid.to_dict("records")))
+    assert all(safe_key(key) for key in planned_keys(result.valid.to_dict("records")))
     ledger.record("hostile input", "corpus rows shuffled into a sound universe (validator)",
                   "every hostile row quarantined, every sound row kept", times=len(chosen))
 
@@ -226,8 +235,9 @@ def test_a_hostile_universe_synced_into_dynalite_leaves_only_safe_keys(sync_env,
     assert result.success
     quarantined = result.asset_materializations_for_node("validated_assets")[0].metadata["quarantined"].value
     assert quarantined == len(corpus) + len(validate_assets(sound).quarantined)
-    items = list(DynamoDBResource.from_settings().scan(table))
-    assert all(i["asset_id"] == asset_key(i["symbol"]) and key_safe(i["symbol"]) for i in items)
+    assert all(safe_key(i["asset_id"]) for i in DynamoDBResource.from_settings().scan(table) if i["asset_id"] != "SYNC#observed")
+    items = list(AssetsTable(DynamoDBResource.from_settings()).views())
+    assert all(key_safe(i["symbol"]) for i in items)
     listed = {a["symbol"] for a in sound if a["status"] == "active" and a["tradable"]}
     assert {i["symbol"] for i in items} == listed | {r["symbol"] for r in accepted_as_data() + named}
     names = {i["symbol"]: i["name"] for i in items}
@@ -235,7 +245,7 @@ def test_a_hostile_universe_synced_into_dynalite_leaves_only_safe_keys(sync_env,
     assert all(safe_stored_name(names[r["symbol"]]) for r in named)
     ledger.record("hostile input", f"{len(corpus)} hostile asset rows mixed into a {len(sound)}-row universe (end to end)",
                   "default run blocked by quarantine_rate, nothing written; tolerant run wrote every listed sound asset, "
-                  "only ASSET#<safe symbol> keys", lost=0, times=len(corpus))
+                  "only ASSET#<safe symbol> and ID#<UUID> keys", lost=0, times=len(corpus))
 
 
 # --- bars, pure ----------------------------------------------------------------------------------
@@ -268,7 +278,7 @@ def stored_series(page: dict, symbols: list[str]) -> tuple[set[str], RunTally]:
                 "ingested_at": "2024-06-04T05:00:00+00:00"}
     writer = BucketWriter(table, tally, describe, crypto=False, threads=1)
     try:
-        _Store(TIMEFRAME, "us_equity", {DAY}, tally, writer)(frame)
+        _Store(TIMEFRAME, "us_equity", {DAY}, tally, writer)(frame, {s: s for s in symbols})  # each symbol its own id
     finally:
         writer.close()
     return {item["series"] for item in table.items}, tally
@@ -449,15 +459,17 @@ def held_back_symbols(result: dg.ExecuteInProcessResult) -> set[str]:
 def test_hostile_bars_served_over_http_are_refused_before_dynalite(spoiling_proxy, bars_env, default_universe, ledger):
     put_universe(bars_env, small_universe(default_universe, n=14)[:18])
     assert run_sync().success
-    equities = sorted(i["symbol"] for i in DynamoDBResource.from_settings().scan(bars_env["SIGNAL9_ASSETS_TABLE"])
-                      if i["asset_class"] == "us_equity")
+    companies = {i["symbol"]: i["alpaca_id"] for i in AssetsTable(DynamoDBResource.from_settings()).companies()
+                 if i["asset_class"] == "us_equity"}
+    equities = sorted(companies)
     unsound = dict(zip(equities, UNSOUND_BARS))
     spoiling_proxy.spoil = spoil_symbols({s: (bar.field, bar.value) for s, bar in unsound.items()})
     first = materialize_bars(TIMEFRAME, DAY, DAY)
     assert first.success and check_results(first)["ohlc_consistent"] is False
     stored = market_data_items(bars_env)
-    assert all(SERIES_KEY.fullmatch(series) for series, _ in stored)
-    assert {s for s in equities if (f"{s}#1Day", BUCKET) in stored} == set(equities) - set(unsound)
+    assert all(series == f"#PARTITION#{TIMEFRAME}" or (series.endswith(f"#{TIMEFRAME}") and CANONICAL_UUID.fullmatch(series[:-5]))
+               for series, _ in stored)  # keys are the companies' ids, whatever the bars held
+    assert {s for s in equities if (f"{companies[s]}#1Day", BUCKET) in stored} == set(equities) - set(unsound)
     assert held_back_symbols(first) == set(unsound)  # the run names every held-back bar's symbol, and only those
     ledger.record("hostile input", "bars with NaN, inf, negative, zero, high<low, huge values over HTTP (end to end)",
                   "each spoiled bar held back and named, every sound one stored", lost=0, times=len(unsound))
@@ -472,7 +484,8 @@ def test_hostile_bars_served_over_http_are_refused_before_dynalite(spoiling_prox
         held = materialize_bars(TIMEFRAME, DAY, DAY)
         assert held.success and check_results(held)[check] is False, fault
         assert held_back_symbols(held) >= {victim}, fault
-        item, before = market_data_items(bars_env)[(f"{victim}#1Day", BUCKET)], stored[(f"{victim}#1Day", BUCKET)]
+        key = (f"{companies[victim]}#1Day", BUCKET)
+        item, before = market_data_items(bars_env)[key], stored[key]
         assert (item["bars"], item["checksum"]) == (before["bars"], before["checksum"]), fault  # the stored bar kept
         if check == "ohlc_consistent":  # a bar with a readable time is recorded on its bucket as held back
             assert [h["field"] for h in item["held_back"]] == [spoiled_field(fault)], fault

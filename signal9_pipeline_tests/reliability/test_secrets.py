@@ -38,6 +38,7 @@ from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import publisher_for
+from signal9_pipeline.tables.assets import AssetsTable
 from signal9_pipeline_tests.support import (
     EventTap,
     drive_sensor,
@@ -210,7 +211,7 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
         pollenated = drive_sensor(instance)
         bars = materialize_bars("1Day", DAY, DAY, instance=instance)
         assert sync.success and pollenated and all(r.success for r in pollenated) and bars.success
-        symbol = min(i["symbol"] for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_ASSETS_TABLE"]))
+        symbol = min(i["symbol"] for i in AssetsTable(DynamoDBResource.from_settings()).views())
         requests.post(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": [symbol]},
                       timeout=10).raise_for_status()
         held_back = materialize_bars("1Day", DAY, DAY, instance=instance)  # succeeds, naming the bar it held back

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import requests
 
-from signal9_pipeline.assets_sync.changes import EVENTS_MARKER, POLLENATION_MARKER, is_listed
 from signal9_pipeline.market_data.codec import decode
 from signal9_pipeline.market_data.days import bucket_start, is_session, trading_days
 from signal9_pipeline.resources.dynamodb import WRITE_SENT, DynamoDBResource
 from signal9_pipeline.sandbox.churn import Churn, churn
+from signal9_pipeline.tables.assets import EVENTS_MARKER, POLLENATION_MARKER, AssetsTable, is_listed
+from signal9_pipeline.tables.market_data import MarketDataTable, bars_series, unpack_ids
 from signal9_pipeline_tests.reliability.forked_runs import ForkServer, RunOutcome
-from signal9_pipeline_tests.reliability.tables import sandbox_daily_bars
+from signal9_pipeline_tests.reliability.tables import sandbox_daily_bars, sandbox_keys
 from signal9_pipeline_tests.support import EventTap, put_universe
 
 FIRST_DATE = date(2024, 3, 4)
@@ -143,51 +144,57 @@ class TradingDays:
 
     def _table_problems(self, trading_date: date, with_bars: bool = True) -> list[str]:
         dynamodb = DynamoDBResource.from_settings()
-        items = {i["symbol"]: i for i in dynamodb.scan(dynamodb.assets_table_name())}
-        problems = asset_problems(items, self.model)
-        served = {a["symbol"] for a in self.universe}
-        return problems + (bar_problems(dynamodb, served, items, trading_date) if with_bars else [])
+        table = AssetsTable(dynamodb)
+        views = {v["symbol"]: v for v in table.views()}
+        companies = {c["alpaca_id"]: c for c in table.companies()}
+        problems = asset_problems(views, companies, self.model)
+        if not with_bars:
+            return problems
+        return problems + bar_problems(dynamodb, companies, sandbox_keys(self.env["SIGNAL9_SANDBOX_URL"]), trading_date)
 
 
-def asset_problems(items: dict[str, dict], model: Model) -> list[str]:
-    listed = {s for s, i in items.items() if is_listed(i)}
+def asset_problems(views: dict[str, dict], companies: dict[str, dict], model: Model) -> list[str]:
+    """The symbol items against the model (listed, inactive, renamed), and nothing left owing on a company."""
+    listed = {s for s, v in views.items() if is_listed(v)}
     problems = []
     if listed != model.listed:
         problems.append(f"listed: missing {sorted(model.listed - listed)[:5]}, unexpected {sorted(listed - model.listed)[:5]}")
-    if set(items) - listed != model.inactive:
-        problems.append(f"inactive: {sorted((set(items) - listed) ^ model.inactive)[:5]} differ")
-    problems += [f"{s}: key {i['asset_id']}" for s, i in items.items() if i["asset_id"] != f"ASSET#{s}"][:3]
-    problems += [f"{old}: renamed_to {items.get(old, {}).get('renamed_to')}, expected {new}"
-                 for old, new in model.renamed_to.items() if items.get(old, {}).get("renamed_to") != new][:3]
-    owing = [s for s, i in items.items() if {POLLENATION_MARKER, EVENTS_MARKER, "pending_events"} & set(i)
-             or i.get("pollenation_status") != "done"]
+    if set(views) - listed != model.inactive:
+        problems.append(f"inactive: {sorted((set(views) - listed) ^ model.inactive)[:5]} differ")
+    problems += [f"{s}: key {v['asset_id']}" for s, v in views.items() if v["asset_id"] != f"ASSET#{s}"][:3]
+    problems += [f"{old}: renamed_to {views.get(old, {}).get('renamed_to')}, expected {new}"
+                 for old, new in model.renamed_to.items() if views.get(old, {}).get("renamed_to") != new][:3]
+    owing = [c["symbol"] for c in companies.values() if {POLLENATION_MARKER, EVENTS_MARKER, "pending_events"} & set(c)
+             or c.get("pollenation_status") != "done"]
     return problems + ([f"still owing pollenation or events: {sorted(owing)[:5]}"] if owing else [])
 
 
-def bar_problems(dynamodb: DynamoDBResource, served: set[str], items: dict[str, dict], trading_date: date) -> list[str]:
-    """Each symbol of the day that traded has that day's bar in its year bucket, with the sandbox's count.
+def bar_problems(dynamodb: DynamoDBResource, companies: dict[str, dict], keys: dict[str, str], trading_date: date) -> list[str]:
+    """Each company of the day that traded has that day's bar in its year bucket, with the sandbox's count.
 
     A simulated date lies before every status the table recorded (those carry the wall clock's time), so
-    every asset the table holds counts as listed on it, delisted ones included; the sandbox serves bars of
-    the assets in its universe, whatever their status.
+    every company the table holds counts as listed on it, delisted ones included, and the sandbox serves its
+    history (by its key, `sandbox_keys`), whatever its status today.
     """
     day = trading_date.isoformat()
-    crypto = {s: i.get("asset_class") == "crypto" for s, i in items.items()}
-    expected = {s: n for s in set(items) & served if (n := sandbox_daily_bars(s, trading_date, crypto=crypto[s]))}
+    crypto = {i: c.get("asset_class") == "crypto" for i, c in companies.items()}
+    expected = {i: n for i in companies if (n := sandbox_daily_bars(keys[i], trading_date, crypto=crypto[i]))}
     bucket = bucket_start(trading_date, "1Day").isoformat()
-    keys = [{"series": f"{s}#1Day", "day": bucket} for s in sorted(items)] + [{"series": "#PARTITION#1Day", "day": day}]
-    stored = {i["series"]: i for i in dynamodb.get_items(dynamodb.market_data_table_name(), keys,
-                                                        projection=["series", "symbol", "bars", "symbols"])}
-    manifest = set(stored.pop("#PARTITION#1Day", {}).get("symbols", []))
+    wanted = [(bars_series(i, "1Day"), bucket) for i in sorted(companies)] + [("#PARTITION#1Day", day)]
+    stored = {series: item for (series, _), item in
+              MarketDataTable(dynamodb).get(wanted, projection=["series", "day", "alpaca_id", "bars", "asset_ids"]).items()}
+    manifest = unpack_ids(stored.pop("#PARTITION#1Day", {}).get("asset_ids"))
     counts = {}
     for item in stored.values():
         bars = decode(item["bars"])[0]
-        if n := int((trading_days(bars["timestamp"], crypto=crypto[item["symbol"]]) == day).sum()):
-            counts[item["symbol"]] = n
+        if n := int((trading_days(bars["timestamp"], crypto=crypto[item["alpaca_id"]]) == day).sum()):
+            counts[item["alpaca_id"]] = n
+    symbol = {i: c["symbol"] for i, c in companies.items()}.get
     problems = [] if counts == expected else [
-        f"bars of {day}: missing {sorted(set(expected) - set(counts))[:5]}, unexpected {sorted(set(counts) - set(expected))[:5]}, "
-        f"wrong counts {sorted(s for s in set(counts) & set(expected) if counts[s] != expected[s])[:5]}"]
-    return problems + ([] if manifest == set(expected) else [f"manifest of {day} does not name exactly its symbols"])
+        f"bars of {day}: missing {sorted(map(symbol, set(expected) - set(counts)))[:5]}, "
+        f"unexpected {sorted(map(symbol, set(counts) - set(expected)))[:5]}, "
+        f"wrong counts {sorted(symbol(i) for i in set(counts) & set(expected) if counts[i] != expected[i])[:5]}"]
+    return problems + ([] if manifest == set(expected) else [f"manifest of {day} does not name exactly its companies"])
 
 
 def rss_growth_mb(peaks: list[float]) -> float:
