@@ -17,7 +17,7 @@ $(STAMP_PY): pyproject.toml deploy/requirements.lock
 	touch $@
 
 $(STAMP_NODE): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
