@@ -102,7 +102,8 @@ DATA_API_PREFIXES = ("/v2/stocks/", "/v1beta3/crypto/", "/v1/corporate-actions")
 PUBLIC_PATHS = ("/v1beta3/crypto/",)
 FAULT_KEYS = {"error_rate", "error_statuses", "hang_s", "hang_every", "malformed_rate", "truncate_rate", "paths",
               "invalid_bar_symbols"}
-SETTING_CHOICES = {"plan": PLANS, "crypto_daily_stamp": CRYPTO_DAILY_STAMPS}
+REVISIONS = ("final", "late_reports")  # every day as finally reported, or as known at the moment of the request
+SETTING_CHOICES = {"plan": PLANS, "crypto_daily_stamp": CRYPTO_DAILY_STAMPS, "revisions": REVISIONS}
 NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -135,6 +136,7 @@ class Settings:
 
     plan: str = "free"
     crypto_daily_stamp: str = UTC_MIDNIGHT
+    revisions: str = "final"  # "late_reports": recent equity days lack their late-reported volume (sandbox/bars.py)
 
     def updated(self, changes: Any) -> Settings:
         if not isinstance(changes, dict) or set(changes) - set(SETTING_CHOICES):
@@ -207,6 +209,7 @@ class SandboxState:
             self.faults = Faults()
             self.settings = self.default_settings
             self.requests: list[dict] = []
+            self.clock: datetime | None = None  # the moment the bars endpoint answers as of (None: now)
             self.windows: dict[str, collections.deque] = collections.defaultdict(collections.deque)
             self.api_requests_seen = 0
         self.stop.set()
@@ -423,6 +426,7 @@ class BarsQuery:
         self.symbols = sorted({s for s in symbols if s in known})  # well-formed but unknown: no entry, as Alpaca
         self.crypto = crypto
         self.crypto_daily = settings.crypto_daily_stamp
+        self.reported_by = int(now.timestamp()) // 60 if settings.revisions == "late_reports" else None
 
     def _feed(self, query: dict, settings: Settings, now: datetime) -> str:
         recent = self.end > now - timedelta(seconds=RECENT_SIP_S)
@@ -493,7 +497,8 @@ class BarsQuery:
 
     def _entity_bars(self, entity: Entity, lo: int, hi: int, feed: str) -> Iterator[Bars]:
         chunks = BarGenerator(entity.key, crypto=self.crypto).bars(self.timeframe, lo, hi, feed=feed,
-                                                                   crypto_daily=self.crypto_daily)
+                                                                   crypto_daily=self.crypto_daily,
+                                                                   reported_by=self.reported_by)
         if self.actions is None:
             return chunks
         # Raw bars show split cliffs; adjustments are computed from the same actions.
@@ -681,7 +686,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             crypto = path.startswith("/v1beta3")
             with state.lock:
                 settings, history, actions = state.settings, state.history, state.actions
-            page = BarsQuery(query, history, crypto=crypto, settings=settings, now=datetime.now(timezone.utc),
+            page = BarsQuery(query, history, crypto=crypto, settings=settings, now=state.clock or datetime.now(timezone.utc),
                              actions=actions).page()
             for symbol in state.faults.invalid_bar_symbols:
                 if page["bars"].get(symbol):
@@ -722,6 +727,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 with state.lock:
                     state.settings = state.settings.updated(_json_body(body))
                 payload = json.dumps(state.settings.__dict__).encode()
+            elif (method, path) == ("PUT", "/_sandbox/clock"):
+                now = _json_body(body).get("now") if isinstance(_json_body(body), dict) else ""
+                try:
+                    clock = datetime.fromisoformat(now.replace("Z", "+00:00")) if now is not None else None
+                except (AttributeError, ValueError):
+                    raise ApiError(422, 'clock must be {"now": "<ISO 8601 moment with its offset>"} or {"now": null}') from None
+                if clock is not None and clock.tzinfo is None:
+                    raise ApiError(422, f"clock {now!r} has no UTC offset; add Z or +00:00")
+                with state.lock:
+                    state.clock = clock
+                payload = json.dumps({"now": clock.isoformat() if clock else None}).encode()
             elif (method, path) == ("POST", "/_sandbox/reset"):
                 state.reset()
                 payload = b'{"reset":true}'
