@@ -44,8 +44,10 @@ ASSETS_TABLE_COLUMNS = [
 
 MARKET_DATA_TABLE_COLUMNS = [
     ("series", "string", "partition key: ALPACA_ID#TIMEFRAME (bars), ALPACA_ID#actions (corporate actions), "
-                         "#PARTITION#TIMEFRAME (manifests): filed by company, never by symbol"),
-    ("day", "string", "sort key: the bucket's first day YYYY-MM-DD; EX_DATE#ID for actions"),
+                         "#PARTITION#TIMEFRAME (manifests), #LEDGER#ALPACA_ID#TIMEFRAME (ledger entries): filed by "
+                         "company, never by symbol"),
+    ("day", "string", "sort key: the bucket's first day YYYY-MM-DD; EX_DATE#ID for actions; BUCKET#VERSION#CHECKSUM16 "
+                      "for ledger entries"),
     ("symbol", "string", "the symbol the bars were last asked under, or the action announced under"),
     ("alpaca_id", "string", "the company the bars or the action belong to"),
     ("bars", "binary", "gzip of an Apache Arrow IPC stream (see README, Block format)"),
@@ -60,6 +62,22 @@ MARKET_DATA_TABLE_COLUMNS = [
     ("held_back", "list | string", "bars: held-back bars with reasons; actions: why the action is not applied"),
     ("version", "int", "optimistic-concurrency version of a bucket"),
     ("ingested_at", "string", "ISO 8601 UTC"),
+    ("run_id", "string", "the Dagster run that wrote the bucket or the ledger entry"),
+    ("revisions", "list", "bars: the sort keys of the bucket's ledger entries, oldest first"),
+    ("days_stored", "map", "bars: day -> when it was first stored (ISO 8601 UTC)"),
+    ("ledger_from", "string", "bars: when the bucket's ledger began; reads known before it cannot be rebuilt"),
+    ("withdrawn", "map", "bars: epoch second (text) -> when Alpaca stopped answering that bar; kept, left out of reads"),
+    ("changes", "binary", "ledger entries: gzip of an Arrow IPC stream, per changed bar its time, kind, old and new values"),
+    ("seen_at", "string", "ledger entries: when the change was seen, ISO 8601 UTC"),
+    ("bucket", "string", "ledger entries: the bucket's sort key"),
+    ("days", "list", "ledger entries: the days whose stored bars changed"),
+    ("bars_restated", "int", "ledger entries: bars answered again with other values"),
+    ("bars_added_late", "int", "ledger entries: bars of a stored day that appeared later"),
+    ("bars_withdrawn", "int", "ledger entries: stored bars Alpaca no longer answers"),
+    ("bars_restored", "int", "ledger entries: withdrawn bars answered again"),
+    ("bars_refused", "int", "ledger entries: revisions held back as impossible; the stored bar stays"),
+    ("refusals", "list", "ledger entries: the held-back revisions with their reasons"),
+    ("recorded_at", "string", "corporate actions: when the pipeline first stored the action, ISO 8601 UTC"),
     ("asset_ids", "binary", "manifests: the companies a partition holds bars of, 16 bytes (the UUID) each, sorted"),
     ("action_id", "string", "corporate actions: Alpaca's id"),
     ("type", "string", "corporate actions: forward_split, cash_dividend, ..."),

@@ -83,6 +83,8 @@ REGISTRY: tuple[Setting, ...] = (
     Setting("SIGNAL9_INTRADAY_WATCHLIST", str, "SPY,AAPL,MSFT,BTC/USD,ETH/USD", "`SPY,AAPL,MSFT,BTC/USD,ETH/USD`",
             "symbols of the intraday timeframes, or `all`"),
     Setting("SIGNAL9_BARS_WORKERS", int, 4, "`4`", "concurrent request streams of a bars run"),
+    Setting("SIGNAL9_SETTLE_SESSIONS", str, "1,5", "`1,5`", "the settle pass fetches a date's bars again on the morning "
+            "(12:30 UTC) of these XNYS sessions after it, to keep Alpaca's revisions; empty: never"),
     Setting("SIGNAL9_IO_MANAGER_BUCKET", str, None, "unset: local files",
             "S3 bucket for step outputs (prefix `dagster/io/`), so a run re-executed in another ECS task finds them"),
     Setting("SIGNAL9_HOME", str, None, "`./.signal9`",

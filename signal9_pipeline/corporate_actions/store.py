@@ -82,7 +82,14 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     items = {a.id: [to_item(a, i, s, closes.get((s, a.ex_date)) if a.type in DIVIDEND_TYPES else None)
                     for i, s in targets[a.id]] for a in result.actions}
     table = MarketDataTable(dynamodb)
-    stored = {key: fingerprint(i) for key, i in table.get((i["series"], i["day"]) for its in items.values() for i in its).items()}
+    found = table.get((i["series"], i["day"]) for its in items.values() for i in its)
+    stored = {key: fingerprint(i) for key, i in found.items()}
+    now = utc_stamp()
+    for its in items.values():  # when the pipeline first knew an action: what `read_bars(known_at=...)` applies
+        for i in its:
+            earlier = found.get((i["series"], i["day"]))
+            if earlier is None or "recorded_at" in earlier:  # stored before this was kept: known since always
+                i["recorded_at"] = earlier["recorded_at"] if earlier else now
     writes, announce = [], []
     for action in result.actions:
         states = [stored.get((i["series"], i["day"])) for i in items[action.id]]

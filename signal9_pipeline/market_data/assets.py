@@ -29,9 +29,12 @@ from signal9_pipeline.market_data.ingest import (
     record_manifests,
     stored_mismatches,
 )
+from signal9_pipeline.market_data.restated import restatement_events
+from signal9_pipeline.market_data.settle import settle_dates
 from signal9_pipeline.market_data.universe import Universe, UnknownSymbolError, listed_universe, watchlist_universe
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
+from signal9_pipeline.resources.events import EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource
 
 BARS_PARTITIONS = dg.MultiPartitionsDefinition({
@@ -39,6 +42,7 @@ BARS_PARTITIONS = dg.MultiPartitionsDefinition({
                                          timezone="America/New_York"),
     "timeframe": dg.StaticPartitionsDefinition(list(TIMEFRAMES)),
 })
+REPORTED_CHANGES = ("restated", "added_late", "withdrawn", "restored", "refused")
 CHECKS = {
     "ohlc_consistent": "Every stored bar is possible: finite positive prices, high/low bounding open/close, "
                        "non-negative volume and trades; impossible bars are held back with their reasons.",
@@ -46,6 +50,8 @@ CHECKS = {
                         "(equities), with no duplicate time.",
     "completeness": "The share of the partition's symbol-days with bars is at least min_completeness.",
     "stored_equals_fetched": "A read-back of every written item's checksum equals what was written.",
+    "restatements_within_tolerance": "Bars Alpaca answered again with other values than stored (its revisions, kept in "
+                                     "the ledger) changed no price and no volume by more than 5%; a warning names them.",
 }
 
 
@@ -56,9 +62,9 @@ class BarsConfig(dg.Config):
     max_symbols_per_request: int = 2000
     adjustment: str = "raw"
 
-    def options(self) -> IngestOptions:
+    def options(self, run_id: str = "") -> IngestOptions:
         return IngestOptions(adjustment=self.adjustment, workers=self.workers,
-                             max_symbols_per_request=self.max_symbols_per_request)
+                             max_symbols_per_request=self.max_symbols_per_request, run_id=run_id)
 
 
 def universe(timeframe: str, dates: list[date], config: BarsConfig, dynamodb: DynamoDBResource,
@@ -81,7 +87,7 @@ def universe(timeframe: str, dates: list[date], config: BarsConfig, dynamodb: Dy
     check_specs=[dg.AssetCheckSpec(name, asset="ohlc_bars", description=text) for name, text in CHECKS.items()],
 )
 def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: AlpacaResource, dynamodb: DynamoDBResource,
-              metrics: MetricsResource):
+              metrics: MetricsResource, events: EventsResource):
     started, requests_before = time.monotonic(), alpaca.requests_sent
     by_timeframe: dict[str, list[date]] = collections.defaultdict(list)
     partition_keys: dict[tuple[str, str], str] = {}  # (timeframe, date) -> the partition key as Dagster spells it
@@ -100,7 +106,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
                 symbols = universe(timeframe, dates, config, dynamodb, alpaca)
             except UnknownSymbolError as exc:
                 raise dg.Failure(description=f"UnknownSymbolError: {exc}", allow_retries=False) from exc
-            ingest(alpaca, dynamodb, timeframe, dates, symbols.listings, config.options(), tally)
+            ingest(alpaca, dynamodb, timeframe, dates, symbols.listings, config.options(context.run.run_id), tally)
         problems_by_timeframe[timeframe] = tally.problems[problems_before:]
         without_bars_now.update({f"{day} {timeframe}": s for day, s in record_manifests(dynamodb, timeframe, dates, tally).items()})
         tf_share, tf_missing = completeness(symbols.listings, symbols.by_day, tally)
@@ -119,6 +125,7 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
     if without_bars_now:
         context.log.warning("stored symbol-days that Alpaca now answers without bars (kept): "
                             + "; ".join(f"{k}: {', '.join(v[:10])}" for k, v in sorted(without_bars_now.items())[:20]))
+    undelivered = announce_restatements(context, events, tally)
     requests_used = alpaca.requests_sent - requests_before
     mismatches, read_back = stored_mismatches(dynamodb, tally.written)
     bars_per_request = tally.bars / requests_used if requests_used else 0.0
@@ -146,6 +153,8 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
             "write_requests": dg.MetadataValue.int(tally.write_requests),
             "write_conflicts": dg.MetadataValue.int(tally.write_conflicts),
             "largest_block_bytes": dg.MetadataValue.int(tally.largest_block_bytes),
+            **revision_figures(tally.revised.values(), tally.largest_change.values()),
+            "restatement_events_undelivered": dg.MetadataValue.int(undelivered),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             "by_date": dg.MetadataValue.md(_by_date_table(tally, by_timeframe)),
             **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in tally.problems[:200]))} if tally.problems else {}),
@@ -163,6 +172,12 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
             dg.AssetCheckResult(check_name="stored_equals_fetched", passed=not mismatches,
                                 metadata={"items_checked": dg.MetadataValue.int(read_back),
                                           "mismatches": dg.MetadataValue.int(len(mismatches))}),
+            dg.AssetCheckResult(check_name="restatements_within_tolerance", passed=not tally.beyond_tolerance_count,
+                                severity=dg.AssetCheckSeverity.WARN,
+                                description="; ".join(tally.beyond_tolerance[:5]) or None,
+                                metadata={"bars_beyond_tolerance": dg.MetadataValue.int(tally.beyond_tolerance_count),
+                                          **({"beyond_tolerance": dg.MetadataValue.text("\n".join(tally.beyond_tolerance))}
+                                             if tally.beyond_tolerance else {})}),
         ],
     )
 
@@ -188,9 +203,34 @@ def partition_observations(tally: RunTally, partition_keys: dict[tuple[str, str]
             **{f"bars_{name}" if name != "bars" else "bars_written": dg.MetadataValue.int(figures.get(name, 0))
                for name in DAY_FIGURES},
             "xnys_session": dg.MetadataValue.bool(is_session(date.fromisoformat(day))),
+            **revision_figures([tally.revised.get((timeframe, day), collections.Counter())],
+                               [tally.largest_change.get((timeframe, day), 0.0)]),
             **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in reasons[:200]))} if reasons else {}),
         }))
     return observations
+
+
+def revision_figures(counts, largest) -> dict[str, dg.MetadataValue]:
+    """What re-fetches changed in bars stored before (the ledger's entries): per partition, or summed over a run."""
+    total: collections.Counter = collections.Counter()
+    for c in counts:
+        total.update(c)
+    return {**{f"bars_{name}": dg.MetadataValue.int(int(total[name])) for name in REPORTED_CHANGES},
+            "largest_relative_change": dg.MetadataValue.float(round(max(largest, default=0.0), 6))}
+
+
+def announce_restatements(context: dg.AssetExecutionContext, events: EventsResource, tally: RunTally) -> int:
+    """Send the run's `marketDataRestated` events, after every bucket is written; how many were not delivered."""
+    if tally.revisions:
+        context.log.info(f"{len(tally.revisions)} bucket(s) restated by Alpaca since stored; ledger entries written")
+    if tally.beyond_tolerance_count:
+        context.log.warning(f"{tally.beyond_tolerance_count} restated bar(s) beyond tolerance (a price, or volume by over "
+                            "5%): " + "; ".join(tally.beyond_tolerance[:20]))
+    undelivered = events.publish(restatement_events(tally.revisions, context.run.run_id)) if tally.revisions else []
+    if undelivered:
+        context.log.error(f"{len(undelivered)} marketDataRestated event(s) not delivered after retries: "
+                          + "; ".join(e.event_id for e in undelivered[:10]) + "; the ledger holds the changes they announce")
+    return len(undelivered)
 
 
 def _by_date_table(tally: RunTally, requested: dict[str, list[date]], limit: int = 60) -> str:
@@ -224,9 +264,26 @@ def daily_bars_schedule(context: dg.ScheduleEvaluationContext):
                             partition_key=dg.MultiPartitionKey({"date": day, "timeframe": timeframe}))
 
 
+@dg.schedule(cron_schedule="30 12 * * 1-5", execution_timezone="UTC", job_name="daily_bars_job",
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="12:30 UTC on XNYS sessions, before the open: the settle pass. Each date's partitions are "
+                         "fetched again on the morning of the sessions SIGNAL9_SETTLE_SESSIONS after it (default the "
+                         "next and the fifth), so Alpaca's late revisions reach the table and its ledger.")
+def settle_bars_schedule(context: dg.ScheduleEvaluationContext):
+    """The dates whose k-th session after them is today's (`settle.settle_dates`), every timeframe, one run each."""
+    scheduled = context.scheduled_execution_time or datetime.now(timezone.utc)
+    session = pd.Timestamp(scheduled).tz_convert("America/New_York").date()
+    offsets = [int(k) for k in settings.get("SIGNAL9_SETTLE_SESSIONS").split(",") if k.strip()]
+    for k, dates in settle_dates(session, offsets).items():
+        for day in dates:
+            for timeframe in TIMEFRAMES:
+                yield dg.RunRequest(run_key=f"settle|{day}|{timeframe}|{k}", tags={"signal9/settle_sessions": str(k)},
+                                    partition_key=dg.MultiPartitionKey({"date": day.isoformat(), "timeframe": timeframe}))
+
+
 daily_bars_job = dg.define_asset_job(
     "daily_bars_job", selection=[ohlc_bars],
     description="OHLC bars of one or more (date, timeframe) partitions; a date range runs as one run.")
 
 defs = dg.Definitions(assets=dg.with_source_code_references([ohlc_bars]), jobs=[daily_bars_job],
-                      schedules=[daily_bars_schedule])
+                      schedules=[daily_bars_schedule, settle_bars_schedule])

@@ -83,6 +83,12 @@ def is_session(day: date) -> bool:
     return pd.Timestamp(day) in _sessions().index
 
 
+def sessions_between(first: date, last: date) -> list[date]:
+    """XNYS sessions from `first` to `last`, both included."""
+    index = _sessions().index
+    return [d.date() for d in index[(index >= pd.Timestamp(first)) & (index <= pd.Timestamp(last))]]
+
+
 def previous_session(day: date) -> date:
     """The last XNYS session strictly before `day` (a cash dividend's reference close is that session's)."""
     sessions = _sessions().index

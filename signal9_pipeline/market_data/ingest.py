@@ -51,17 +51,29 @@ from signal9_pipeline.market_data.days import (
     trading_days,
     with_days,
 )
+from signal9_pipeline.market_data.ledger import (
+    REFUSED,
+    VALUE_COLUMNS,
+    Bucket,
+    Fetch,
+    Merged,
+    Revision,
+    encode_changes,
+    merge,
+    summarize,
+)
 from signal9_pipeline.market_data.universe import Listing
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.retry import BUCKET_CONFLICTS
-from signal9_pipeline.tables.market_data import MANIFESTS_AT_ONCE, MarketDataTable, bars_series
+from signal9_pipeline.tables.market_data import MANIFESTS_AT_ONCE, MarketDataTable, bars_series, ledger_key, ledger_series
 from signal9_pipeline.timestamps import utc_stamp
 
 RECENT_SIP_MARGIN = timedelta(minutes=16)  # Alpaca's 15 minutes, and one for clocks that disagree
 READBACK_SAMPLE = 25_000  # items whose checksums a run reads back; a random sample beyond
 BARS_PER_DAY = {"1Min": 960, "5Min": 192, "15Min": 64, "30Min": 32, "1Hour": 16, "1Day": 1}  # equities, 04:00-20:00
 CRYPTO_FEED = "us"  # Alpaca's crypto location (/v1beta3/crypto/us), recorded as the items' feed
+MAX_NAMED = 200  # restated bars named in a run's check and log
 DAY_FIGURES = ("bars", "pre_market", "regular", "post_market", "zero_trade", "held_back")
 
 
@@ -70,6 +82,7 @@ class IngestOptions:
     adjustment: str = "raw"
     workers: int = 4
     max_symbols_per_request: int = 2000
+    run_id: str = ""  # recorded with each ledger entry
 
 
 @dataclass
@@ -92,6 +105,11 @@ class RunTally:
     written: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)  # a sample: key -> (version, checksum)
     sample_keys: list[tuple[str, str]] = field(default_factory=list)
     items_seen: int = 0
+    revised: dict[tuple[str, str], collections.Counter] = field(default_factory=lambda: collections.defaultdict(collections.Counter))
+    largest_change: dict[tuple[str, str], float] = field(default_factory=dict)  # (timeframe, day) -> relative
+    beyond_tolerance: list[str] = field(default_factory=list)  # the first MAX_NAMED restated bars worth a look
+    beyond_tolerance_count: int = 0
+    revisions: list[Revision] = field(default_factory=list)  # one per write that changed stored bars
     sampler: random.Random = field(default_factory=lambda: random.Random(0))
 
     def remember(self, key: tuple[str, str], checksum) -> None:
@@ -106,6 +124,16 @@ class RunTally:
             del self.written[self.sample_keys[slot]]
             self.sample_keys[slot] = key
         self.written[key] = checksum
+
+    def count_revision(self, revision: Revision) -> None:
+        for day, counts in revision.by_day.items():
+            self.revised[(revision.timeframe, day)].update(counts)
+        for day, largest in revision.largest.items():
+            key = (revision.timeframe, day)
+            self.largest_change[key] = max(self.largest_change.get(key, 0.0), largest)
+        self.beyond_tolerance_count += revision.beyond_count
+        self.beyond_tolerance += revision.beyond[:max(0, MAX_NAMED - len(self.beyond_tolerance))]
+        self.revisions.append(revision.without_names())
 
     def count_screening(self, timeframe: str, bars: pd.DataFrame, verdict: Screening) -> None:
         self.problems += verdict.problems
@@ -196,13 +224,17 @@ class BucketUpdate:
     alpaca_id: str
     seconds: np.ndarray  # the sound bars' start times (epoch seconds, int64), sorted
     columns: dict[str, np.ndarray]  # their VALUE_COLUMNS, aligned with `seconds`
-    days: set[str]  # days this fetch has bars for (sound or held back): their stored bars are replaced
+    bar_days: np.ndarray  # their trading days, aligned with `seconds`
+    days: set[str]  # days this fetch has bars for (sound or held back): their stored bars are answered again
     held: list[dict]  # {"day", "t", "field", "reason"} per held-back bar
     batch: pa.RecordBatch  # the same sound bars as Arrow (a slice of the page's batch): a new bucket's block
 
     @property
     def key(self) -> tuple[str, str]:
         return self.series, self.bucket
+
+    def fetch(self) -> Fetch:
+        return Fetch(self.seconds, self.columns, self.days, self.held, self.bar_days)
 
 
 @dataclass(frozen=True)
@@ -214,14 +246,27 @@ class Written:
     bars: int
     kept_from_earlier: int
     block_bytes: int
+    revision: Revision | None  # what this write changed in the bars stored before it
 
 
 class BucketConflictError(RuntimeError):
     """Other runs kept changing a bucket between this run's read and its conditional write."""
 
 
-VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
-STORED_ATTRIBUTES = ["series", "day", "bars", "checksum", "version", "held_back", "feed"]
+STORED_ATTRIBUTES = ["series", "day", "bars", "checksum", "version", "held_back", "feed", "days_stored", "ledger_from",
+                     "withdrawn", "revisions", "ingested_at"]
+
+
+@dataclass
+class _Put:
+    """One bucket's write: the item, its ledger entry (None: nothing revised), the condition on the stored version."""
+
+    item: dict
+    entry: dict | None
+    revision: Revision | None
+    kept: int
+    condition: str
+    values: dict | None
 
 
 class BucketWriter:
@@ -229,8 +274,9 @@ class BucketWriter:
 
     Two runs touching one bucket (a backfill split into ranges, the daily schedule beside a
     backfill) cannot lose each other's bars: a put whose version moved on fails its condition,
-    and the bucket is read, merged and written again. Work runs on a few threads, so DynamoDB
-    round trips overlap fetching; memory stays bounded.
+    and the bucket is read, merged and written again. What a write changes in the bars stored before it
+    (`ledger.merge`) is a ledger entry, written before the bucket (write-ahead), which lists it. Work runs on a
+    few threads, so DynamoDB round trips overlap fetching; memory stays bounded.
     """
 
     CHUNK = 100  # BatchGetItem's limit
@@ -274,23 +320,27 @@ class BucketWriter:
             self.tally.remember((w.series, w.bucket), (w.version, w.checksum))
             self.tally.kept_from_earlier += w.kept_from_earlier
             self.tally.largest_block_bytes = max(self.tally.largest_block_bytes, w.block_bytes)
+            if w.revision is not None:
+                self.tally.count_revision(w.revision)
 
     def _write(self, updates: list[BucketUpdate]) -> tuple[list[Written], int, int]:
         pending = {u.key: u for u in updates}
         written, requests, conflicts = [], 0, 0
         for round_number in range(1, BUCKET_CONFLICTS.attempts + 1):
             stored = self.table.get(pending, projection=STORED_ATTRIBUTES)
+            puts = {key: self._merged(update, stored.get(key)) for key, update in pending.items()}
+            puts = {key: put for key, put in puts.items() if put is not None}
+            entries = [put.entry for put in puts.values() if put.entry is not None]
+            if entries:  # write-ahead: a bucket never lists an entry that is not stored
+                requests += self.table.put(entries)
             lost = {}
-            for key, update in pending.items():
-                item, kept, condition, values = self._merged(update, stored.get(key))
-                if item is None:
-                    continue
+            for key, put in puts.items():
                 requests += 1
-                if self.table.put_if(item, condition, {"#v": "version"}, values):
-                    written.append(Written(key[0], key[1], item["version"], item["checksum"], len(update.seconds), kept,
-                                           len(item["bars"])))
+                if self.table.put_if(put.item, put.condition, {"#v": "version"}, put.values):
+                    written.append(Written(key[0], key[1], put.item["version"], put.item["checksum"],
+                                           len(pending[key].seconds), put.kept, len(put.item["bars"]), put.revision))
                 else:
-                    lost[key] = update
+                    lost[key] = pending[key]
             if not lost:
                 return written, requests, conflicts
             conflicts += len(lost)
@@ -299,42 +349,70 @@ class BucketWriter:
         raise BucketConflictError(f"{len(pending)} bucket(s) changed by other runs {BUCKET_CONFLICTS.attempts} times while this run "
                                   f"wrote them, e.g. {next(iter(pending))}; rerun the partition")
 
-    def _merged(self, update: BucketUpdate, stored: dict | None) -> tuple[dict | None, int, str, dict | None]:
-        """The bucket with this fetch's days replaced, the earlier bars kept at held-back times, the condition."""
-        seconds, kept, held, feeds = update.seconds, 0, update.held, set()
-        if stored is not None:
-            seconds, columns, kept, untouched = self._merge_stored(update, stored)
-            held = [h for h in stored.get("held_back") or [] if h["day"] not in update.days] + update.held
-            if untouched:
-                feeds = set(str(stored.get("feed", self.describe["feed"])).split("+"))
-        if len(seconds) == 0:
-            return None, 0, "", None
-        block, checksum = encode_columns(seconds, columns) if stored is not None else encode_batch(update.batch)
-        versioned = stored is not None and "version" in stored
-        item = {"series": update.series, "day": update.bucket, "symbol": update.symbol, "alpaca_id": update.alpaca_id,
-                **self.describe,
-                "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block, "bar_count": len(seconds),
-                "checksum": checksum, "first_ts": utc_stamp(seconds[0]), "last_ts": utc_stamp(seconds[-1]), "held_back": held,
-                "version": int(stored["version"]) + 1 if versioned else 1}
+    def _merged(self, update: BucketUpdate, stored: dict | None) -> _Put | None:
+        """The bucket with this fetch's days answered again (`ledger.merge`), its ledger entry, the condition."""
+        now = self.describe["ingested_at"]
+        if stored is None:
+            if len(update.seconds) == 0:
+                return None
+            block, checksum = encode_batch(update.batch)
+            bucket = Bucket(update.seconds, update.columns, update.bar_days, {}, dict.fromkeys(sorted(update.days), now), now)
+            return _Put(self._item(update, bucket, block, checksum, update.held, set(), [], 1), None, None, 0,
+                        "attribute_not_exists(#v)", None)
+        merged = merge(stored_bucket(stored, update.series, self.crypto), update.fetch(), now)
+        bucket = merged.bucket
+        if len(bucket.seconds) == 0:
+            return None
+        held = [h for h in stored.get("held_back") or [] if h["day"] not in update.days] + update.held
+        untouched = not np.isin(bucket.days, list(update.days)).all()
+        feeds = set(str(stored.get("feed", self.describe["feed"])).split("+")) if untouched else set()
+        versioned = "version" in stored
+        version = int(stored["version"]) + 1 if versioned else 1
+        revisions = list(stored.get("revisions") or [])
+        entry = revision = None
+        if not merged.changes.empty:
+            entry, revision = self._entry(update, merged, version, now)
+            revisions.append(entry["day"])
+        block, checksum = encode_columns(bucket.seconds, bucket.columns)
+        item = self._item(update, bucket, block, checksum, held, feeds, revisions, version)
         if versioned:
-            return item, kept, "#v = :v", {":v": int(stored["version"])}
-        return item, kept, "attribute_not_exists(#v)", None  # a new bucket, or an item written before versions
+            return _Put(item, entry, revision, merged.kept_at_held, "#v = :v", {":v": int(stored["version"])})
+        return _Put(item, entry, revision, merged.kept_at_held, "attribute_not_exists(#v)", None)  # written before versions
 
-    def _merge_stored(self, update: BucketUpdate, stored: dict) -> tuple[np.ndarray, dict, int, int]:
-        """The stored bars of the days this fetch did not answer, the stored ones at its held-back times, and its own."""
-        old, checksum = decode(bytes(stored["bars"]))
-        if checksum != stored.get("checksum"):
-            raise CodecError(f"stored bucket {update.series} {update.bucket} fails its checksum; "
-                             "re-materialize the partitions it covers")
-        old_seconds = old["timestamp"].astype("int64").to_numpy() // 1_000_000_000
-        untouched = ~np.isin(trading_days(old["timestamp"], crypto=self.crypto), list(update.days))
-        held_seconds = [int(pd.Timestamp(h["t"]).timestamp()) for h in update.held]
-        at_held = ~untouched & np.isin(old_seconds, held_seconds) & ~np.isin(old_seconds, update.seconds)
-        keep = untouched | at_held
-        seconds = np.concatenate([old_seconds[keep], update.seconds])
-        order = np.argsort(seconds, kind="stable")
-        columns = {c: np.concatenate([old[c].to_numpy()[keep], update.columns[c]])[order] for c in VALUE_COLUMNS}
-        return seconds[order], columns, int(at_held.sum()), int(untouched.sum())
+    def _item(self, update: BucketUpdate, bucket: Bucket, block: bytes, checksum: str, held: list[dict], feeds: set[str],
+              revisions: list[str], version: int) -> dict:
+        return {"series": update.series, "day": update.bucket, "symbol": update.symbol, "alpaca_id": update.alpaca_id,
+                **self.describe, "feed": "+".join(sorted(feeds | {self.describe["feed"]})), "bars": block,
+                "bar_count": len(bucket.seconds), "checksum": checksum, "first_ts": utc_stamp(bucket.seconds[0]),
+                "last_ts": utc_stamp(bucket.seconds[-1]), "held_back": held, "version": version,
+                "days_stored": bucket.days_stored, "ledger_from": bucket.ledger_from, "revisions": revisions,
+                "withdrawn": {str(second): at for second, at in sorted(bucket.withdrawn.items())}}
+
+    def _entry(self, update: BucketUpdate, merged: Merged, version: int, now: str) -> tuple[dict, Revision]:
+        """The ledger entry of one write that changed stored bars, and its summary for the run's tally."""
+        block, checksum = encode_changes(merged.changes)
+        key = ledger_key(update.bucket, version, checksum)
+        revision = summarize(merged.changes, update.series, update.alpaca_id, update.symbol, self.describe["timeframe"],
+                             key, now)
+        refused = {int(pd.Timestamp(h["t"]).timestamp()): h for h in update.held}
+        entry = {"series": ledger_series(update.alpaca_id, self.describe["timeframe"]), "day": key,
+                 "alpaca_id": update.alpaca_id, "symbol": update.symbol, "timeframe": self.describe["timeframe"],
+                 "bucket": update.bucket, "version": version, "seen_at": now, "run_id": self.describe.get("run_id", ""),
+                 "changes": block, "checksum": checksum, "days": sorted(revision.days), **revision.counts(),
+                 "refusals": [refused[t] for t in merged.changes.loc[merged.changes["change"] == REFUSED, "timestamp"]
+                              .tolist() if t in refused]}
+        return entry, revision
+
+
+def stored_bucket(item: dict, series: str, crypto: bool) -> Bucket:
+    """A stored bucket item as the ledger merges it; CodecError if its block fails its checksum."""
+    bars, checksum = decode(bytes(item["bars"]))
+    if checksum != item.get("checksum"):
+        raise CodecError(f"stored bucket {series} {item['day']} fails its checksum; re-materialize the partitions it covers")
+    seconds = bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000
+    return Bucket(seconds, {c: bars[c].to_numpy() for c in VALUE_COLUMNS}, trading_days(bars["timestamp"], crypto=crypto),
+                  {int(s): at for s, at in (item.get("withdrawn") or {}).items()}, dict(item.get("days_stored") or {}),
+                  item.get("ledger_from") or item.get("ingested_at"))
 
 
 @dataclass
@@ -390,7 +468,7 @@ class _Store:
             symbol, bucket = symbols[start], buckets[start]
             alpaca_id = companies[symbol]
             self.writer.add(BucketUpdate(bars_series(alpaca_id, self.timeframe), bucket, symbol, alpaca_id, seconds[rows],
-                                         {c: a[rows] for c, a in columns.items()}, set(days[start:end]),
+                                         {c: a[rows] for c, a in columns.items()}, days[rows], set(days[start:end]),
                                          held.get((symbol, bucket), []), rows_batch))
 
 
@@ -409,7 +487,8 @@ def ingest(alpaca: AlpacaResource, dynamodb: DynamoDBResource, timeframe: str, d
     now = utc_stamp()
     for asset_class in [c for c in ASSET_CLASSES if any(x.asset_class == c for x in listings.values())]:  # equities first
         describe = {"timeframe": timeframe, "asset_class": asset_class, "adjustment": options.adjustment,
-                    "feed": CRYPTO_FEED if asset_class == CRYPTO else alpaca.data_feed(), "ingested_at": now}
+                    "feed": CRYPTO_FEED if asset_class == CRYPTO else alpaca.data_feed(), "ingested_at": now,
+                    "run_id": options.run_id}
         writer = BucketWriter(dynamodb, tally, describe, crypto=asset_class == CRYPTO)
         try:
             store = _Store(timeframe, asset_class, {d.isoformat() for d in dates}, tally, writer)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from datetime import date, datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 
 from signal9_pipeline.corporate_actions.actions import ADJUSTMENTS, factors, from_item
@@ -35,15 +36,19 @@ from signal9_pipeline.market_data.days import (
     session_codes,
     trading_days,
 )
+from signal9_pipeline.market_data.ledger import VALUE_COLUMNS, Bucket, LedgerError, as_known_at, decode_changes
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
 from signal9_pipeline.tables.market_data import MarketDataTable
+from signal9_pipeline.timestamps import utc_stamp
 
+LEDGER_PROJECTION = "#d, bars, checksum, asset_class, feed, version, withdrawn, revisions, days_stored, ledger_from, ingested_at"
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
 
 
 def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime, dynamodb: DynamoDBResource | None = None, *,
-              session: str = "all", adjustment: str = "raw", as_of: date | None = None) -> pd.DataFrame:
+              session: str = "all", adjustment: str = "raw", as_of: date | None = None,
+              known_at: datetime | None = None) -> pd.DataFrame:
     """Bars of the company `symbol` meant on `as_of`, with start <= timestamp <= end (naive datetimes are UTC).
 
     `as_of` is a New York date, default the current trading day (Alpaca's convention is today): META today is Facebook, whose bars from
@@ -53,11 +58,17 @@ def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime, dynam
     "regular" (bars overlapping the XNYS session, early closes included) or "extended" (pre- and post-market).
     `adjustment` is "raw" (as stored), "split" (prices and volumes for splits and stock dividends),
     "dividend" (prices for cash dividends) or "all"; adjusted volumes are floats.
+    `known_at` (default: now) reads the bars as they were stored at that moment, rebuilt from the ledger of
+    Alpaca's revisions (`market_data.ledger`), with the corporate actions recorded by then: a backtest run last
+    month reads again exactly what it read then. A moment the ledger cannot rebuild raises LedgerError naming
+    the series; it never falls back to the latest values. Bars Alpaca no longer answers (withdrawn) are kept in
+    the table and left out of reads from the moment they were withdrawn.
     """
     _check_arguments(timeframe, session, adjustment)
     dynamodb = dynamodb or DynamoDBResource.from_settings()
     alpaca_id = resolve_symbol(symbol, as_of, dynamodb)
-    return read_asset_bars(alpaca_id, timeframe, start, end, dynamodb, session=session, adjustment=adjustment, label=symbol)
+    return read_asset_bars(alpaca_id, timeframe, start, end, dynamodb, session=session, adjustment=adjustment, label=symbol,
+                           known_at=known_at)
 
 
 def resolve_symbol(symbol: str, as_of: date | None, dynamodb: DynamoDBResource) -> str:
@@ -68,7 +79,8 @@ def resolve_symbol(symbol: str, as_of: date | None, dynamodb: DynamoDBResource) 
 
 
 def read_asset_bars(alpaca_id: str, timeframe: str, start: datetime, end: datetime, dynamodb: DynamoDBResource | None = None,
-                    *, session: str = "all", adjustment: str = "raw", label: str | None = None) -> pd.DataFrame:
+                    *, session: str = "all", adjustment: str = "raw", label: str | None = None,
+                    known_at: datetime | None = None) -> pd.DataFrame:
     """Bars of the company with this Alpaca id, whatever symbols it traded under; arguments as `read_bars`."""
     _check_arguments(timeframe, session, adjustment)
     label = label or alpaca_id
@@ -80,11 +92,13 @@ def read_asset_bars(alpaca_id: str, timeframe: str, start: datetime, end: dateti
     # an item's sort key is the first day of its bucket.
     first = bucket_start((start - timedelta(days=1)).date(), timeframe).isoformat()
     last = (end + timedelta(days=1)).date().isoformat()
-    items = list(MarketDataTable(dynamodb).bars_items(alpaca_id, timeframe, first, last))
+    table = MarketDataTable(dynamodb)
+    items = list(table.bars_items(alpaca_id, timeframe, first, last, *(
+        [LEDGER_PROJECTION] if known_at is not None else [])))
     if session != "all" and any(_asset_class(i) == CRYPTO for i in items):
         raise ValueError(f"session={session!r} applies to equities; {label} is crypto and trades around the clock")
-    frames = [_decoded(bytes(item["bars"]), item["checksum"], label, timeframe, item["day"]).assign(
-        bucketed="version" in item) for item in items]
+    moment = utc_stamp(_utc(known_at).to_pydatetime()) if known_at is not None else None
+    frames = [_stored(table, item, alpaca_id, label, timeframe, moment).assign(bucketed="version" in item) for item in items]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else "float64") for c in COLUMNS})
     # Items of the symbol-day layout (no version) may lie beside the bucket that replaced them: the bucket wins.
@@ -97,7 +111,47 @@ def read_asset_bars(alpaca_id: str, timeframe: str, start: datetime, end: dateti
     bars = bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
     if adjustment == "raw" or bars.empty or all(_asset_class(i) == CRYPTO for i in items):
         return bars
-    return adjusted(bars, stored_actions(alpaca_id, dynamodb), adjustment)
+    today = _utc(known_at).tz_convert(NEW_YORK).date() if known_at is not None else None
+    return adjusted(bars, stored_actions(alpaca_id, dynamodb, known_at=moment), adjustment, today=today)
+
+
+def _stored(table: MarketDataTable, item: dict, alpaca_id: str, label: str, timeframe: str, known_at: str | None) -> pd.DataFrame:
+    """An item's bars as read now (withdrawn bars left out) or as stored at `known_at` (rebuilt from its ledger)."""
+    bars = _decoded(bytes(item["bars"]), item["checksum"], label, timeframe, item["day"])
+    if known_at is None:
+        withdrawn = [int(s) for s in item.get("withdrawn") or {}]
+        if not withdrawn:
+            return bars
+        return bars.loc[~np.isin(bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000, withdrawn)]
+    series = f"{alpaca_id}#{timeframe}"
+    keys = list(item.get("revisions") or [])
+    entries = table.ledger_entries(alpaca_id, timeframe, keys) if keys else {}
+    revisions = []
+    for key in keys:
+        entry = entries.get(key)
+        if entry is None:
+            raise _ledger_error(label, series, item["day"], f"lacks its entry {key}")
+        try:
+            revisions.append((entry["seen_at"], decode_changes(bytes(entry["changes"]), entry["checksum"])))
+        except (LedgerError, KeyError) as exc:
+            raise _ledger_error(label, series, item["day"], f"entry {key} {exc}") from None
+    crypto = _asset_class(item) == CRYPTO
+    bucket = Bucket(bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000,
+                    {c: bars[c].to_numpy() for c in VALUE_COLUMNS}, trading_days(bars["timestamp"], crypto=crypto),
+                    {int(s): at for s, at in (item.get("withdrawn") or {}).items()}, dict(item.get("days_stored") or {}),
+                    item.get("ledger_from") or item.get("ingested_at"))
+    try:
+        rebuilt = as_known_at(bucket, revisions, known_at)
+    except LedgerError as exc:
+        raise _ledger_error(label, series, item["day"], str(exc)) from None
+    return pd.DataFrame({"timestamp": pd.to_datetime(rebuilt.seconds, unit="s", utc=True),
+                         **{c: rebuilt.columns[c] for c in VALUE_COLUMNS}})
+
+
+def _ledger_error(label: str, series: str, bucket: str, problem: str) -> LedgerError:
+    return LedgerError(f"the bars of {label} (series {series}, bucket {bucket}) cannot be rebuilt as of that moment: their "
+                       f"ledger {problem}; read without known_at, or restore the ledger item (#LEDGER#{series}) from a "
+                       "backup of the table (point-in-time recovery)")
 
 
 def _check_arguments(timeframe: str, session: str, adjustment: str) -> None:
@@ -111,15 +165,18 @@ def _check_arguments(timeframe: str, session: str, adjustment: str) -> None:
         raise ValueError(f"session={session!r} needs an intraday timeframe: a 1Day bar covers the whole trading day")
 
 
-def stored_actions(alpaca_id: str, dynamodb: DynamoDBResource) -> list:
-    """The corporate actions stored for the company now, each with its reference close (cash dividends)."""
-    return [from_item(i) for i in MarketDataTable(dynamodb).actions_of(alpaca_id)]
+def stored_actions(alpaca_id: str, dynamodb: DynamoDBResource, known_at: str | None = None) -> list:
+    """The corporate actions stored for the company (recorded by `known_at`, ISO 8601 UTC, when given), each with its
+    reference close (cash dividends). An action stored before actions recorded when (`recorded_at`) counts as known."""
+    return [from_item(i) for i in MarketDataTable(dynamodb).actions_of(alpaca_id)
+            if known_at is None or i.get("recorded_at", "") <= known_at]
 
 
-def adjusted(bars: pd.DataFrame, actions: list, adjustment: str) -> pd.DataFrame:
-    """Equity bars with `actions` applied: vectorised, one factor per bar from its New York trading day."""
+def adjusted(bars: pd.DataFrame, actions: list, adjustment: str, today: date | None = None) -> pd.DataFrame:
+    """Equity bars with `actions` in effect by `today` (default: New York's date) applied: vectorised, one factor per
+    bar from its New York trading day."""
     days = trading_days(bars["timestamp"], crypto=False).astype("datetime64[D]")
-    applied = factors(days, actions, adjustment, today=datetime.now(NEW_YORK).date())
+    applied = factors(days, actions, adjustment, today=today or datetime.now(NEW_YORK).date())
     out = bars.copy()
     for column in ("open", "high", "low", "close", "vwap"):
         out[column] = bars[column].to_numpy(dtype="float64") * applied.price

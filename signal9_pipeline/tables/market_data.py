@@ -6,6 +6,12 @@ Partition key `series`, sort key `day`. Three kinds of item:
   a series each, a renamed company keeps its one. To read a symbol, resolve it first (`ASSET#{symbol}`'s
   `holders` in the assets table, as of a date) and read that company's series.
 - corporate actions: `series = {alpaca_id}#actions`, `day = EX_DATE#ACTION_ID`.
+- ledger entries: `series = #LEDGER#{alpaca_id}#{timeframe}`, `day = {bucket}#{version:010d}#{checksum16}`: what one
+  write of a bucket changed in the bars stored before it (`market_data.ledger`), written before the bucket, never
+  rewritten. The bucket lists its entries' `day`s in `revisions`; an entry no bucket lists lost a write race and
+  is ignored. Bucket items also carry `days_stored` (day -> when first stored), `ledger_from` (when the first
+  write that kept a ledger happened) and `withdrawn` (epoch second, as text -> when Alpaca stopped answering that
+  bar): a withdrawn bar stays in the block, and readers leave it out.
 - partition manifests: `series = #PARTITION#{timeframe}`, `day` = the partition's date, `asset_ids` the companies
   it holds bars of (it only ever gains some), packed: each id's 16 bytes (the UUID, big-endian), concatenated in
   order. As text, 12,062 ids would take 470 KB, over DynamoDB's 400 KB item; packed they take 193 KB.
@@ -21,7 +27,7 @@ if TYPE_CHECKING:
     from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
 KEY_SCHEMA = ([("series", "HASH"), ("day", "RANGE")], [("series", "S"), ("day", "S")])
-MANIFEST_PREFIX, ACTIONS = "#PARTITION#", "actions"
+MANIFEST_PREFIX, LEDGER_PREFIX, ACTIONS = "#PARTITION#", "#LEDGER#", "actions"
 MANIFESTS_AT_ONCE = 10  # partition manifests read and written together (a universe manifest lists 12,000 companies)
 
 
@@ -31,6 +37,16 @@ def bars_series(alpaca_id: str, timeframe: str) -> str:
 
 def actions_series(alpaca_id: str) -> str:
     return f"{alpaca_id}#{ACTIONS}"
+
+
+def ledger_series(alpaca_id: str, timeframe: str) -> str:
+    return f"{LEDGER_PREFIX}{alpaca_id}#{timeframe}"
+
+
+def ledger_key(bucket: str, version: int, checksum: str) -> str:
+    """An entry's sort key: its bucket, the bucket version it produced, its block's checksum (two runs racing for one
+    version write two entries, and the bucket lists the winner's)."""
+    return f"{bucket}#{version:010d}#{checksum[:16]}"
 
 
 def manifest_series(timeframe: str) -> str:
@@ -49,7 +65,7 @@ def unpack_ids(packed: bytes | None) -> set[str]:
 
 def is_bars(item: dict[str, Any]) -> bool:
     series = item.get("series", "")
-    return not series.startswith(MANIFEST_PREFIX) and not series.endswith(f"#{ACTIONS}")
+    return not series.startswith("#") and not series.endswith(f"#{ACTIONS}")
 
 
 def company_of(series: str) -> str:
@@ -74,13 +90,18 @@ class MarketDataTable:
         return self.dynamodb.put_if(self.name, item, condition, names, values)
 
     def bars_items(self, alpaca_id: str, timeframe: str, first_day: str, last_day: str,
-                   projection: str = "#d, bars, checksum, asset_class, feed, version") -> Iterator[dict[str, Any]]:
+                   projection: str = "#d, bars, checksum, asset_class, feed, version, withdrawn") -> Iterator[dict[str, Any]]:
         """The company's bar items whose bucket starts within [first_day, last_day], one paginated Query."""
         return self.dynamodb.query(self.name, ProjectionExpression=projection,
                                    ExpressionAttributeNames={"#s": "series", "#d": "day"},
                                    KeyConditionExpression="#s = :series AND #d BETWEEN :first AND :last",
                                    ExpressionAttributeValues={":series": {"S": bars_series(alpaca_id, timeframe)},
                                                               ":first": {"S": first_day}, ":last": {"S": last_day}})
+
+    def ledger_entries(self, alpaca_id: str, timeframe: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The ledger entries with these sort keys (a bucket's `revisions`), read consistently; missing ones absent."""
+        series = ledger_series(alpaca_id, timeframe)
+        return {i["day"]: i for i in self.get((series, k) for k in keys).values()}
 
     # corporate actions ------------------------------------------------------------------------
     def actions_of(self, alpaca_id: str) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from signal9_pipeline.market_data import read_bars
-from signal9_pipeline.market_data.assets import BARS_PARTITIONS, daily_bars_schedule, ohlc_bars
+from signal9_pipeline.market_data.assets import BARS_PARTITIONS, daily_bars_schedule, ohlc_bars, settle_bars_schedule
 from signal9_pipeline.market_data.ingest import request_groups
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -148,6 +148,20 @@ def test_partitions_schedule_and_backfill_policy():
     requests_made = list(daily_bars_schedule(context))
     assert sorted(r.partition_key for r in requests_made) == sorted(
         f"2026-11-23|{tf}" for tf in ("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"))
+
+
+def test_the_settle_pass_asks_for_the_dates_one_and_five_sessions_back_weekends_with_their_friday():
+    def asked(moment):
+        context = dg.build_schedule_context(scheduled_execution_time=moment)
+        return sorted((r.partition_key, r.tags["signal9/settle_sessions"]) for r in settle_bars_schedule(context))
+
+    monday = asked(datetime(2026, 11, 30, 12, 30, tzinfo=timezone.utc))  # after Thanksgiving (26th) and its half day
+    dates = {(key.split("|")[0], k) for key, k in monday}
+    assert dates == {("2026-11-27", "1"), ("2026-11-28", "1"), ("2026-11-29", "1"), ("2026-11-20", "5"),
+                     ("2026-11-21", "5"), ("2026-11-22", "5")} and len(monday) == 6 * len(dates)
+    assert asked(datetime(2026, 11, 26, 12, 30, tzinfo=timezone.utc)) == []  # no session: nothing to settle
+    friday = {key.split("|")[0] for key, _ in asked(datetime(2026, 11, 27, 12, 30, tzinfo=timezone.utc))}
+    assert friday == {"2026-11-25", "2026-11-26", "2026-11-19"}  # the holiday settles with the session before it
 
 
 def test_request_groups_keep_pages_full():
