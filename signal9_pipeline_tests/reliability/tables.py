@@ -25,7 +25,8 @@ ASSET_RUN_TIMES = ("created_at", "updated_at", "first_seen_at", "last_seen_at", 
                    "revision", "view_of")
 # `version` counts a bucket's writes: a rerun after a crash writes again what the killed run wrote, so it is a
 # write counter rather than content, masked like the run times.
-BARS_RUN_TIMES = ("ingested_at", "version")
+BARS_RUN_TIMES = ("ingested_at", "version", "run_id", "ledger_from")
+BARS_RUN_TIME_MAPS = ("days_stored", "withdrawn")  # day (or bar) -> the writing run's time
 RUN_TIME = "<run time>"
 KEYS = {"assets": ("asset_id",), "market_data": ("series", "day")}
 
@@ -61,7 +62,8 @@ def masked_asset(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def masked_bars(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: (RUN_TIME if k in BARS_RUN_TIMES else v) for k, v in item.items()}
+    return {k: (RUN_TIME if k in BARS_RUN_TIMES else dict.fromkeys(v, RUN_TIME) if k in BARS_RUN_TIME_MAPS else v)
+            for k, v in item.items()}
 
 
 def masked(snapshot: Snapshot, kind: str) -> Snapshot:
