@@ -16,14 +16,18 @@ they were announced under), by the method documented in `corporate_actions.actio
 
 from __future__ import annotations
 
+import collections
 import functools
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 
 from signal9_pipeline.corporate_actions.actions import ADJUSTMENTS, factors, from_item
-from signal9_pipeline.identity import observation_day, resolve
+from signal9_pipeline.identity import UnknownSymbolOnDateError, observation_day, resolve
 from signal9_pipeline.market_data.codec import CodecError, decode
 from signal9_pipeline.market_data.days import (
     CRYPTO,
@@ -37,20 +41,51 @@ from signal9_pipeline.market_data.days import (
     trading_days,
 )
 from signal9_pipeline.market_data.ledger import VALUE_COLUMNS, Bucket, LedgerError, as_known_at, decode_changes
+from signal9_pipeline.market_data.universe import listed_universe
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
-from signal9_pipeline.tables.market_data import MarketDataTable
+from signal9_pipeline.tables.market_data import MarketDataTable, bars_series, company_of
 from signal9_pipeline.timestamps import utc_stamp
 
-LEDGER_PROJECTION = "#d, bars, checksum, asset_class, feed, version, withdrawn, revisions, days_stored, ledger_from, ingested_at"
+BARS_PROJECTION = "#d, bars, checksum, asset_class, feed, version, withdrawn"
+LEDGER_PROJECTION = f"{BARS_PROJECTION}, revisions, days_stored, ledger_from, ingested_at"
+READ_THREADS = 8  # concurrent DynamoDB requests of a many-symbol read
+KEYS_PER_REQUEST = 100  # BatchGetItem's limit
+DECODED = "_decoded"  # an item's decoded bars, once a many-symbol read's worker has decoded them
+MAX_KEYS_PER_COMPANY = 40  # beyond, a window's buckets are read with a paged Query per company
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
 
 
-def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime, dynamodb: DynamoDBResource | None = None, *,
-              session: str = "all", adjustment: str = "raw", as_of: date | None = None,
-              known_at: datetime | None = None) -> pd.DataFrame:
-    """Bars of the company `symbol` meant on `as_of`, with start <= timestamp <= end (naive datetimes are UTC).
+class UnknownSymbolsError(LookupError):
+    """Symbols of a many-symbol read that no company held on the date asked for; all of them, with their holders."""
 
+    def __init__(self, unknown: list[UnknownSymbolOnDateError]):
+        self.symbols = [e.symbol for e in unknown]
+        super().__init__(f"{len(unknown)} symbol(s) name no company on {unknown[0].day}: {', '.join(self.symbols[:20])}"
+                         f"{' ...' if len(unknown) > 20 else ''}. " + " | ".join(str(e) for e in unknown[:3])
+                         + "; pass missing='skip' to read the others (the frame's attrs['missing_symbols'] names them)")
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A company listed on a date (`listed_on`), under the symbol it held that day: read by its id, not its symbol."""
+
+    alpaca_id: str
+    symbol: str
+    asset_class: str
+
+
+def read_bars(symbols: str | Sequence[str | Listed], timeframe: str, start: datetime, end: datetime,
+              dynamodb: DynamoDBResource | None = None, *, session: str = "all", adjustment: str = "raw",
+              as_of: date | None = None, known_at: datetime | None = None, missing: str = "raise") -> pd.DataFrame:
+    """Bars of the company each symbol meant on `as_of`, with start <= timestamp <= end (naive datetimes are UTC).
+
+    One symbol returns its frame (COLUMNS). A sequence of symbols (or of `Listed` companies, from `listed_on`)
+    returns one frame with a `symbol` column first, the symbols in the order asked, each one's bars in time order:
+    exactly the one-symbol reads concatenated. Their items are fetched together (BatchGetItem, `UnprocessedKeys`
+    retried, on a few threads) and decoded as they arrive. Symbols that name no company on `as_of` raise one
+    UnknownSymbolsError naming all of them; with `missing="skip"` the others are read and the frame's
+    `attrs["missing_symbols"]` names the skipped ones.
     `as_of` is a New York date, default the current trading day (Alpaca's convention is today): META today is Facebook, whose bars from
     before its rename (as FB) come back too; META as of 2022-01-03 is the metaverse ETF that held it then. A
     symbol no company held on `as_of` (nor before it) raises UnknownSymbolOnDateError naming the holders known.
@@ -65,10 +100,20 @@ def read_bars(symbol: str, timeframe: str, start: datetime, end: datetime, dynam
     the table and left out of reads from the moment they were withdrawn.
     """
     _check_arguments(timeframe, session, adjustment)
+    if missing not in ("raise", "skip"):
+        raise ValueError(f"missing {missing!r} is not 'raise' or 'skip'")
     dynamodb = dynamodb or DynamoDBResource.from_settings()
-    alpaca_id = resolve_symbol(symbol, as_of, dynamodb)
-    return read_asset_bars(alpaca_id, timeframe, start, end, dynamodb, session=session, adjustment=adjustment, label=symbol,
-                           known_at=known_at)
+    if isinstance(symbols, str):
+        alpaca_id = resolve_symbol(symbols, as_of, dynamodb)
+        return read_asset_bars(alpaca_id, timeframe, start, end, dynamodb, session=session, adjustment=adjustment,
+                               label=symbols, known_at=known_at)
+    companies, unknown = resolve_symbols(list(dict.fromkeys(symbols)), as_of, dynamodb)
+    if unknown and missing == "raise":
+        raise UnknownSymbolsError(unknown)
+    bars = read_companies(companies, timeframe, start, end, dynamodb, session=session, adjustment=adjustment,
+                          known_at=known_at)
+    bars.attrs["missing_symbols"] = [e.symbol for e in unknown]
+    return bars
 
 
 def resolve_symbol(symbol: str, as_of: date | None, dynamodb: DynamoDBResource) -> str:
@@ -78,46 +123,171 @@ def resolve_symbol(symbol: str, as_of: date | None, dynamodb: DynamoDBResource) 
     return resolve(symbol, holders, as_of.isoformat() if as_of else observation_day())
 
 
+def resolve_symbols(symbols: list[str | Listed], as_of: date | None, dynamodb: DynamoDBResource
+                    ) -> tuple[list[tuple[str, str]], list[UnknownSymbolOnDateError]]:
+    """(label, Alpaca id) of each symbol as of `as_of` (one BatchGetItem of their `ASSET#` items; a `Listed` is
+    its own id), in order, and the symbols that name no company then."""
+    day = as_of.isoformat() if as_of else observation_day()
+    holders = AssetsTable(dynamodb).holders([s for s in symbols if isinstance(s, str)])
+    companies, unknown = [], []
+    for symbol in symbols:
+        if isinstance(symbol, Listed):
+            companies.append((symbol.symbol, symbol.alpaca_id))
+            continue
+        try:
+            companies.append((symbol, resolve(symbol, holders.get(symbol, []), day)))
+        except UnknownSymbolOnDateError as exc:
+            unknown.append(exc)
+    return companies, unknown
+
+
+def listed_on(day: date, asset_class: str | None = None, dynamodb: DynamoDBResource | None = None) -> list[Listed]:
+    """The companies listed at any moment of the New York date `day`, delisted and renamed ones included, each
+    under the symbol it held that day: the universe the 1Day partition of `day` holds (the same rule), so
+    `read_bars(listed_on(day), ...)` reads a survivorship-free cross-section. Sorted by symbol."""
+    universe = listed_universe(dynamodb or DynamoDBResource.from_settings(), [day])
+    listed = [Listed(i, universe.listings[i].request(day)[0], universe.listings[i].asset_class)
+              for i in universe.by_day.get(day, set())]
+    return sorted((x for x in listed if asset_class in (None, x.asset_class)), key=lambda x: (x.symbol, x.alpaca_id))
+
+
 def read_asset_bars(alpaca_id: str, timeframe: str, start: datetime, end: datetime, dynamodb: DynamoDBResource | None = None,
                     *, session: str = "all", adjustment: str = "raw", label: str | None = None,
                     known_at: datetime | None = None) -> pd.DataFrame:
     """Bars of the company with this Alpaca id, whatever symbols it traded under; arguments as `read_bars`."""
     _check_arguments(timeframe, session, adjustment)
-    label = label or alpaca_id
-    start, end = _utc(start), _utc(end)
-    if end < start:
-        raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
+    window = _Window.of(timeframe, start, end, known_at)
     dynamodb = dynamodb or DynamoDBResource.from_settings()
-    # A trading day's bars can carry timestamps of the neighbouring UTC dates (New York evenings, crypto days);
-    # an item's sort key is the first day of its bucket.
-    first = bucket_start((start - timedelta(days=1)).date(), timeframe).isoformat()
-    last = (end + timedelta(days=1)).date().isoformat()
     table = MarketDataTable(dynamodb)
-    items = list(table.bars_items(alpaca_id, timeframe, first, last, *(
-        [LEDGER_PROJECTION] if known_at is not None else [])))
+    items = list(table.bars_items(alpaca_id, timeframe, window.first, window.last, window.projection()))
+    bars = _assembled(table, items, alpaca_id, label or alpaca_id, window, session)
+    if adjustment == "raw" or bars.empty or all(_asset_class(i) == CRYPTO for i in items):
+        return bars
+    return adjusted(bars, stored_actions(alpaca_id, dynamodb, known_at=window.moment), adjustment, today=window.today)
+
+
+def read_companies(companies: list[tuple[str, str]], timeframe: str, start: datetime, end: datetime,
+                   dynamodb: DynamoDBResource | None = None, *, session: str = "all", adjustment: str = "raw",
+                   known_at: datetime | None = None) -> pd.DataFrame:
+    """Bars of many companies, (label, Alpaca id) each, as one frame with a `symbol` column (the label): what
+    `read_bars` of a list returns. Their items are fetched together and decoded as they arrive."""
+    _check_arguments(timeframe, session, adjustment)
+    window = _Window.of(timeframe, start, end, known_at)
+    dynamodb = dynamodb or DynamoDBResource.from_settings()
+    table = MarketDataTable(dynamodb)
+    ids = list(dict.fromkeys(i for _, i in companies))
+    labels = {i: label for label, i in reversed(companies)}
+    with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read") as pool:
+        items = _bucket_items(table, pool, labels, timeframe, window)
+        actions = dict(zip(ids, pool.map(lambda i: stored_actions(i, dynamodb, known_at=window.moment), ids))) \
+            if adjustment != "raw" else {}
+    frames = []
+    for label, alpaca_id in companies:
+        bars = _assembled(table, items.get(alpaca_id, []), alpaca_id, label, window, session)
+        if adjustment != "raw" and not bars.empty and not all(_asset_class(i) == CRYPTO for i in items[alpaca_id]):
+            bars = adjusted(bars, actions[alpaca_id], adjustment, today=window.today)
+        frames.append(bars.assign(symbol=label)[["symbol", *COLUMNS]] if len(bars) else None)
+    found = [f for f in frames if f is not None]
+    if not found:
+        return pd.DataFrame({"symbol": pd.Series(dtype=object), **_empty()})
+    return pd.concat(found, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What a read asks: its bounds (UTC), the bucket keys that can hold them, and the moment it is known at."""
+
+    timeframe: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    first: str  # the first bucket that can hold a bar of the window
+    last: str
+    moment: str | None  # known_at, as the ledger spells moments
+    today: date | None  # the New York date whose corporate actions are in effect (None: today)
+
+    @classmethod
+    def of(cls, timeframe: str, start: datetime, end: datetime, known_at: datetime | None) -> _Window:
+        start, end = _utc(start), _utc(end)
+        if end < start:
+            raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
+        # A trading day's bars can carry timestamps of the neighbouring UTC dates (New York evenings, crypto days);
+        # an item's sort key is the first day of its bucket.
+        first = bucket_start((start - timedelta(days=1)).date(), timeframe).isoformat()
+        last = (end + timedelta(days=1)).date().isoformat()
+        moment = utc_stamp(_utc(known_at).to_pydatetime()) if known_at is not None else None
+        today = _utc(known_at).tz_convert(NEW_YORK).date() if known_at is not None else None
+        return cls(timeframe, start, end, first, last, moment, today)
+
+    def projection(self) -> str:
+        return LEDGER_PROJECTION if self.moment else BARS_PROJECTION
+
+    def buckets(self) -> list[str]:
+        """Every bucket key from `first` to `last` (a key without an item is simply not found)."""
+        days = pd.date_range(self.first, self.last, freq="D").date
+        return sorted({bucket_start(d, self.timeframe).isoformat() for d in days})
+
+
+def _bucket_items(table: MarketDataTable, pool: ThreadPoolExecutor, labels: dict[str, str], timeframe: str,
+                  window: _Window) -> dict[str, list[dict]]:
+    """Each company's items of the window (Alpaca id -> its label), each with its decoded bars (`DECODED`):
+    BatchGetItem of the known bucket keys, 100 a request, or a paged Query per company where a window spans more
+    buckets than a few (a year of 1Min days); fetched and decoded on the pool's threads, so decoding one answer
+    overlaps waiting for the next. A bucket that fails its checksum fails the read (StoredBarsError)."""
+    buckets, found = window.buckets(), collections.defaultdict(list)
+    projection = [a.strip().replace("#d", "day") for a in window.projection().split(",")] + ["series"]
+
+    def decoded(items: list[dict], alpaca_id: str) -> list[dict]:
+        for item in items:
+            # Not through the cache of hot symbols: a universe of items would only push them out of it.
+            item[DECODED] = _decoded.__wrapped__(bytes(item["bars"]), item["checksum"], labels[alpaca_id], timeframe,
+                                                 item["day"])
+        return items
+
+    if len(buckets) > MAX_KEYS_PER_COMPANY:
+        return dict(zip(labels, pool.map(lambda i: decoded(list(table.bars_items(
+            i, timeframe, window.first, window.last, window.projection())), i), labels)))
+
+    def batch(chunk: list[tuple[str, str]]) -> list[dict]:
+        return [i for item in table.get(chunk, projection=projection).values()
+                for i in decoded([item], company_of(item["series"]))]
+
+    keys = [(bars_series(i, timeframe), b) for i in labels for b in buckets]
+    for items in pool.map(batch, [keys[n:n + KEYS_PER_REQUEST] for n in range(0, len(keys), KEYS_PER_REQUEST)]):
+        for item in items:
+            found[company_of(item["series"])].append(item)
+    for items in found.values():
+        items.sort(key=lambda i: i["day"])
+    return found
+
+
+def _assembled(table: MarketDataTable, items: list[dict], alpaca_id: str, label: str, window: _Window,
+               session: str) -> pd.DataFrame:
+    """One company's bars of the window from its items: decoded, as known at the window's moment, in the session."""
     if session != "all" and any(_asset_class(i) == CRYPTO for i in items):
         raise ValueError(f"session={session!r} applies to equities; {label} is crypto and trades around the clock")
-    moment = utc_stamp(_utc(known_at).to_pydatetime()) if known_at is not None else None
-    frames = [_stored(table, item, alpaca_id, label, timeframe, moment).assign(bucketed="version" in item) for item in items]
+    frames = [_stored(table, item, alpaca_id, label, window.timeframe, window.moment).assign(bucketed="version" in item)
+              for item in items]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else "float64") for c in COLUMNS})
+        return pd.DataFrame(_empty())
     # Items of the symbol-day layout (no version) may lie beside the bucket that replaced them: the bucket wins.
     bars = pd.concat(frames, ignore_index=True).sort_values(["timestamp", "bucketed"], kind="stable")
     bars = bars.drop_duplicates("timestamp", keep="last")
-    inside = (bars["timestamp"] >= start) & (bars["timestamp"] <= end)
+    inside = (bars["timestamp"] >= window.start) & (bars["timestamp"] <= window.end)
     if session != "all":
-        regular = session_codes(bars["timestamp"], timeframe) == REGULAR
+        regular = session_codes(bars["timestamp"], window.timeframe) == REGULAR
         inside &= regular if session == "regular" else ~regular
-    bars = bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
-    if adjustment == "raw" or bars.empty or all(_asset_class(i) == CRYPTO for i in items):
-        return bars
-    today = _utc(known_at).tz_convert(NEW_YORK).date() if known_at is not None else None
-    return adjusted(bars, stored_actions(alpaca_id, dynamodb, known_at=moment), adjustment, today=today)
+    return bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def _empty() -> dict[str, pd.Series]:
+    return {c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else "float64") for c in COLUMNS}
 
 
 def _stored(table: MarketDataTable, item: dict, alpaca_id: str, label: str, timeframe: str, known_at: str | None) -> pd.DataFrame:
     """An item's bars as read now (withdrawn bars left out) or as stored at `known_at` (rebuilt from its ledger)."""
-    bars = _decoded(bytes(item["bars"]), item["checksum"], label, timeframe, item["day"])
+    bars = item.get(DECODED)
+    if bars is None:
+        bars = _decoded(bytes(item["bars"]), item["checksum"], label, timeframe, item["day"])
     if known_at is None:
         withdrawn = [int(s) for s in item.get("withdrawn") or {}]
         if not withdrawn:

@@ -12,6 +12,7 @@ from signal9_pipeline.corporate_actions.actions import parse_page
 from signal9_pipeline.corporate_actions.store import LOOKAHEAD
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.days import fetch_window, last_ended_day, previous_session
+from signal9_pipeline.market_data.read import COLUMNS
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
@@ -62,7 +63,8 @@ def assert_to_the_cent(got: pd.DataFrame, expected: pd.DataFrame) -> None:
 @pytest.fixture
 def stored(bars_env, default_universe):
     """A synced universe with 1Day bars over the last 90 days, and the sandbox's actions of that span found."""
-    put_universe(bars_env, small_universe(default_universe, n=40))
+    universe = small_universe(default_universe, n=40)
+    put_universe(bars_env, universe)
     assert run_sync().success
     last = last_ended_day()
     first = last - timedelta(days=90)
@@ -81,11 +83,11 @@ def stored(bars_env, default_universe):
     assert set(found) == {"split", "reverse", "dividend"}, [a.describe() for a in actions]
     result = materialize_bars("1Day", first.isoformat(), last.isoformat())
     assert result.success
-    return bars_env, first, last, found
+    return bars_env, first, last, found, [a["symbol"] for a in universe if a["class"] == "us_equity" and a["status"] == "active"]
 
 
 def test_adjusted_reads_follow_the_documented_method_to_the_cent_and_raw_stays_raw(stored):
-    env, first, last, found = stored
+    env, first, last, found, listed = stored
     start, end = datetime.combine(first, datetime.min.time()), datetime.combine(last + timedelta(days=1), datetime.min.time())
     raw = {k: read_bars(a.symbols[0], "1Day", start, end) for k, a in found.items()}
     split = found["split"]
@@ -125,6 +127,13 @@ def test_adjusted_reads_follow_the_documented_method_to_the_cent_and_raw_stays_r
     announced = {e["detail"]["actionId"]: e["detail"] for e in tap.drain()}
     assert split.id in announced and reverse.id in announced and dividend.id not in announced
     assert announced[split.id]["ratio"] == 4 and announced[split.id]["symbols"] == list(split.symbols)
+
+    # A many-symbol read fetches every company's actions in bulk and equals the one-symbol reads, adjustment by adjustment.
+    symbols = list(dict.fromkeys([a.symbols[0] for a in found.values()] + listed[:12]))
+    for adjustment in ("raw", "split", "dividend", "all"):
+        one = pd.concat([read_bars(s, "1Day", start, end, adjustment=adjustment).assign(symbol=s) for s in symbols],
+                        ignore_index=True)[["symbol", *COLUMNS]]
+        pd.testing.assert_frame_equal(read_bars(symbols, "1Day", start, end, adjustment=adjustment), one, obj=adjustment)
 
     again = materialize_actions(first, last)  # idempotent: nothing new, nothing announced twice
     again_metadata = again.asset_materializations_for_node("corporate_actions")[0].metadata

@@ -9,8 +9,16 @@ import pytest
 import requests
 
 from signal9_pipeline.market_data import read_bars
-from signal9_pipeline.market_data.assets import BARS_PARTITIONS, daily_bars_schedule, ohlc_bars, settle_bars_schedule
+from signal9_pipeline.market_data.assets import (
+    BARS_PARTITIONS,
+    BarsConfig,
+    daily_bars_schedule,
+    ohlc_bars,
+    settle_bars_schedule,
+)
+from signal9_pipeline.market_data.assets import universe as universe_of
 from signal9_pipeline.market_data.ingest import request_groups
+from signal9_pipeline.market_data.read import COLUMNS, UnknownSymbolsError, listed_on
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.market_data import unpack_ids
@@ -74,6 +82,49 @@ def test_read_bars_equals_what_the_sandbox_serves_across_day_edges_dst_and_early
     assert read_bars("SPY", "1Day", datetime(2024, 11, 28), datetime(2024, 11, 28, 23)).empty  # Thanksgiving
     btc = read_bars("BTC/USD", "1Day", datetime(2024, 11, 30), datetime(2024, 12, 1, 23))
     assert len(btc) == 2  # crypto trades on the weekend
+
+
+def one_by_one(symbols, timeframe, start, end, **kwargs) -> pd.DataFrame:
+    frames = [read_bars(s, timeframe, start, end, **kwargs).assign(symbol=s) for s in symbols]
+    return pd.concat([f for f in frames if len(f)], ignore_index=True)[["symbol", *COLUMNS]]
+
+
+def test_a_many_symbol_read_is_the_one_symbol_reads_concatenated_and_names_every_unknown_symbol(loaded, default_universe):
+    listed = [a["symbol"] for a in small_universe(default_universe, n=40) if a["class"] == "us_equity"][:40]
+    equities = [s for s in WATCHLIST if s not in CRYPTO]
+    cases = [(["SPY", "BTC/USD", "AAPL", "ETH/BTC", "BRK.B"], "1Min", datetime(2024, 3, 7), datetime(2024, 3, 12, 23), {}),
+             (equities, "1Min", datetime(2024, 11, 27), datetime(2024, 12, 2, 23), {"session": "regular"}),
+             (equities, "1Hour", datetime(2024, 11, 27), datetime(2024, 12, 2, 23), {"session": "extended"}),
+             (WATCHLIST + listed, "1Day", datetime(2024, 3, 1), datetime(2024, 12, 31), {}),
+             (list(reversed(WATCHLIST)), "1Hour", datetime(2024, 3, 8, 13, 30), datetime(2024, 3, 11, 2), {})]
+    for symbols, timeframe, start, end, kwargs in cases:
+        many = read_bars(symbols, timeframe, start, end, **kwargs)
+        pd.testing.assert_frame_equal(many, one_by_one(symbols, timeframe, start, end, **kwargs), obj=f"{timeframe} {kwargs}")
+        assert set(many["symbol"]) == {s for s in symbols if len(read_bars(s, timeframe, start, end, **kwargs))}
+    with pytest.raises(UnknownSymbolsError, match=r"2 symbol\(s\) name no company.*NOPE1, NOPE2") as unknown:
+        read_bars(["SPY", "NOPE1", "AAPL", "NOPE2"], "1Day", datetime(2024, 3, 1), datetime(2024, 3, 31))
+    assert unknown.value.symbols == ["NOPE1", "NOPE2"]
+    skipped = read_bars(["SPY", "NOPE1", "AAPL"], "1Day", datetime(2024, 3, 1), datetime(2024, 3, 31), missing="skip")
+    assert skipped.attrs["missing_symbols"] == ["NOPE1"]
+    pd.testing.assert_frame_equal(skipped, one_by_one(["SPY", "AAPL"], "1Day", datetime(2024, 3, 1), datetime(2024, 3, 31)))
+    with pytest.raises(ValueError, match="crypto"):
+        read_bars(["SPY", "BTC/USD"], "1Min", datetime(2024, 3, 7), datetime(2024, 3, 8), session="regular")
+    # The universe of a date is the 1Day partition's, and reads as a cross-section.
+    day = date(2024, 3, 8)
+    cross_section = listed_on(day)
+    dynamodb = DynamoDBResource.from_settings()
+    assert {x.alpaca_id for x in cross_section} == universe_of("1Day", [day], BarsConfig(), dynamodb).by_day[day]
+    crypto = listed_on(day, asset_class="crypto")
+    assert "BTC/USD" in {x.symbol for x in crypto} and crypto == [x for x in cross_section if x.asset_class == "crypto"]
+    bars = read_bars(cross_section, "1Day", datetime(2024, 3, 8), datetime(2024, 3, 8, 23))
+    stored_day = table_manifest(loaded, "1Day", day)
+    assert {asset_ids()[s] for s in bars["symbol"]} == stored_day  # every company with a bar that day, no other
+
+
+def table_manifest(env, timeframe: str, day: date) -> set[str]:
+    from signal9_pipeline.tables.market_data import MarketDataTable
+
+    return MarketDataTable(DynamoDBResource.from_settings()).manifests(timeframe, [day.isoformat()]).get(day.isoformat(), set())
 
 
 def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, default_universe):

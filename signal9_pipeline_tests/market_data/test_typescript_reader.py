@@ -1,4 +1,5 @@
-"""A TypeScript service resolves a symbol to its company as of a date and reads that company's series (read_symbol.mjs).
+"""A TypeScript service resolves a symbol to its company as of a date and reads that company's series (read_symbol.mjs),
+or many symbols' series at once with BatchGetItem (read_symbols.mjs).
 
 The assets table goes through a reused ticker as the daily sync records it: OldCo under TICK, delisted on
 2024-03-01; NewCo, another company, listed under TICK on 2024-04-01. Node's reader (the AWS SDK for JavaScript,
@@ -23,6 +24,7 @@ from signal9_pipeline_tests.conftest import PROJECT_ROOT
 from signal9_pipeline_tests.support import company_row, materialize_bars, point_alpaca_at, sync_rows
 
 READER = Path(__file__).with_name("read_symbol.mjs")
+MANY = Path(__file__).with_name("read_symbols.mjs")
 OLDCO, NEWCO, STAY = ("6a1b3c5d-7e9f-4a0b-8c1d-2e3f4a5b6c7d", "9d8c7b6a-5f4e-4d3c-ab2a-190817263544",
                       "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9")
 
@@ -77,3 +79,20 @@ def test_node_resolves_a_reused_ticker_as_of_a_date_and_reads_that_companys_seri
     done = subprocess.run(["node", str(READER), "NOPE", "1Day", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"],
                           cwd=PROJECT_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "no company held NOPE" in done.stderr  # a symbol nobody held: an error, not no bars
+
+
+def test_node_reads_many_symbols_with_batch_get_item_as_read_bars_does(reused_ticker):
+    window = datetime(2024, 1, 1), datetime(2024, 6, 11)
+    for as_of, tick in ((date(2024, 2, 1), OLDCO), (None, NEWCO)):
+        argv = ["node", str(MANY), "STAY,TICK,STAY", "1Day", f"{window[0].isoformat()}Z", f"{window[1].isoformat()}Z",
+                *([as_of.isoformat()] if as_of else [])]
+        done = subprocess.run(argv, cwd=PROJECT_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        by_node = json.loads(done.stdout)
+        assert by_node["alpacaIds"] == {"STAY": STAY, "TICK": tick}
+        expected = read_bars(["STAY", "TICK"], "1Day", *window, as_of=as_of)
+        assert set(expected["symbol"]) == {"STAY", "TICK"}
+        pd.testing.assert_frame_equal(as_frame(by_node["bars"])[expected.columns.tolist()], expected, check_dtype=False)
+    done = subprocess.run(["node", str(MANY), "STAY,NOPE", "1Day", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"],
+                          cwd=PROJECT_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "no company held NOPE" in done.stderr
