@@ -54,6 +54,14 @@ def sync(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-c", SYNC], env={**os.environ, **env}, check=True, capture_output=True, timeout=900)
 
 
+def synced_default_universe(env: dict[str, str]) -> dict[str, str]:
+    """The sandbox serving the default universe, fresh tables, one sync into them: the tables' settings."""
+    requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=build_universe(0), timeout=120).raise_for_status()
+    tables = fresh_tables(env)
+    sync(tables)
+    return tables
+
+
 def day_of_changes(universe: list[dict]) -> list[dict]:
     """20 renames, 20 delistings, and 5 tickers passed from a delisted company to a new one (a new id)."""
     changed = churn(universe, random.Random(7), renames=20, delistings=20).universe

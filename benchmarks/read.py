@@ -26,14 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 
-import requests
-
-from benchmarks.identity_requests import fresh_tables, sync
+from benchmarks.identity_requests import synced_default_universe
 from benchmarks.ohlc_bars import run
 from signal9_pipeline import settings
 from signal9_pipeline.local import stack
 from signal9_pipeline.resources import metrics
-from signal9_pipeline.sandbox.universe import build_universe
 
 LIMIT = 100_000  # the reads are measured, not the backfill: the sandbox answers as fast as it can
 YEAR_FIRST, FIRST, LAST = "2025-10-29", "2026-10-01", "2026-10-28"
@@ -116,9 +113,7 @@ def main() -> None:
     rows = []
     try:
         os.environ.update(env)
-        requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=build_universe(0), timeout=120).raise_for_status()
-        tables = fresh_tables(env)
-        sync(tables)
+        tables = synced_default_universe(env)
         loaded = [run(tables, home, "1Day", YEAR_FIRST, LAST, ""), run(tables, home, "1Min", LAST, LAST, "")]
         for name, timeframe, window in CASES:
             figures = {m: measure(tables, name, timeframe, window, m) for m in ("floor", "read_bars")}

@@ -18,14 +18,11 @@ import platform
 import tempfile
 from pathlib import Path
 
-import requests
-
-from benchmarks.identity_requests import fresh_tables, sync
+from benchmarks.identity_requests import synced_default_universe
 from benchmarks.ohlc_bars import LIMIT, run
 from signal9_pipeline import settings
 from signal9_pipeline.local import stack
 from signal9_pipeline.resources import metrics
-from signal9_pipeline.sandbox.universe import build_universe
 
 DAY = "2024-06-03"
 INTRADAY = ("1Min", "5Min", "15Min", "30Min", "1Hour")
@@ -39,9 +36,7 @@ def main() -> None:
     rows = []
     try:
         os.environ.update(env)
-        requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=build_universe(0), timeout=120).raise_for_status()
-        tables = fresh_tables(env)
-        sync(tables)
+        tables = synced_default_universe(env)
         cases = [("1Day universe", "1Day", "")] + [(f"watchlist ({watchlist}) {tf}", tf, watchlist) for tf in INTRADAY] + [
             (f"all {tf}", tf, "all") for tf in INTRADAY]
         for name, timeframe, chosen in cases:
