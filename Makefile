@@ -58,6 +58,8 @@ benchmark: install
 	$(PY) -m benchmarks.ohlc_bars
 	$(PY) -m benchmarks.capacity
 	$(PY) -m benchmarks.adjust
+	$(PY) -m benchmarks.settle_requests
+	$(PY) -m benchmarks.read
 
 # Crashes, faults, hostile input, secret scans and a 30-day soak; writes RELIABILITY.md from the run.
 reliability: install

@@ -3,7 +3,7 @@
 The settle pass (`settle_bars_schedule`) fetches each date's partitions again on the mornings of the sessions
 SIGNAL9_SETTLE_SESSIONS after it (default 1 and 5), so on a session morning it re-fetches two dates (three on a
 Monday, whose k=1 date is Friday and the weekend: crypto only on the weekend days). This measures, on the local
-stack at Alpaca's 200 requests/min, the requests of one date fetched the first time and fetched again (the
+stack, the requests of one date fetched the first time and fetched again (the
 re-fetch goes through the merge and the ledger), for the 1Day universe (12,062 listed companies), the default
 intraday watchlist and a watchlist of `all`, each intraday timeframe on its own; requests are counted by the
 sandbox. The settle pass's requests per session day are the re-fetch's times the number of settle offsets.
@@ -19,12 +19,13 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.identity_requests import synced_default_universe
-from benchmarks.ohlc_bars import LIMIT, run
+from benchmarks.ohlc_bars import run
 from signal9_pipeline import settings
 from signal9_pipeline.local import stack
 from signal9_pipeline.resources import metrics
 
 DAY = "2024-06-03"
+LIMIT = 10_000  # the paid plan's: requests are counted, not waited for (their number does not depend on the limit)
 INTRADAY = ("1Min", "5Min", "15Min", "30Min", "1Hour")
 
 
