@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 
 from signal9_pipeline.market_data import read_bars
-from signal9_pipeline.market_data.read import read_asset_bars
+from signal9_pipeline.market_data.read import listed_on, read_asset_bars
+from signal9_pipeline.market_data.universe import listed_universe
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
@@ -190,6 +191,20 @@ def test_renames_and_a_reused_ticker_day_by_day_keep_one_company_per_history(bar
     clock.bars(WINDOW[0].date(), last, datetime(2022, 6, 25, 5, 0))
     assert stored_buckets(bars_env) == before
     assert {s.split("#")[0] for s, _ in before} == {ETF, FACEBOOK, OLDCO, NEWCO, BYSTANDER}
+
+    # The universe of a date: its companies under the symbols they held that day, as the 1Day partitions take them.
+    held = {date(2022, 1, 3): {ETF: "META", FACEBOOK: "FB", OLDCO: "TICK", BYSTANDER: "STAY"},
+            date(2022, 5, 2): {ETF: "METV", FACEBOOK: "FB", NEWCO: "TICK", BYSTANDER: "STAY"},
+            date(2022, 6, 10): {ETF: "METV", FACEBOOK: "META", NEWCO: "TICK", BYSTANDER: "STAY"}}
+    for day, companies_then in held.items():
+        assert {x.alpaca_id: x.symbol for x in listed_on(day)} == companies_then, day
+        cross_section = read_bars(listed_on(day), "1Day", datetime.combine(day, datetime.min.time()),
+                                  datetime.combine(day, datetime.max.time()))
+        assert sorted(cross_section["symbol"]) == sorted(companies_then.values()), day
+    dynamodb = DynamoDBResource.from_settings()
+    for day in [d for d, _ in days[1:]] + [date(2022, 1, 28), date(2022, 6, 8)]:  # change days and the days before
+        partition = listed_universe(dynamodb, [day]).by_day[day]
+        assert {x.alpaca_id for x in listed_on(day)} == partition, day
 
 
 def server_put(server, universe: list[dict], day: date) -> None:
