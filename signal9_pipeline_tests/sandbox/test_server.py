@@ -420,7 +420,8 @@ def test_cli_serves_until_terminated(tmp_path):
         assert line.startswith("listening on http://127.0.0.1:")
         url = line.split()[-1]
         assert requests.get(f"{url}/v2/assets", headers={"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}, timeout=10).json()[0]["symbol"] == "AAA"
-        assert requests.get(f"{url}/_sandbox/settings", timeout=10).json() == {"plan": "paid", "crypto_daily_stamp": "us_central"}
+        assert requests.get(f"{url}/_sandbox/settings", timeout=10).json() == {"plan": "paid", "crypto_daily_stamp": "us_central",
+                                                                               "revisions": "final"}
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
