@@ -87,7 +87,8 @@ def floor(symbols: list, timeframe: str, start: datetime, end: datetime) -> int:
     if None in ids:
         ids = [i for _, i in resolve_symbols(symbols, None, dynamodb)[0]]
     window, table = _Window.of(timeframe, start, end, None), MarketDataTable(dynamodb)
-    keys = [(bars_series(i, timeframe), b) for i in ids for b in window.buckets()]
+    buckets = window.buckets()
+    keys = [(bars_series(i, timeframe), b) for i in ids for b in buckets]
     lo, hi = window.start.value, window.end.value
 
     def fetch_and_decode(chunk) -> int:
