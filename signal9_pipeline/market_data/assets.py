@@ -51,7 +51,8 @@ CHECKS = {
     "completeness": "The share of the partition's symbol-days with bars is at least min_completeness.",
     "stored_equals_fetched": "A read-back of every written item's checksum equals what was written.",
     "restatements_within_tolerance": "Bars Alpaca answered again with other values than stored (its revisions, kept in "
-                                     "the ledger) changed no price and no volume by more than 5%; a warning names them.",
+                                     "the ledger) changed no open, high, low or close, and no volume or vwap by more than 5%; "
+                                     "a warning names them.",
 }
 
 
@@ -224,8 +225,8 @@ def announce_restatements(context: dg.AssetExecutionContext, events: EventsResou
     if tally.revisions:
         context.log.info(f"{len(tally.revisions)} bucket(s) restated by Alpaca since stored; ledger entries written")
     if tally.beyond_tolerance_count:
-        context.log.warning(f"{tally.beyond_tolerance_count} restated bar(s) beyond tolerance (a price, or volume by over "
-                            "5%): " + "; ".join(tally.beyond_tolerance[:20]))
+        context.log.warning(f"{tally.beyond_tolerance_count} restated bar(s) beyond tolerance (a price, or volume or "
+                            "vwap by over 5%): " + "; ".join(tally.beyond_tolerance[:20]))
     undelivered = events.publish(restatement_events(tally.revisions, context.run.run_id)) if tally.revisions else []
     if undelivered:
         context.log.error(f"{len(undelivered)} marketDataRestated event(s) not delivered after retries: "
