@@ -77,8 +77,8 @@ def floor(symbols: list, timeframe: str, start: datetime, end: datetime) -> int:
     each: the least any read of them can do. Counts the decoded bars inside the window."""
     import numpy as np
 
-    from signal9_pipeline.market_data.codec import decode
-    from signal9_pipeline.market_data.read import READ_THREADS, Listed, _Window, resolve_symbols
+    from signal9_pipeline.market_data.codec import decode_columns
+    from signal9_pipeline.market_data.read import READ_THREADS, Listed, Window, resolve_symbols
     from signal9_pipeline.resources.dynamodb import DynamoDBResource
     from signal9_pipeline.tables.market_data import MarketDataTable, bars_series
 
@@ -86,7 +86,7 @@ def floor(symbols: list, timeframe: str, start: datetime, end: datetime) -> int:
     ids = [s.alpaca_id if isinstance(s, Listed) else None for s in symbols]
     if None in ids:
         ids = [i for _, i in resolve_symbols(symbols, None, dynamodb)[0]]
-    window, table = _Window.of(timeframe, start, end, None), MarketDataTable(dynamodb)
+    window, table = Window.of(timeframe, start, end, None), MarketDataTable(dynamodb)
     buckets = window.buckets()
     keys = [(bars_series(i, timeframe), b) for i in ids for b in buckets]
     lo, hi = window.start.value, window.end.value
@@ -94,7 +94,7 @@ def floor(symbols: list, timeframe: str, start: datetime, end: datetime) -> int:
     def fetch_and_decode(chunk) -> int:
         count = 0
         for item in table.get(chunk, projection=["series", "day", "bars", "checksum"]).values():
-            stamps = decode(bytes(item["bars"]))[0]["timestamp"].astype("int64").to_numpy()
+            stamps = decode_columns(bytes(item["bars"]))[0] * 1_000_000_000
             count += int(np.count_nonzero((stamps >= lo) & (stamps <= hi)))
         return count
 

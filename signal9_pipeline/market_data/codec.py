@@ -97,6 +97,13 @@ def encode_batch(batch: pa.RecordBatch) -> tuple[bytes, str]:
 
 def decode(block: bytes) -> tuple[pd.DataFrame, str]:
     """The bars of a block (timestamp UTC plus the value columns) and the checksum to compare with the item's."""
+    seconds, columns, actual = decode_columns(block)
+    return _frame(seconds, columns), actual
+
+
+def decode_columns(block: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
+    """The bars of a block as plain arrays (epoch seconds, one array per value column) and the checksum to compare
+    with the item's: what a read of many blocks concatenates before it builds one frame."""
     block = bytes(block)
     if block[:1] == bytes([LEGACY_VERSION]):
         return _decode_legacy(block)
@@ -113,7 +120,7 @@ def decode(block: bytes) -> tuple[pd.DataFrame, str]:
     if any(column.null_count for column in table.columns):
         raise CodecError("bar block holds Arrow nulls; format 2 stores a missing vwap as NaN and nothing else as null")
     seconds = table.column("timestamp").cast(pa.int64()).to_numpy()
-    return _frame(seconds, {name: table.column(name).to_numpy() for name in SCHEMA.names[1:]}), checksum(block)
+    return seconds, {name: table.column(name).to_numpy() for name in SCHEMA.names[1:]}, checksum(block)
 
 
 def checksum(data: bytes) -> str:
@@ -125,7 +132,7 @@ def _frame(seconds: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
                          **{name: columns[name] for name in SCHEMA.names[1:]}})
 
 
-def _decode_legacy(block: bytes) -> tuple[pd.DataFrame, str]:
+def _decode_legacy(block: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
     """A format-1 block: header, then zlib of int32 offsets from the first timestamp, six float64, one int64 column."""
     try:
         _, count, first = LEGACY_HEADER.unpack_from(block)
@@ -139,4 +146,4 @@ def _decode_legacy(block: bytes) -> tuple[pd.DataFrame, str]:
         columns[name] = np.frombuffer(raw, "<f8", count, position)
         position += 8 * count
     columns["trade_count"] = np.frombuffer(raw, "<i8", count, position)
-    return _frame(first + np.frombuffer(raw, "<i4", count).astype("int64"), columns), checksum(raw)
+    return first + np.frombuffer(raw, "<i4", count).astype("int64"), columns, checksum(raw)

@@ -4,9 +4,10 @@ Bars are filed by company. A symbol is first resolved, as of a date (default tod
 convention), to the company that held it then (its `ASSET#{symbol}` item's holders in the assets table);
 that company's whole history in the window comes back, under whatever symbols it traded. `read_asset_bars`
 reads a company by its Alpaca id. One paginated Query per company-range (`series = ALPACA_ID#TIMEFRAME`,
-`day` from the first range day's bucket start), each item decoded from its Arrow block; decoded items are kept in an in-process LRU cache keyed by their
-checksum, so hot symbols are decoded once and a re-ingested bucket is never
-served stale. An item that fails its checksum is a typed error naming it and
+`day` from the first range day's bucket start), each item decoded from its Arrow block into plain arrays; decoded
+items are kept in an in-process LRU cache keyed by their checksum, so hot symbols are decoded once and a
+re-ingested bucket is never served stale. Reads of many companies fetch their buckets with BatchGetItem and put
+every company's arrays together once (one concatenation, one sort), building a single frame at the end. An item that fails its checksum is a typed error naming it and
 the fix, never wrong prices.
 
 Bars are stored raw; `adjustment` applies the corporate actions stored at the
@@ -28,16 +29,16 @@ import pandas as pd
 
 from signal9_pipeline.corporate_actions.actions import ADJUSTMENTS, factors, from_item
 from signal9_pipeline.identity import UnknownSymbolOnDateError, observation_day, resolve
-from signal9_pipeline.market_data.codec import CodecError, decode
+from signal9_pipeline.market_data.assemble import VALUES, Bars, Block, assemble
+from signal9_pipeline.market_data.codec import CodecError, decode_columns
 from signal9_pipeline.market_data.days import (
     CRYPTO,
     EQUITY,
     NEW_YORK,
-    REGULAR,
     SESSIONS,
     TIMEFRAMES,
     bucket_start,
-    session_codes,
+    bucket_starts,
     trading_days,
 )
 from signal9_pipeline.market_data.ledger import VALUE_COLUMNS, Bucket, LedgerError, as_known_at, decode_changes
@@ -51,9 +52,7 @@ BARS_PROJECTION = "#d, bars, checksum, asset_class, feed, version, withdrawn"
 LEDGER_PROJECTION = f"{BARS_PROJECTION}, revisions, days_stored, ledger_from, ingested_at"
 READ_THREADS = 8  # concurrent DynamoDB requests of a many-symbol read
 KEYS_PER_REQUEST = 100  # BatchGetItem's limit
-DECODED = "_decoded"  # an item's decoded bars, once a many-symbol read's worker has decoded them
 MAX_KEYS_PER_COMPANY = 40  # beyond, a window's buckets are read with a paged Query per company
-COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
 
 
 class UnknownSymbolsError(LookupError):
@@ -156,45 +155,39 @@ def read_asset_bars(alpaca_id: str, timeframe: str, start: datetime, end: dateti
                     known_at: datetime | None = None) -> pd.DataFrame:
     """Bars of the company with this Alpaca id, whatever symbols it traded under; arguments as `read_bars`."""
     _check_arguments(timeframe, session, adjustment)
-    window = _Window.of(timeframe, start, end, known_at)
+    window = Window.of(timeframe, start, end, known_at)
     dynamodb = dynamodb or DynamoDBResource.from_settings()
     table = MarketDataTable(dynamodb)
     items = list(table.bars_items(alpaca_id, timeframe, window.first, window.last, window.projection()))
-    bars = _assembled(table, items, alpaca_id, label or alpaca_id, window, session)
-    if adjustment == "raw" or bars.empty or all(_asset_class(i) == CRYPTO for i in items):
-        return bars
-    return adjusted(bars, stored_actions(alpaca_id, dynamodb, known_at=window.moment), adjustment, today=window.today)
+    blocks = [_block(table, item, alpaca_id, label or alpaca_id, window) for item in items]
+    bars = assemble([(label or alpaca_id, alpaca_id)], {alpaca_id: blocks}, timeframe, window.start, window.end, session)
+    bars = _adjusted(bars, adjustment, lambda i: stored_actions(i, dynamodb, known_at=window.moment), window)
+    return bars.frame(with_symbol=False)
 
 
 def read_companies(companies: list[tuple[str, str]], timeframe: str, start: datetime, end: datetime,
                    dynamodb: DynamoDBResource | None = None, *, session: str = "all", adjustment: str = "raw",
                    known_at: datetime | None = None) -> pd.DataFrame:
     """Bars of many companies, (label, Alpaca id) each, as one frame with a `symbol` column (the label): what
-    `read_bars` of a list returns. Their items are fetched together and decoded as they arrive."""
+    `read_bars` of a list returns. Their items are fetched together and decoded as they arrive, into arrays that
+    are put together once (one concatenation, one sort), not company by company."""
     _check_arguments(timeframe, session, adjustment)
-    window = _Window.of(timeframe, start, end, known_at)
+    window = Window.of(timeframe, start, end, known_at)
     dynamodb = dynamodb or DynamoDBResource.from_settings()
     table = MarketDataTable(dynamodb)
     ids = list(dict.fromkeys(i for _, i in companies))
     labels = {i: label for label, i in reversed(companies)}
     with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read") as pool:
-        items = _bucket_items(table, pool, labels, timeframe, window)
+        blocks = _bucket_blocks(table, pool, labels, window)
         actions = dict(zip(ids, pool.map(lambda i: stored_actions(i, dynamodb, known_at=window.moment), ids))) \
             if adjustment != "raw" else {}
-    frames = []
-    for label, alpaca_id in companies:
-        bars = _assembled(table, items.get(alpaca_id, []), alpaca_id, label, window, session)
-        if adjustment != "raw" and not bars.empty and not all(_asset_class(i) == CRYPTO for i in items[alpaca_id]):
-            bars = adjusted(bars, actions[alpaca_id], adjustment, today=window.today)
-        frames.append(bars.assign(symbol=label)[["symbol", *COLUMNS]] if len(bars) else None)
-    found = [f for f in frames if f is not None]
-    if not found:
-        return pd.DataFrame({"symbol": pd.Series(dtype=object), **_empty()})
-    return pd.concat(found, ignore_index=True)
+    bars = assemble(companies, blocks, timeframe, window.start, window.end, session)
+    bars = _adjusted(bars, adjustment, actions.__getitem__, window)
+    return bars.frame(with_symbol=True)
 
 
 @dataclass(frozen=True)
-class _Window:
+class Window:
     """What a read asks: its bounds (UTC), the bucket keys that can hold them, and the moment it is known at."""
 
     timeframe: str
@@ -206,7 +199,7 @@ class _Window:
     today: date | None  # the New York date whose corporate actions are in effect (None: today)
 
     @classmethod
-    def of(cls, timeframe: str, start: datetime, end: datetime, known_at: datetime | None) -> _Window:
+    def of(cls, timeframe: str, start: datetime, end: datetime, known_at: datetime | None) -> Window:
         start, end = _utc(start), _utc(end)
         if end < start:
             raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
@@ -223,79 +216,73 @@ class _Window:
 
     def buckets(self) -> list[str]:
         """Every bucket key from `first` to `last` (a key without an item is simply not found)."""
-        days = pd.date_range(self.first, self.last, freq="D").date
-        return sorted({bucket_start(d, self.timeframe).isoformat() for d in days})
+        days = pd.date_range(self.first, self.last, freq="D").strftime("%Y-%m-%d").to_numpy(dtype=object)
+        return sorted(set(bucket_starts(days, self.timeframe)))
 
 
-def _bucket_items(table: MarketDataTable, pool: ThreadPoolExecutor, labels: dict[str, str], timeframe: str,
-                  window: _Window) -> dict[str, list[dict]]:
-    """Each company's items of the window (Alpaca id -> its label), each with its decoded bars (`DECODED`):
-    BatchGetItem of the known bucket keys, 100 a request, or a paged Query per company where a window spans more
-    buckets than a few (a year of 1Min days); fetched and decoded on the pool's threads, so decoding one answer
-    overlaps waiting for the next. A bucket that fails its checksum fails the read (StoredBarsError)."""
+def _bucket_blocks(table: MarketDataTable, pool: ThreadPoolExecutor, labels: dict[str, str],
+                   window: Window) -> dict[str, list[Block]]:
+    """Each company's blocks of the window (Alpaca id -> its label), in bucket order: BatchGetItem of the known
+    bucket keys, 100 a request, or a paged Query per company where a window spans more buckets than a few (a year
+    of 1Min days); fetched and decoded on the pool's threads, so decoding one answer overlaps waiting for the
+    next. A bucket that fails its checksum fails the read (StoredBarsError)."""
     buckets, found = window.buckets(), collections.defaultdict(list)
     projection = [a.strip().replace("#d", "day") for a in window.projection().split(",")] + ["series"]
 
-    def decoded(items: list[dict], alpaca_id: str) -> list[dict]:
-        for item in items:
-            # Not through the cache of hot symbols: a universe of items would only push them out of it.
-            item[DECODED] = _decoded.__wrapped__(bytes(item["bars"]), item["checksum"], labels[alpaca_id], timeframe,
-                                                 item["day"])
-        return items
+    def blocks(items: list[dict], alpaca_id: str) -> list[tuple[str, Block]]:
+        # Not through the cache of hot symbols: a universe of items would only push them out of it.
+        return [(item["day"], _block(table, item, alpaca_id, labels[alpaca_id], window, cached=False))
+                for item in items]
 
     if len(buckets) > MAX_KEYS_PER_COMPANY:
-        return dict(zip(labels, pool.map(lambda i: decoded(list(table.bars_items(
-            i, timeframe, window.first, window.last, window.projection())), i), labels)))
+        queried = pool.map(lambda i: blocks(list(table.bars_items(i, window.timeframe, window.first, window.last,
+                                                                  window.projection())), i), labels)
+        return {i: [b for _, b in dated] for i, dated in zip(labels, queried)}
 
-    def batch(chunk: list[tuple[str, str]]) -> list[dict]:
-        return [i for item in table.get(chunk, projection=projection).values()
-                for i in decoded([item], company_of(item["series"]))]
+    def batch(chunk: list[tuple[str, str]]) -> list[tuple[str, str, Block]]:
+        return [(company_of(item["series"]), *block) for item in table.get(chunk, projection=projection).values()
+                for block in blocks([item], company_of(item["series"]))]
 
-    keys = [(bars_series(i, timeframe), b) for i in labels for b in buckets]
-    for items in pool.map(batch, [keys[n:n + KEYS_PER_REQUEST] for n in range(0, len(keys), KEYS_PER_REQUEST)]):
-        for item in items:
-            found[company_of(item["series"])].append(item)
-    for items in found.values():
-        items.sort(key=lambda i: i["day"])
-    return found
-
-
-def _assembled(table: MarketDataTable, items: list[dict], alpaca_id: str, label: str, window: _Window,
-               session: str) -> pd.DataFrame:
-    """One company's bars of the window from its items: decoded, as known at the window's moment, in the session."""
-    if session != "all" and any(_asset_class(i) == CRYPTO for i in items):
-        raise ValueError(f"session={session!r} applies to equities; {label} is crypto and trades around the clock")
-    frames = [_stored(table, item, alpaca_id, label, window.timeframe, window.moment).assign(bucketed="version" in item)
-              for item in items]
-    if not frames:
-        return pd.DataFrame(_empty())
-    # Items of the symbol-day layout (no version) may lie beside the bucket that replaced them: the bucket wins.
-    bars = pd.concat(frames, ignore_index=True).sort_values(["timestamp", "bucketed"], kind="stable")
-    bars = bars.drop_duplicates("timestamp", keep="last")
-    inside = (bars["timestamp"] >= window.start) & (bars["timestamp"] <= window.end)
-    if session != "all":
-        regular = session_codes(bars["timestamp"], window.timeframe) == REGULAR
-        inside &= regular if session == "regular" else ~regular
-    return bars.loc[inside, COLUMNS].sort_values("timestamp", kind="stable").reset_index(drop=True)
+    keys = [(bars_series(i, window.timeframe), b) for i in labels for b in buckets]
+    for answered in pool.map(batch, [keys[n:n + KEYS_PER_REQUEST] for n in range(0, len(keys), KEYS_PER_REQUEST)]):
+        for alpaca_id, day, block in answered:
+            found[alpaca_id].append((day, block))
+    return {i: [b for _, b in sorted(found[i], key=lambda db: db[0])] for i in found}
 
 
-def _empty() -> dict[str, pd.Series]:
-    return {c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else "float64") for c in COLUMNS}
+def _adjusted(bars: Bars, adjustment: str, actions_of, window: Window) -> Bars:
+    """The bars with each equity company's corporate actions applied (`adjusted`'s method, on its row span)."""
+    if adjustment == "raw" or not len(bars.nanoseconds):
+        return bars
+    days = trading_days(pd.Series(bars.nanoseconds), crypto=False).astype("datetime64[D]")
+    today = window.today or datetime.now(NEW_YORK).date()
+    columns = {c: bars.columns[c].astype("float64") if c == "volume" else bars.columns[c].copy() for c in VALUES}
+    for _, alpaca_id, first, end in bars.spans:
+        if first == end or alpaca_id not in bars.equity:
+            continue
+        applied = factors(days[first:end], actions_of(alpaca_id), adjustment, today=today)
+        for column in ("open", "high", "low", "close", "vwap"):
+            columns[column][first:end] = bars.columns[column][first:end].astype("float64") * applied.price
+        columns["volume"][first:end] = bars.columns["volume"][first:end].astype("float64") * applied.volume
+    return bars.with_columns(columns)
 
 
-def _stored(table: MarketDataTable, item: dict, alpaca_id: str, label: str, timeframe: str, known_at: str | None) -> pd.DataFrame:
-    """An item's bars as read now (withdrawn bars left out) or as stored at `known_at` (rebuilt from its ledger)."""
-    bars = item.get(DECODED)
-    if bars is None:
-        bars = _decoded(bytes(item["bars"]), item["checksum"], label, timeframe, item["day"])
-    if known_at is None:
+def _block(table: MarketDataTable, item: dict, alpaca_id: str, label: str, window: Window, *,
+           cached: bool = True) -> Block:
+    """An item's bars as read now (withdrawn bars left out) or as stored at the window's moment (rebuilt from its
+    ledger)."""
+    decode = _decoded if cached else _decoded.__wrapped__
+    seconds, columns = decode(bytes(item["bars"]), item["checksum"], label, window.timeframe, item["day"])
+    crypto, bucketed = _asset_class(item) == CRYPTO, "version" in item
+    if window.moment is None:
         withdrawn = [int(s) for s in item.get("withdrawn") or {}]
-        if not withdrawn:
-            return bars
-        return bars.loc[~np.isin(bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000, withdrawn)]
-    series = f"{alpaca_id}#{timeframe}"
+        if withdrawn:
+            kept = ~np.isin(seconds, withdrawn)
+            seconds, columns = seconds[kept], {c: a[kept] for c, a in columns.items()}
+        return Block(seconds, columns, bucketed, crypto)
+    series = f"{alpaca_id}#{window.timeframe}"
     keys = list(item.get("revisions") or [])
-    entries = table.ledger_entries(alpaca_id, timeframe, keys) if keys else {}
+    entries = table.ledger_entries(alpaca_id, window.timeframe, keys) if keys else {}
     revisions = []
     for key in keys:
         entry = entries.get(key)
@@ -305,17 +292,15 @@ def _stored(table: MarketDataTable, item: dict, alpaca_id: str, label: str, time
             revisions.append((entry["seen_at"], decode_changes(bytes(entry["changes"]), entry["checksum"])))
         except (LedgerError, KeyError) as exc:
             raise _ledger_error(label, series, item["day"], f"entry {key} {exc}") from None
-    crypto = _asset_class(item) == CRYPTO
-    bucket = Bucket(bars["timestamp"].astype("int64").to_numpy() // 1_000_000_000,
-                    {c: bars[c].to_numpy() for c in VALUE_COLUMNS}, trading_days(bars["timestamp"], crypto=crypto),
+    stamps = pd.Series(seconds.astype(np.int64) * 1_000_000_000)
+    bucket = Bucket(seconds, {c: columns[c] for c in VALUE_COLUMNS}, trading_days(stamps, crypto=crypto),
                     {int(s): at for s, at in (item.get("withdrawn") or {}).items()}, dict(item.get("days_stored") or {}),
                     item.get("ledger_from") or item.get("ingested_at"))
     try:
-        rebuilt = as_known_at(bucket, revisions, known_at)
+        rebuilt = as_known_at(bucket, revisions, window.moment)
     except LedgerError as exc:
         raise _ledger_error(label, series, item["day"], str(exc)) from None
-    return pd.DataFrame({"timestamp": pd.to_datetime(rebuilt.seconds, unit="s", utc=True),
-                         **{c: rebuilt.columns[c] for c in VALUE_COLUMNS}})
+    return Block(rebuilt.seconds, {c: rebuilt.columns[c] for c in VALUE_COLUMNS}, bucketed, crypto)
 
 
 def _ledger_error(label: str, series: str, bucket: str, problem: str) -> LedgerError:
@@ -364,16 +349,19 @@ class StoredBarsError(ValueError):
 
 
 @functools.lru_cache(maxsize=4096)
-def _decoded(block: bytes, checksum: str, symbol: str, timeframe: str, day: str) -> pd.DataFrame:
+def _decoded(block: bytes, checksum: str, symbol: str, timeframe: str, day: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A block's epoch seconds and value columns (read-only: the cache shares them between reads)."""
     try:
-        frame, actual = decode(block)
+        seconds, columns, actual = decode_columns(block)
     except CodecError as exc:
         raise StoredBarsError(f"the stored bars of {symbol} {timeframe} from {day} cannot be decoded ({exc}); "
                               "re-materialize the partitions they cover") from None
     if actual != checksum:
         raise StoredBarsError(f"the stored bars of {symbol} {timeframe} from {day} fail their checksum "
                               f"({actual} != {checksum}); re-materialize the partitions they cover")
-    return frame
+    for array in (seconds, *columns.values()):
+        array.flags.writeable = False
+    return seconds, columns
 
 
 def _utc(moment: datetime) -> pd.Timestamp:

@@ -11,8 +11,8 @@ import requests
 from signal9_pipeline.corporate_actions.actions import parse_page
 from signal9_pipeline.corporate_actions.store import LOOKAHEAD
 from signal9_pipeline.market_data import read_bars
+from signal9_pipeline.market_data.assemble import COLUMNS
 from signal9_pipeline.market_data.days import fetch_window, last_ended_day, previous_session
-from signal9_pipeline.market_data.read import COLUMNS
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from signal9_pipeline.market_data import read_bars
+from signal9_pipeline.market_data.assemble import COLUMNS
 from signal9_pipeline.market_data.assets import (
     BARS_PARTITIONS,
     BarsConfig,
@@ -18,7 +19,7 @@ from signal9_pipeline.market_data.assets import (
 )
 from signal9_pipeline.market_data.assets import universe as universe_of
 from signal9_pipeline.market_data.ingest import request_groups
-from signal9_pipeline.market_data.read import COLUMNS, UnknownSymbolsError, listed_on
+from signal9_pipeline.market_data.read import UnknownSymbolsError, listed_on
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.market_data import unpack_ids
