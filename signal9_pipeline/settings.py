@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-SCOPES = ("run", "local", "external", "deploy")
-
 
 @dataclass(frozen=True)
 class Setting:

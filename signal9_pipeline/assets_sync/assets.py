@@ -84,8 +84,12 @@ def alpaca_assets(context: dg.AssetExecutionContext, alpaca: AlpacaResource, met
     group_name=GROUP, kinds={"pandera"}, freshness_policy=FRESHNESS, owners=OWNERS,
     description="Alpaca's assets normalized and validated; invalid rows quarantined with a reason each.",
     check_specs=[
-        dg.AssetCheckSpec("schema_valid", asset="validated_assets", blocking=True,
-                          description="Conforms to the pandera AssetSchema; no duplicate symbols or ids."),
+        dg.AssetCheckSpec("validated_rows_conform", asset="validated_assets", blocking=True,
+                          description="Postcondition of the validation: the rows passed on (the quarantined ones "
+                                      "taken out) conform to the pandera AssetSchema, with no id twice and no symbol "
+                                      "listed twice. Alpaca's answer is judged by quarantine_rate and "
+                                      "mass_delisting_guard; this fails only if validation passed on a row that its "
+                                      "own schema refuses."),
         dg.AssetCheckSpec("quarantine_rate", asset="validated_assets", blocking=True,
                           description="Share of quarantined rows below max_quarantine_fraction (default 1%)."),
         dg.AssetCheckSpec("mass_delisting_guard", asset="validated_assets", blocking=True,
@@ -120,7 +124,7 @@ def validated_assets(context: dg.AssetExecutionContext, config: SyncConfig, alpa
         context.log.warning(f"quarantined row {q.row} (symbol {q.symbol!r}): {q.reason}")
     metrics.put("AssetsQuarantined", len(result.quarantined))
     yield dg.Output(validated, metadata=metadata)
-    yield _schema_check(result.valid)
+    yield _validated_rows_conform(result.valid)
     yield dg.AssetCheckResult(
         check_name="quarantine_rate", passed=quarantine_rate <= config.max_quarantine_fraction,
         metadata={"quarantine_rate": dg.MetadataValue.float(round(quarantine_rate, 6)),
@@ -128,7 +132,8 @@ def validated_assets(context: dg.AssetExecutionContext, config: SyncConfig, alpa
     yield _mass_delisting_check(context, config, validated, dynamodb, metrics)
 
 
-def _schema_check(valid) -> dg.AssetCheckResult:
+def _validated_rows_conform(valid) -> dg.AssetCheckResult:
+    """The validation's postcondition, checked on its output: the schema that quarantined holds for what was kept."""
     try:
         AssetSchema.validate(valid, lazy=True)
         problem = None
@@ -136,7 +141,7 @@ def _schema_check(valid) -> dg.AssetCheckResult:
         problem = str(exc)[:500]
     listed = valid["status"].eq("active") & valid["tradable"].eq(True)
     duplicates = int(valid.loc[listed, "symbol"].duplicated().sum() + valid["alpaca_id"].duplicated().sum())
-    return dg.AssetCheckResult(check_name="schema_valid", passed=problem is None and duplicates == 0,
+    return dg.AssetCheckResult(check_name="validated_rows_conform", passed=problem is None and duplicates == 0,
                                metadata={"duplicates": dg.MetadataValue.int(duplicates),
                                          "problem": dg.MetadataValue.text(problem or "none")})
 

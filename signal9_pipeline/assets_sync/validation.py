@@ -104,7 +104,7 @@ class AssetSchema(pa.DataFrameModel):
         return symbols.str.fullmatch(_LISTED_SYMBOL)
 
     # `_normalised_name` makes every name pass these two; they state the stored form for the
-    # blocking schema_valid check, so they never quarantine a row.
+    # blocking validated_rows_conform check (the validation's postcondition), so they never quarantine a row.
     @pa.check("name", error=f"is longer than {_MAX_NAME_CHARS} characters")
     def name_is_short(cls, names: Series[str]) -> Series[bool]:
         return names.str.len() <= _MAX_NAME_CHARS

@@ -1,38 +1,27 @@
 """corporate_actions: Alpaca's corporate actions per process date, filed per company for adjusted reads.
 
 Thin Dagster wiring around `corporate_actions.actions` (parsing, validation,
-factors) and `corporate_actions.store` (what is new, reference closes, the
-comparison with Alpaca's own adjusted bars). A partition is a New York
+factors), `corporate_actions.store` (what is new, reference closes, the
+comparison with Alpaca's own adjusted bars) and `corporate_actions.report`
+(warnings, metadata, check results). A partition is a New York
 process date (the date Alpaca filters `/v1/corporate-actions` by); a backfill
 over a range is one run and one paged request series.
 """
 
-import collections
 from datetime import date
 
 import dagster as dg
 
 from signal9_pipeline import settings
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
-from signal9_pipeline.corporate_actions.actions import KNOWN_GROUPS, Action
-from signal9_pipeline.corporate_actions.store import Recorded, record
+from signal9_pipeline.corporate_actions.report import CHECKS, check_results, run_metadata, run_warnings
+from signal9_pipeline.corporate_actions.store import record
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
 
 ACTIONS_PARTITIONS = dg.DailyPartitionsDefinition(start_date=settings.get("SIGNAL9_BARS_START_DATE").isoformat(),
                                                   timezone="America/New_York")
-CHECKS = {
-    "ratios_valid": "Every split and dividend has a positive, finite ratio or amount; failing ones are held back.",
-    "dates_valid": "Every date parses and is ordered (a dividend is not paid before its ex- or record date); "
-                   "failing actions are held back.",
-    "no_duplicate_actions": "No event arrives twice under different ids (a repeat is stored but applied once).",
-    "names_agree_with_renames": "Alpaca's name changes match the renames the asset sync recorded: one company (same "
-                                "alpaca_id), and an effective date the sync's observations allow (both dates named).",
-    "agrees_with_alpaca_adjusted": "Alpaca's own adjusted daily close before each new action matches ours "
-                                   "(a disagreement is reported, never copied).",
-}
-WARN_ONLY = ("no_duplicate_actions", "names_agree_with_renames", "agrees_with_alpaca_adjusted")
 
 
 @dg.asset(
@@ -56,57 +45,10 @@ def corporate_actions(context: dg.AssetExecutionContext, alpaca: AlpacaResource,
     if result.undelivered:
         raise dg.Failure(description=f"EventBridge did not accept corporateActionRecorded for {sorted(result.undelivered)}; "
                                      "those actions were not stored, so a rerun publishes them again")
-    for line in result.warnings:
+    for line in run_warnings(result):
         context.log.warning(line)
-    by_type = collections.Counter(a.type for a in result.actions)
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(len(result.actions)),
-            **{group: dg.MetadataValue.int(by_type.get(group[:-1], 0)) for group in KNOWN_GROUPS},
-            "unknown_types": dg.MetadataValue.int(sum(not a.known for a in result.actions)),
-            "new": dg.MetadataValue.int(result.new),
-            "changed": dg.MetadataValue.int(result.changed),
-            "unchanged": dg.MetadataValue.int(result.unchanged),
-            "held_back": dg.MetadataValue.int(sum(bool(a.held_back) for a in result.actions)),
-            "outside_assets_table": dg.MetadataValue.int(result.outside),
-            "renames_dated": dg.MetadataValue.int(result.renames_dated),
-            "events_published": dg.MetadataValue.int(result.published),
-            "requests_used": dg.MetadataValue.int(alpaca.requests_sent - requests_before),
-            "dividends_without_reference_close": dg.MetadataValue.int(result.without_close),
-            **({"held_back_actions": dg.MetadataValue.md(_table([a for a in result.actions if a.held_back]))}
-               if any(a.held_back for a in result.actions) else {}),
-        },
-        check_results=_checks(result),
-    )
-
-
-def _checks(result: Recorded) -> list[dg.AssetCheckResult]:
-    ratio = [a for a in result.actions if any(what == "ratio" for what, _ in a.problems)]
-    dates = [a for a in result.actions if any(what == "date" for what, _ in a.problems)]
-    outcomes = {
-        "ratios_valid": (ratio, "held back: "),
-        "dates_valid": (dates, "held back: "),
-        "no_duplicate_actions": ([f"{dup} repeats {kept}" for dup, kept in sorted(result.duplicates.items())], ""),
-        "names_agree_with_renames": (result.rename_disagreements, ""),
-        "agrees_with_alpaca_adjusted": (result.alpaca_disagreements, ""),
-    }
-    checks = []
-    for name, (found, prefix) in outcomes.items():
-        lines = [f"{a.describe()}: {a.held_back}" if isinstance(a, Action) else str(a) for a in found]
-        checks.append(dg.AssetCheckResult(
-            check_name=name, passed=not found,
-            severity=dg.AssetCheckSeverity.WARN if name in WARN_ONLY else dg.AssetCheckSeverity.ERROR,
-            description=(prefix + "; ".join(lines[:5])) if found else None,
-            metadata={"count": dg.MetadataValue.int(len(found)),
-                      **({"compared": dg.MetadataValue.int(result.compared)} if name == "agrees_with_alpaca_adjusted" else {}),
-                      **({"all": dg.MetadataValue.text("\n".join(lines[:200]))} if found else {})}))
-    return checks
-
-
-def _table(actions: list[Action], limit: int = 50) -> str:
-    rows = ["| id | type | symbols | ex_date | reason |", "|---|---|---|---|---|"]
-    rows += [f"| {a.id} | {a.type} | {', '.join(a.symbols)} | {a.ex_date or '?'} | {a.held_back} |" for a in actions[:limit]]
-    return "\n".join(rows)
+    yield dg.MaterializeResult(metadata=run_metadata(result, alpaca.requests_sent - requests_before),
+                               check_results=check_results(result))
 
 
 corporate_actions_job = dg.define_asset_job(

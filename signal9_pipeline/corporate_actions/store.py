@@ -26,12 +26,12 @@ from signal9_pipeline.corporate_actions.actions import (
     duplicates,
     factors,
     fingerprint,
+    from_item,
     parse_page,
     to_item,
 )
 from signal9_pipeline.identity import Holder, day_before, holder_on, holders_by_symbol, spans_of, sync_dates_agree
 from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, faulty, fetch_window, last_session, previous_session
-from signal9_pipeline.market_data.read import stored_actions
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
@@ -69,27 +69,72 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     its ex-date: looking ahead records a dividend by the time its ex-date passes, and each later day's run
     sees it again until its reference close exists.
     """
-    by_id = {a.id: a for page in alpaca.iter_corporate_actions(first, last + LOOKAHEAD) for a in parse_page(page)}
-    result = Recorded(actions=sorted(by_id.values(), key=lambda a: (a.sort_day, a.id)))
-    companies = {c["alpaca_id"]: c for c in AssetsTable(dynamodb).companies(LISTING_FIELDS)}
-    holders = holders_by_symbol((i, spans_of(c.get("symbols"))) for i, c in companies.items())
+    result = Recorded(actions=fetch_actions(alpaca, first, last))
+    companies, holders = listed_companies(dynamodb)
     targets = {a.id: concerned(a, holders) for a in result.actions}
     result.outside = sum(not t for t in targets.values())
     priced = [a for a in result.actions if targets[a.id] and a.applies_to_prices and not a.held_back and _in_effect(a)]
     raw = session_closes(alpaca, sessions_before(priced), "raw")  # once: dividends' reference closes and the comparison
-    closes = {(s, a.ex_date): raw[(s, previous_session(a.ex_date))] for a in priced if a.type in DIVIDEND_TYPES
-              for s in a.symbols if (s, previous_session(a.ex_date)) in raw}
+    closes = reference_closes(priced, raw)
+    result.without_close = sum(a.type in DIVIDEND_TYPES and (a.symbols[0], a.ex_date) not in closes for a in priced)
     items = {a.id: [to_item(a, i, s, closes.get((s, a.ex_date)) if a.type in DIVIDEND_TYPES else None)
                     for i, s in targets[a.id]] for a in result.actions}
-    table = MarketDataTable(dynamodb)
+    store_new_and_changed(MarketDataTable(dynamodb), events, items, result)
+    result.duplicates = duplicates(result.actions)
+    result.rename_disagreements = rename_disagreements(result.actions, holders, companies)
+    result.renames_dated = date_renames(dynamodb, result.actions)
+    companies_by_session = {(s, previous_session(a.ex_date)): i for a in priced for i, s in targets[a.id]}
+    compare_with_alpaca(alpaca, dynamodb, priced, raw, companies_by_session, result)
+    return result
+
+
+def fetch_actions(alpaca: AlpacaResource, first: date, last: date) -> list[Action]:
+    """Every action Alpaca processed from `first` to `last + LOOKAHEAD`, once each, in effective-date order."""
+    by_id = {a.id: a for page in alpaca.iter_corporate_actions(first, last + LOOKAHEAD) for a in parse_page(page)}
+    return sorted(by_id.values(), key=lambda a: (a.sort_day, a.id))
+
+
+def listed_companies(dynamodb: DynamoDBResource) -> tuple[dict[str, dict], dict[str, list[Holder]]]:
+    """The assets table's companies by Alpaca id, and each symbol's holders over time."""
+    companies = {c["alpaca_id"]: c for c in AssetsTable(dynamodb).companies(LISTING_FIELDS)}
+    return companies, holders_by_symbol((i, spans_of(c.get("symbols"))) for i, c in companies.items())
+
+
+def reference_closes(priced: list[Action], raw: dict[tuple[str, date], float]) -> dict[tuple[str, date], float]:
+    """(symbol, ex-date) -> the raw close of the session before a cash dividend's ex-date, where Alpaca had one."""
+    return {(s, a.ex_date): raw[(s, previous_session(a.ex_date))] for a in priced if a.type in DIVIDEND_TYPES
+            for s in a.symbols if (s, previous_session(a.ex_date)) in raw}
+
+
+def store_new_and_changed(table: MarketDataTable, events: EventsResource, items: dict[str, list[dict]],
+                          result: Recorded) -> None:
+    """Announce the new actions, then write the new and changed ones' items; an action whose event was refused is
+    not written, so the next run finds it new again."""
     found = table.get((i["series"], i["day"]) for its in items.values() for i in its)
     stored = {key: fingerprint(i) for key, i in found.items()}
+    _stamp_recorded_at(items, found)
+    writes, announce = _what_changed(result, items, stored)
+    refused = {e.event_id for e in events.publish([_event(a) for a in announce])} if announce else set()
+    result.undelivered = [a.id for a in announce if _event_id(a) in refused]
+    result.published = len(announce) - len(result.undelivered)
+    table.put([i for a in writes if a.id not in result.undelivered for i in items[a.id]])
+
+
+def _stamp_recorded_at(items: dict[str, list[dict]], found: dict[tuple[str, str], dict]) -> None:
+    """When the pipeline first knew each action: what `read_bars(known_at=...)` applies. An item stored before this
+    was kept counts as known since always."""
     now = utc_stamp()
-    for its in items.values():  # when the pipeline first knew an action: what `read_bars(known_at=...)` applies
+    for its in items.values():
         for i in its:
             earlier = found.get((i["series"], i["day"]))
-            if earlier is None or "recorded_at" in earlier:  # stored before this was kept: known since always
+            if earlier is None or "recorded_at" in earlier:
                 i["recorded_at"] = earlier["recorded_at"] if earlier else now
+
+
+def _what_changed(result: Recorded, items: dict[str, list[dict]],
+                  stored: dict[tuple[str, str], str]) -> tuple[list[Action], list[Action]]:
+    """The actions to write (new or changed) and those to announce (new, of an announced type, not held back);
+    counts new, changed and unchanged on `result`."""
     writes, announce = [], []
     for action in result.actions:
         states = [stored.get((i["series"], i["day"])) for i in items[action.id]]
@@ -105,18 +150,14 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
         else:
             result.changed += 1
         writes.append(action)
-    refused = {e.event_id for e in events.publish([_event(a) for a in announce])} if announce else set()
-    result.undelivered = [a.id for a in announce if _event_id(a) in refused]
-    result.published = len(announce) - len(result.undelivered)
-    table.put([i for a in writes if a.id not in result.undelivered for i in items[a.id]])
-    result.without_close = sum(a.type in DIVIDEND_TYPES and (a.symbols[0], a.ex_date) not in closes for a in priced)
-    result.duplicates = duplicates(result.actions)
-    result.rename_disagreements = rename_disagreements(result.actions, holders, companies)
-    result.renames_dated = date_renames(dynamodb, result.actions)
-    companies_by_session = {(s, previous_session(a.ex_date)): i for a in priced for i, s in targets[a.id]}
-    compare_with_alpaca(alpaca, dynamodb, priced, raw, companies_by_session, result)
-    _warn(result)
-    return result
+    return writes, announce
+
+
+def stored_actions(alpaca_id: str, dynamodb: DynamoDBResource, known_at: str | None = None) -> list[tuple[Action, float | None]]:
+    """The corporate actions stored for the company (recorded by `known_at`, ISO 8601 UTC, when given), each with its
+    reference close (cash dividends). An action stored before actions recorded when (`recorded_at`) counts as known."""
+    return [from_item(i) for i in MarketDataTable(dynamodb).actions_of(alpaca_id)
+            if known_at is None or i.get("recorded_at", "") <= known_at]
 
 
 def concerned(action: Action, holders: dict[str, list[Holder]]) -> list[tuple[str, str]]:
@@ -241,19 +282,3 @@ def _event(action: Action) -> Event:
     if action.type == "name_change":
         detail.update(oldSymbol=action.fields.get("old_symbol"), newSymbol=action.fields.get("new_symbol"))
     return Event(DETAIL_TYPE, detail, _event_id(action))
-
-
-def _warn(result: Recorded) -> None:
-    unknown = collections.Counter(a.type for a in result.actions if not a.known)
-    if unknown:
-        result.warnings.append(f"{sum(unknown.values())} action(s) of types this pipeline does not know, stored raw: "
-                               + ", ".join(f"{t} ({n})" for t, n in sorted(unknown.items())))
-    if result.without_close:
-        result.warnings.append(f"{result.without_close} cash dividend(s) in effect without a reference close (Alpaca "
-                               "had no SIP daily bar for the session before the ex-date); dividend-adjusted reads "
-                               "across them are refused until it is recorded")
-    held = [a for a in result.actions if a.held_back]
-    if held:
-        result.warnings.append(f"{len(held)} action(s) held back: " + "; ".join(f"{a.describe()}: {a.held_back}" for a in held[:20]))
-    if result.outside:
-        result.warnings.append(f"{result.outside} action(s) name no symbol of the assets table and were not stored")

@@ -1,4 +1,4 @@
-"""The Dagster UI in a real browser: lineage, the ohlc_bars partitions tab and a run's filtered logs.
+"""The Dagster UI in a real browser: lineage, the ohlc_bars partitions and checks tabs and a run's filtered logs.
 
 An instance of its own (temp DAGSTER_HOME, the project's python_logs so `signal9.*` lines land in the
 event log) gets an asset sync, the pollenation runs the sensor asks for and a small 1Day backfill;
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 ASSETS = ["alpaca_assets", "validated_assets", "assets_table", "asset_status_events", "ohlc_bars", "corporate_actions",
           "pollenation_events"]
 GROUPS = ["asset_sync", "market_data", "pollenation"]
+BARS_CHECKS = ["ohlc_consistent", "timestamps_valid", "completeness", "stored_equals_fetched", "restatements_within_tolerance"]
 UI_WAIT_MS = 60_000  # an upper bound for the UI to show a condition, polled; never a fixed sleep
 ARTIFACTS = Path(os.environ.get("SIGNAL9_TEST_ARTIFACTS", PROJECT_ROOT / ".signal9" / "test-artifacts"))
 
@@ -200,6 +201,24 @@ def check_partitions(page: Page, populated: dict) -> None:
     page.screenshot(path=ARTIFACTS / "ohlc_bars-partitions.png", full_page=True)
 
 
+def check_bars_checks(page: Page, populated: dict) -> None:
+    """ohlc_bars' Checks tab after the backfill: every check shows the result the backfill's run recorded on the
+    partitions it wrote, not "Not evaluated"; the selected check's latest execution names one of those partitions."""
+    page.goto("/assets/ohlc_bars?view=checks")
+    rows = page.locator('[class*="AssetChecks_checkRow"]')
+    expect(rows).to_have_count(len(BARS_CHECKS))
+    for name in BARS_CHECKS:
+        row = rows.filter(has=page.get_by_title(name, exact=True))
+        expect(row).to_contain_text("Succeeded")
+        expect(row).not_to_contain_text(re.compile("not evaluated", re.IGNORECASE))
+    expect(page.get_by_text("Latest execution")).to_be_visible()
+    expect(page.locator("span", has_text=re.compile(r"^Passed$")).first).to_be_visible()
+    partition = page.get_by_text(re.compile(r"^\d{4}-\d{2}-\d{2}\|1Day$")).first
+    expect(partition).to_be_visible()
+    assert partition.inner_text().strip() in populated["backfilled"]
+    page.screenshot(path=ARTIFACTS / "ohlc_bars-checks.png", full_page=True)
+
+
 def check_run_log_filter(page: Page, populated: dict) -> None:
     run_id = populated["sync"].run_id
     needle = "/v2/assets"
@@ -220,7 +239,8 @@ def check_run_log_filter(page: Page, populated: dict) -> None:
     page.screenshot(path=ARTIFACTS / "run-log-filtered.png", full_page=True)
 
 
-def test_the_ui_shows_lineage_partitions_and_filtered_run_logs(populated, page):
+def test_the_ui_shows_lineage_partitions_checks_and_filtered_run_logs(populated, page):
     check_lineage(page)
     check_partitions(page, populated)
+    check_bars_checks(page, populated)
     check_run_log_filter(page, populated)
