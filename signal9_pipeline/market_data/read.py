@@ -27,7 +27,8 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from signal9_pipeline.corporate_actions.actions import ADJUSTMENTS, factors, from_item
+from signal9_pipeline.corporate_actions.actions import ADJUSTMENTS, factors
+from signal9_pipeline.corporate_actions.store import stored_actions
 from signal9_pipeline.identity import UnknownSymbolOnDateError, observation_day, resolve
 from signal9_pipeline.market_data.assemble import VALUES, Bars, Block, assemble
 from signal9_pipeline.market_data.codec import CodecError, decode_columns
@@ -318,13 +319,6 @@ def _check_arguments(timeframe: str, session: str, adjustment: str) -> None:
         raise ValueError(f"adjustment {adjustment!r} is not one of {', '.join(ADJUSTMENTS)}")
     if session != "all" and timeframe == "1Day":
         raise ValueError(f"session={session!r} needs an intraday timeframe: a 1Day bar covers the whole trading day")
-
-
-def stored_actions(alpaca_id: str, dynamodb: DynamoDBResource, known_at: str | None = None) -> list:
-    """The corporate actions stored for the company (recorded by `known_at`, ISO 8601 UTC, when given), each with its
-    reference close (cash dividends). An action stored before actions recorded when (`recorded_at`) counts as known."""
-    return [from_item(i) for i in MarketDataTable(dynamodb).actions_of(alpaca_id)
-            if known_at is None or i.get("recorded_at", "") <= known_at]
 
 
 def adjusted(bars: pd.DataFrame, actions: list, adjustment: str, today: date | None = None) -> pd.DataFrame:
