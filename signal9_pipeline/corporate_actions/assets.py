@@ -83,7 +83,7 @@ def corporate_actions(context: dg.AssetExecutionContext, alpaca: AlpacaResource,
 def _checks(result: Recorded) -> list[dg.AssetCheckResult]:
     ratio = [a for a in result.actions if any(what == "ratio" for what, _ in a.problems)]
     dates = [a for a in result.actions if any(what == "date" for what, _ in a.problems)]
-    outcomes = {
+    outcomes: dict[str, tuple[list[Action] | list[str], str]] = {
         "ratios_valid": (ratio, "held back: "),
         "dates_valid": (dates, "held back: "),
         "no_duplicate_actions": ([f"{dup} repeats {kept}" for dup, kept in sorted(result.duplicates.items())], ""),

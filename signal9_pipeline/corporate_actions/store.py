@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -77,8 +78,8 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     result.outside = sum(not t for t in targets.values())
     priced = [a for a in result.actions if targets[a.id] and a.applies_to_prices and not a.held_back and _in_effect(a)]
     raw = session_closes(alpaca, sessions_before(priced), "raw")  # once: dividends' reference closes and the comparison
-    closes = {(s, a.ex_date): raw[(s, previous_session(a.ex_date))] for a in priced if a.type in DIVIDEND_TYPES
-              for s in a.symbols if (s, previous_session(a.ex_date)) in raw}
+    closes = {(s, a.ex_date): raw[(s, _session_before(a))] for a in priced if a.type in DIVIDEND_TYPES
+              for s in a.symbols if (s, _session_before(a)) in raw}
     items = {a.id: [to_item(a, i, s, closes.get((s, a.ex_date)) if a.type in DIVIDEND_TYPES else None)
                     for i, s in targets[a.id]] for a in result.actions}
     table = MarketDataTable(dynamodb)
@@ -113,7 +114,7 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     result.duplicates = duplicates(result.actions)
     result.rename_disagreements = rename_disagreements(result.actions, holders, companies)
     result.renames_dated = date_renames(dynamodb, result.actions)
-    companies_by_session = {(s, previous_session(a.ex_date)): i for a in priced for i, s in targets[a.id]}
+    companies_by_session = {(s, _session_before(a)): i for a in priced for i, s in targets[a.id]}
     compare_with_alpaca(alpaca, dynamodb, priced, raw, companies_by_session, result)
     _warn(result)
     return result
@@ -158,8 +159,14 @@ def sessions_before(actions: list[Action]) -> dict[date, set[str]]:
     """The session before each action's ex-date -> the symbols whose close that session is wanted."""
     wanted: dict[date, set[str]] = collections.defaultdict(set)
     for action in actions:
-        wanted[previous_session(action.ex_date)].update(action.symbols)
+        wanted[_session_before(action)].update(action.symbols)
     return wanted
+
+
+def _session_before(action: Action) -> date:
+    """The session before a priced action's ex-date (one without an ex-date is held back, never priced)."""
+    assert action.ex_date is not None
+    return previous_session(action.ex_date)
 
 
 def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustment: str) -> dict[tuple[str, date], float]:
@@ -233,7 +240,7 @@ def _event_id(action: Action) -> str:
 
 
 def _event(action: Action) -> Event:
-    detail = {"actionId": action.id, "type": action.type, "symbols": list(action.symbols),
+    detail: dict[str, Any] = {"actionId": action.id, "type": action.type, "symbols": list(action.symbols),
               "exDate": action.ex_date.isoformat() if action.ex_date else None,
               "processDate": action.process_date.isoformat() if action.process_date else None}
     if action.ratio is not None:
