@@ -40,8 +40,9 @@ down:
 services:
 	scripts/install-services.sh
 
-# ruff, then mypy on the signal9_pipeline package (both configured in pyproject.toml), then the full suite with coverage;
-# the suite starts (and stops) its own local stack, and its own PostgreSQL, Redis and Dagster services for the production-like test
+# ruff, then mypy on the signal9_pipeline package (both configured in pyproject.toml), then the full suite with
+# coverage; the suite starts (and stops) its own local stack, and its own PostgreSQL, Redis and Dagster services for
+# the production-like test
 # (`pytest -m "not production_like"` leaves that one out locally).
 test: install services
 	$(VENV)/bin/ruff check signal9_pipeline signal9_pipeline_tests benchmarks deploy

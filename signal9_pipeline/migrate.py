@@ -185,7 +185,8 @@ def _split(company: dict, earlier: tuple[dict, dict], now: str) -> tuple[dict, d
     history = company["status_history"]
     cut = history.index(relisted)
     valid = validate_assets([row]).valid.to_dict("records")
-    fields = cast(dict[str, Any], valid[0]) if valid else {"alpaca_id": row["id"], "symbol": company["symbol"], "status": "inactive", "tradable": False}
+    fields = cast(dict[str, Any], valid[0]) if valid else {"alpaca_id": row["id"], "symbol": company["symbol"],
+                                                           "status": "inactive", "tradable": False}
     old = {**{k: v for k, v in company.items() if k not in ("pending_events", "events_pending", "pollenation_pending")},
            **fields, "asset_id": company_key(fields["alpaca_id"]), "status_history": history[:cut][-HISTORY_LIMIT:],
            "symbols": spans_item([Span(company["symbol"], None, day, FROM_MIGRATION)]), "pollenation_status": "done",

@@ -93,7 +93,8 @@ def ohlc_bars(context: dg.AssetExecutionContext, config: BarsConfig, alpaca: Alp
     by_timeframe: dict[str, list[date]] = collections.defaultdict(list)
     partition_keys: dict[tuple[str, str], str] = {}  # (timeframe, date) -> the partition key as Dagster spells it
     for key in context.partition_keys:
-        dims = BARS_PARTITIONS.get_partition_key_from_str(key).keys_by_dimension if not isinstance(key, dg.MultiPartitionKey) else key.keys_by_dimension
+        multi_key = key if isinstance(key, dg.MultiPartitionKey) else BARS_PARTITIONS.get_partition_key_from_str(key)
+        dims = multi_key.keys_by_dimension
         by_timeframe[dims["timeframe"]].append(date.fromisoformat(dims["date"]))
         partition_keys[(dims["timeframe"], dims["date"])] = str(key)
     tally, missing, share = RunTally(), 0, 1.0

@@ -188,7 +188,8 @@ def screen(bars: pd.DataFrame, timeframe: str, *, crypto: bool) -> Screening:
         held_back |= new
         for row in bars.loc[new, ["symbol", "day", "timestamp"]].itertuples(index=False):
             # pandas-stubs types a row's every field as any scalar: these are str, str and Timestamp
-            problems.append(BarProblem(row.symbol, row.day, row.timestamp.isoformat(), name, reason))  # type: ignore[arg-type, union-attr]
+            stamp = row.timestamp.isoformat()  # type: ignore[union-attr]
+            problems.append(BarProblem(row.symbol, row.day, stamp, name, reason))  # type: ignore[arg-type]
     session = np.full(len(bars), REGULAR) if crypto or timeframe == "1Day" else session_codes(bars["timestamp"], timeframe)
     with np.errstate(invalid="ignore"):
         vwap_outside = finite & (v > 0) & np.isfinite(vw) & ((vw < low - 1e-9) | (vw > h + 1e-9))

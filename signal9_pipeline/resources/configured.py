@@ -79,8 +79,9 @@ def boto3_client(resource: ResourceWithBoto3Configuration, service: AwsService, 
     Otherwise a new client of boto3's default session when no session field is set (what its hooks, such as the
     tests' fault injection, see), or of a session built from those fields.
     """
-    client_kwargs: dict[str, Any] = {"endpoint_url": resource.endpoint_url or None, "use_ssl": resource.use_ssl, "verify": resource.verify,
-                     "config": Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config)}
+    client_kwargs: dict[str, Any] = {
+        "endpoint_url": resource.endpoint_url or None, "use_ssl": resource.use_ssl, "verify": resource.verify,
+        "config": Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config)}
     session_kwargs = {f: getattr(resource, f) for f in _SESSION_FIELDS}
     if not shared:
         if any(v is not None for v in session_kwargs.values()):
