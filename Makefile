@@ -40,11 +40,13 @@ down:
 services:
 	scripts/install-services.sh
 
-# ruff (pyproject.toml's rules), then the full suite with coverage; the suite starts (and stops) its own local stack, and its own
-# PostgreSQL, Redis and Dagster services for the production-like test
+# ruff, then mypy on the signal9_pipeline package (both configured in pyproject.toml), then the full suite with
+# coverage; the suite starts (and stops) its own local stack, and its own PostgreSQL, Redis and Dagster services for
+# the production-like test
 # (`pytest -m "not production_like"` leaves that one out locally).
 test: install services
 	$(VENV)/bin/ruff check signal9_pipeline signal9_pipeline_tests benchmarks deploy
+	$(VENV)/bin/mypy
 	rm -f .coverage .coverage.*
 	$(VENV)/bin/coverage run -m pytest
 	$(VENV)/bin/coverage combine --quiet
@@ -66,4 +68,4 @@ reliability: install
 	$(PY) -m benchmarks.reliability --soak-days 30
 
 clean:
-	rm -rf $(VENV) node_modules .signal9 .coverage .coverage.* .pytest_cache
+	rm -rf $(VENV) node_modules .signal9 .coverage .coverage.* .pytest_cache .mypy_cache

@@ -59,7 +59,8 @@ class Span:
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Span:
-        return cls(**{k: item.get(k) for k in ("symbol", "start", "end", "seen_after")}, source=item.get("source", FROM_SYNC))
+        fields: dict[str, Any] = {k: item.get(k) for k in ("symbol", "start", "end", "seen_after")}
+        return cls(**fields, source=item.get("source", FROM_SYNC))
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def request_symbol(spans: list[Span], last_day: str) -> tuple[str, str]:
     earlier = [s for s in spans if s.end is not None and s.end <= last_day]
     if earlier:
         last = earlier[-1]
+        assert last.end is not None  # `earlier` holds ended spans only
         return last.symbol, max(day_before(last.end), last.start or day_before(last.end))
     first = spans[0]
     return first.symbol, first.start or last_day
@@ -193,7 +195,7 @@ def holder_on(holders: list[Holder], day: str) -> Holder | None:
     if holding:
         return holding[-1]
     before = [h for h in holders if h.end is not None and h.end <= day]
-    return max(before, key=lambda h: h.end) if before else None
+    return max(before, key=lambda h: h.end or "") if before else None  # every one in `before` has an end
 
 
 def resolve(symbol: str, holders: list[Holder], day: str) -> str:

@@ -28,6 +28,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,8 @@ def _in_order(items: list[dict]) -> list[dict]:
     """A company's symbol items in the order it held them (renamed_from links; the first one first)."""
     by_symbol = {i["symbol"]: i for i in items}
     firsts = [i for i in items if i.get("renamed_from") not in by_symbol] or items[:1]
-    ordered, item = [], min(firsts, key=lambda i: i.get("created_at", ""))
+    ordered: list[dict] = []
+    item: dict | None = min(firsts, key=lambda i: i.get("created_at", ""))
     while item is not None and item not in ordered:
         ordered.append(item)
         item = by_symbol.get(item.get("renamed_to"))
@@ -147,8 +149,9 @@ def _company(items: list[dict]) -> dict:
                      key=lambda h: h.get("at", ""))
     company = {k: v for k, v in current.items() if k not in ("renamed_from", "renamed_to")}
     company.update(asset_id=company_key(current["alpaca_id"]), symbols=spans_item(spans), status_history=history,
-                   created_at=min(i.get("created_at", current.get("created_at")) for i in items),
-                   first_seen_at=min(i.get("first_seen_at", current.get("first_seen_at")) for i in items))
+                   # stored symbol items carry both stamps (the sync writes them)
+                   created_at=min(i.get("created_at", cast(str, current.get("created_at"))) for i in items),
+                   first_seen_at=min(i.get("first_seen_at", cast(str, current.get("first_seen_at"))) for i in items))
     events = [e for i in items for e in i.get("pending_events") or []]
     if events:
         company.update(pending_events=events, events_pending="1")
@@ -182,7 +185,8 @@ def _split(company: dict, earlier: tuple[dict, dict], now: str) -> tuple[dict, d
     history = company["status_history"]
     cut = history.index(relisted)
     valid = validate_assets([row]).valid.to_dict("records")
-    fields = valid[0] if valid else {"alpaca_id": row["id"], "symbol": company["symbol"], "status": "inactive", "tradable": False}
+    fields = cast(dict[str, Any], valid[0]) if valid else {"alpaca_id": row["id"], "symbol": company["symbol"],
+                                                           "status": "inactive", "tradable": False}
     old = {**{k: v for k, v in company.items() if k not in ("pending_events", "events_pending", "pollenation_pending")},
            **fields, "asset_id": company_key(fields["alpaca_id"]), "status_history": history[:cut][-HISTORY_LIMIT:],
            "symbols": spans_item([Span(company["symbol"], None, day, FROM_MIGRATION)]), "pollenation_status": "done",

@@ -93,6 +93,7 @@ def alarm_request(alarm: Alarm, namespace: str, topic_arn: str) -> dict[str, Any
         request.update(Namespace=namespace, MetricName=alarm.metric, Statistic=alarm.statistic, Period=alarm.period_s,
                        Dimensions=dims)
         return request
+    assert alarm.ratio_of is not None, f"{alarm.name}: an alarm is on a metric or on a ratio of two"
     numerator, denominator = alarm.ratio_of
     ratio_dims = [{"Name": k, "Value": v} for k, v in alarm.ratio_dimensions]
 

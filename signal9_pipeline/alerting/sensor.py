@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -29,9 +30,9 @@ def error_type(error) -> str:
     return error.cls_name if error is not None else "unknown"
 
 
-def build_alert(run: dg.DagsterRun, step_failures: list) -> dict:
+def build_alert(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]) -> dict:
     failure = step_failures[0] if step_failures else None
-    error = failure.event_specific_data.error if failure else None
+    error = failure.step_failure_data.error if failure else None
     base = settings.get("SIGNAL9_DAGSTER_URL").rstrip("/")
     return {
         "job": run.job_name,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,8 +107,8 @@ class SyncPlan:
 
 
 def plan_sync(rows: Iterable[dict[str, Any]], companies: Iterable[dict[str, Any]], views: dict[str, str | None],
-              seen: Observation, *, held_back_ids: set[str] = frozenset(),
-              held_back_symbols: set[str] = frozenset()) -> SyncPlan:
+              seen: Observation, *, held_back_ids: Set[str] = frozenset(),
+              held_back_symbols: Set[str] = frozenset()) -> SyncPlan:
     """What to write so the table reflects `rows` (validated assets: unique ids, unique listed symbols).
 
     `companies` are the table's company items, `views` its symbol items' `view_of` by symbol; `held_back_*` are
@@ -250,6 +250,7 @@ def _plan_views(plan: SyncPlan, after: dict[str, dict], views: dict[str, str | N
     listed = {i for i, c in after.items() if is_listed(c)}
     for symbol, those in sorted(holders.items()):
         holder = current_holder(those, listed)
+        assert holder is not None  # a symbol in `holders` has at least one
         company = after[holder.alpaca_id]
         if views.get(symbol) != view_hash(company, symbol, those):
             plan.views.append(symbol_view(company, symbol, those))

@@ -88,25 +88,25 @@ class AssetSchema(pa.DataFrameModel):
 
     # Per column, the first failing check becomes the reason, so the checks go from coarse to fine.
     @pa.check("alpaca_id", error="is not a UUID")
-    def id_is_canonical_uuid(cls, ids: Series[str]) -> Series[bool]:
+    def id_is_canonical_uuid(cls, ids: Series[str]) -> pd.Series[bool]:
         return ids.str.fullmatch(_CANONICAL_UUID)
 
     @pa.check("symbol", error=f"is longer than {_MAX_SYMBOL_CHARS} characters")
-    def symbol_is_short(cls, symbols: Series[str]) -> Series[bool]:
+    def symbol_is_short(cls, symbols: Series[str]) -> pd.Series[bool]:
         return symbols.str.len() <= _MAX_SYMBOL_CHARS
 
     @pa.check("symbol", error="has characters outside A-Z 0-9 . /")
-    def symbol_has_key_safe_characters(cls, symbols: Series[str]) -> Series[bool]:
+    def symbol_has_key_safe_characters(cls, symbols: Series[str]) -> pd.Series[bool]:
         return symbols.str.fullmatch(_KEY_SAFE_CHARACTERS)
 
     @pa.check("symbol", error="is neither an equity symbol like BRK.B nor a crypto pair like BTC/USD")
-    def symbol_has_a_listed_form(cls, symbols: Series[str]) -> Series[bool]:
+    def symbol_has_a_listed_form(cls, symbols: Series[str]) -> pd.Series[bool]:
         return symbols.str.fullmatch(_LISTED_SYMBOL)
 
     # `_normalised_name` makes every name pass these two; they state the stored form for the
     # blocking validated_rows_conform check (the validation's postcondition), so they never quarantine a row.
     @pa.check("name", error=f"is longer than {_MAX_NAME_CHARS} characters")
-    def name_is_short(cls, names: Series[str]) -> Series[bool]:
+    def name_is_short(cls, names: Series[str]) -> pd.Series[bool]:
         return names.str.len() <= _MAX_NAME_CHARS
 
     @pa.check("name", element_wise=True, error="is not normalised (printable, NFC, single spaces, trimmed)")
@@ -114,7 +114,7 @@ class AssetSchema(pa.DataFrameModel):
         return name.isprintable() and unicodedata.is_normalized("NFC", name) and name == " ".join(name.split())
 
     @pa.check("exchange", "asset_class", error=f"is empty or longer than {_MAX_CODE_CHARS} characters")
-    def code_is_short(cls, codes: Series[str]) -> Series[bool]:
+    def code_is_short(cls, codes: Series[str]) -> pd.Series[bool]:
         return codes.str.len().between(1, _MAX_CODE_CHARS)
 
     @pa.check("exchange", "asset_class", element_wise=True, error="has control or other non-printable characters")
@@ -122,11 +122,11 @@ class AssetSchema(pa.DataFrameModel):
         return code.isprintable()
 
     @pa.check("status", error="is neither 'active' nor 'inactive'")
-    def status_is_known(cls, statuses: Series[str]) -> Series[bool]:
+    def status_is_known(cls, statuses: Series[str]) -> pd.Series[bool]:
         return statuses.isin(("active", "inactive"))
 
     @pa.check(*_DECIMALS, error="is not a non-negative decimal number with at most 18 digits before and after the point")
-    def decimal_is_canonical(cls, numbers: Series[str]) -> Series[bool]:
+    def decimal_is_canonical(cls, numbers: Series[str]) -> pd.Series[bool]:
         return numbers.str.fullmatch(_CANONICAL_DECIMAL)
 
     @pa.check("attributes", element_wise=True, error=f"has more than {_MAX_ATTRIBUTES} items")

@@ -128,7 +128,8 @@ def parse_action(group: str, fields: dict[str, Any]) -> Action:
     known = group in KNOWN_GROUPS
     symbols = tuple(dict.fromkeys(v.strip() for k, v in sorted(fields.items())
                                   if k.endswith("symbol") and isinstance(v, str) and v.strip()))
-    action_id = fields.get("id") if isinstance(fields.get("id"), str) and fields["id"] else _content_id(group, fields)
+    given_id = fields.get("id")
+    action_id = given_id if isinstance(given_id, str) and given_id else _content_id(group, fields)
     problems: list[tuple[str, str]] = []
     dates = {name: _date(fields, name, problems) for name in sorted(fields) if name.endswith("_date")}
     ex_date = dates.get("ex_date") or dates.get("effective_date")
@@ -261,6 +262,7 @@ def factors(days: np.ndarray, actions: list[tuple[Action, float | None]], adjust
             continue  # a repeat of one event under another id is applied once
         seen.add(action.content_key())
         if action.type in DIVIDEND_TYPES:
+            assert action.cash is not None  # a dividend without its cash amount is held back
             if close is None or close <= 0:
                 raise AdjustmentError(f"{action.describe()} has no reference close (the close of the session before "
                                       "its ex-date); re-materialize corporate_actions for its process date")
@@ -269,6 +271,7 @@ def factors(days: np.ndarray, actions: list[tuple[Action, float | None]], adjust
                                       "before it: no price factor exists; read adjustment='raw'")
             events.append((np.datetime64(action.ex_date), 1.0 - action.cash / close, 1.0))
         else:
+            assert action.ratio is not None  # a split without its ratio is held back
             events.append((np.datetime64(action.ex_date), 1.0 / action.ratio, action.ratio))
     if not events:
         return Factors(ones, ones.copy())

@@ -70,7 +70,7 @@ def check_results(result: Recorded) -> list[dg.AssetCheckResult]:
     """One result per check (`CHECKS`): what it found, the first five named, up to 200 in its metadata."""
     ratio = [a for a in result.actions if any(what == "ratio" for what, _ in a.problems)]
     dates = [a for a in result.actions if any(what == "date" for what, _ in a.problems)]
-    outcomes = {
+    outcomes: dict[str, tuple[list[Action] | list[str], str]] = {
         "ratios_valid": (ratio, "held back: "),
         "dates_valid": (dates, "held back: "),
         "no_duplicate_actions": ([f"{dup} repeats {kept}" for dup, kept in sorted(result.duplicates.items())], ""),

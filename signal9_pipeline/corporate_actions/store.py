@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsRes
     result.duplicates = duplicates(result.actions)
     result.rename_disagreements = rename_disagreements(result.actions, holders, companies)
     result.renames_dated = date_renames(dynamodb, result.actions)
-    companies_by_session = {(s, previous_session(a.ex_date)): i for a in priced for i, s in targets[a.id]}
+    companies_by_session = {(s, _session_before(a)): i for a in priced for i, s in targets[a.id]}
     compare_with_alpaca(alpaca, dynamodb, priced, raw, companies_by_session, result)
     return result
 
@@ -100,10 +101,10 @@ def listed_companies(dynamodb: DynamoDBResource) -> tuple[dict[str, dict], dict[
     return companies, holders_by_symbol((i, spans_of(c.get("symbols"))) for i, c in companies.items())
 
 
-def reference_closes(priced: list[Action], raw: dict[tuple[str, date], float]) -> dict[tuple[str, date], float]:
+def reference_closes(priced: list[Action], raw: dict[tuple[str, date], float]) -> dict[tuple[str, date | None], float]:
     """(symbol, ex-date) -> the raw close of the session before a cash dividend's ex-date, where Alpaca had one."""
-    return {(s, a.ex_date): raw[(s, previous_session(a.ex_date))] for a in priced if a.type in DIVIDEND_TYPES
-            for s in a.symbols if (s, previous_session(a.ex_date)) in raw}
+    return {(s, a.ex_date): raw[(s, _session_before(a))] for a in priced if a.type in DIVIDEND_TYPES
+            for s in a.symbols if (s, _session_before(a)) in raw}
 
 
 def store_new_and_changed(table: MarketDataTable, events: EventsResource, items: dict[str, list[dict]],
@@ -199,8 +200,14 @@ def sessions_before(actions: list[Action]) -> dict[date, set[str]]:
     """The session before each action's ex-date -> the symbols whose close that session is wanted."""
     wanted: dict[date, set[str]] = collections.defaultdict(set)
     for action in actions:
-        wanted[previous_session(action.ex_date)].update(action.symbols)
+        wanted[_session_before(action)].update(action.symbols)
     return wanted
+
+
+def _session_before(action: Action) -> date:
+    """The session before a priced action's ex-date (one without an ex-date is held back, never priced)."""
+    assert action.ex_date is not None
+    return previous_session(action.ex_date)
 
 
 def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustment: str) -> dict[tuple[str, date], float]:
@@ -274,7 +281,7 @@ def _event_id(action: Action) -> str:
 
 
 def _event(action: Action) -> Event:
-    detail = {"actionId": action.id, "type": action.type, "symbols": list(action.symbols),
+    detail: dict[str, Any] = {"actionId": action.id, "type": action.type, "symbols": list(action.symbols),
               "exDate": action.ex_date.isoformat() if action.ex_date else None,
               "processDate": action.process_date.isoformat() if action.process_date else None}
     if action.ratio is not None:

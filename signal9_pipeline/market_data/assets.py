@@ -108,7 +108,8 @@ def requested_partitions(keys) -> tuple[dict[str, list[date]], dict[tuple[str, s
     by_timeframe: dict[str, list[date]] = collections.defaultdict(list)
     partition_keys: dict[tuple[str, str], str] = {}
     for key in keys:
-        dims = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else dg.MultiPartitionKey.from_str(key).keys_by_dimension
+        multi_key = key if isinstance(key, dg.MultiPartitionKey) else BARS_PARTITIONS.get_partition_key_from_str(key)
+        dims = multi_key.keys_by_dimension
         by_timeframe[dims["timeframe"]].append(date.fromisoformat(dims["date"]))
         partition_keys[(dims["timeframe"], dims["date"])] = str(key)
     return dict(by_timeframe), partition_keys

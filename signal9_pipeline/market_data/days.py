@@ -92,7 +92,7 @@ def sessions_between(first: date, last: date) -> list[date]:
 def previous_session(day: date) -> date:
     """The last XNYS session strictly before `day` (a cash dividend's reference close is that session's)."""
     sessions = _sessions().index
-    return sessions[sessions.searchsorted(pd.Timestamp(day)) - 1].date()
+    return sessions[int(sessions.searchsorted(pd.Timestamp(day))) - 1].date()
 
 
 def last_ended_day(now: datetime | None = None) -> date:
@@ -187,7 +187,9 @@ def screen(bars: pd.DataFrame, timeframe: str, *, crypto: bool) -> Screening:
             continue
         held_back |= new
         for row in bars.loc[new, ["symbol", "day", "timestamp"]].itertuples(index=False):
-            problems.append(BarProblem(row.symbol, row.day, row.timestamp.isoformat(), name, reason))
+            # pandas-stubs types a row's every field as any scalar: these are str, str and Timestamp
+            stamp = row.timestamp.isoformat()  # type: ignore[union-attr]
+            problems.append(BarProblem(row.symbol, row.day, stamp, name, reason))  # type: ignore[arg-type]
     session = np.full(len(bars), REGULAR) if crypto or timeframe == "1Day" else session_codes(bars["timestamp"], timeframe)
     with np.errstate(invalid="ignore"):
         vwap_outside = finite & (v > 0) & np.isfinite(vw) & ((vw < low - 1e-9) | (vw > h + 1e-9))

@@ -328,8 +328,8 @@ class BucketWriter:
         written, requests, conflicts = [], 0, 0
         for round_number in range(1, BUCKET_CONFLICTS.attempts + 1):
             stored = self.table.get(pending, projection=STORED_ATTRIBUTES)
-            puts = {key: self._merged(update, stored.get(key)) for key, update in pending.items()}
-            puts = {key: put for key, put in puts.items() if put is not None}
+            merged = {key: self._merged(update, stored.get(key)) for key, update in pending.items()}
+            puts = {key: put for key, put in merged.items() if put is not None}
             entries = [put.entry for put in puts.values() if put.entry is not None]
             if entries:  # write-ahead: a bucket never lists an entry that is not stored
                 requests += self.table.put(entries)

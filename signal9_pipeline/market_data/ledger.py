@@ -133,9 +133,9 @@ def _rows(stored: Bucket, fetch: Fetch, answered: np.ndarray, at_held: np.ndarra
         parts.append(_frame(fetch.seconds[late], fetch.bar_days[late], np.full(int(late.sum()), ADDED_LATE), None,
                             {c: fetch.columns[c][late] for c in VALUE_COLUMNS}))
     newly = withdrawn_now & ~np.isin(stored.seconds, list(stored.withdrawn))
-    for mask, change in ((newly, WITHDRAWN), (at_held, REFUSED)):
+    for mask, kind in ((newly, WITHDRAWN), (at_held, REFUSED)):
         if mask.any():
-            parts.append(_frame(stored.seconds[mask], stored.days[mask], np.full(int(mask.sum()), change),
+            parts.append(_frame(stored.seconds[mask], stored.days[mask], np.full(int(mask.sum()), kind),
                                 {c: stored.columns[c][mask] for c in VALUE_COLUMNS}, None))
     if not parts:
         return _frame(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0, dtype=np.int8), None, None)
@@ -216,7 +216,7 @@ def summarize(changes: pd.DataFrame, series: str, alpaca_id: str, symbol: str, t
     for day, change in zip(changes["day"].tolist(), changes["change"].tolist()):
         by_day[str(day)][CHANGE_NAMES[int(change)]] += 1
     restated = changes.loc[changes["change"] == RESTATED]
-    largest = {}
+    largest: dict[str, float] = {}
     for day, value in zip(restated["day"].tolist(), relative_changes(changes).tolist()):
         largest[str(day)] = max(largest.get(str(day), 0.0), float(value))
     beyond = beyond_tolerance(changes)
@@ -277,7 +277,8 @@ def as_known_at(bucket: Bucket, revisions: list[tuple[str, pd.DataFrame]], known
         if seen_at <= known_at:
             break
         for row in changes.itertuples(index=False):
-            t, change = int(row.timestamp), int(row.change)
+            # pandas-stubs types a row's every field as any scalar; these two columns are int64 and int8
+            t, change = int(row.timestamp), int(row.change)  # type: ignore[arg-type]
             old = [getattr(row, f"old_{c}") for c in VALUE_COLUMNS]
             if change in (RESTATED, RESTORED):
                 values[t] = old
@@ -288,7 +289,7 @@ def as_known_at(bucket: Bucket, revisions: list[tuple[str, pd.DataFrame]], known
             if change == RESTORED:
                 withdrawn[t] = seen_at
     day_of = dict(zip(bucket.seconds.tolist(), bucket.days.tolist()))
-    kept = sorted(t for t in values if t not in withdrawn and bucket.days_stored.get(day_of.get(t), "") <= known_at)
+    kept = sorted(t for t in values if t not in withdrawn and bucket.days_stored.get(day_of.get(t, ""), "") <= known_at)
     columns = {c: np.array([values[t][i] for t in kept], dtype=np.float64) for i, c in enumerate(VALUE_COLUMNS)}
     columns["trade_count"] = columns["trade_count"].astype(np.int64)
     return Bucket(np.array(kept, dtype=np.int64), columns, np.array([day_of[t] for t in kept], dtype=object), {},

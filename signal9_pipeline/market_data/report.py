@@ -142,14 +142,15 @@ def per_partition(context: dg.AssetExecutionContext, results: list[dg.AssetCheck
 
     An `AssetCheckResult` carries no partition, and a run over a range of partitions has no single one to give it.
     """
-    for result in results:
-        key = dg.AssetCheckKey(ASSET, result.check_name)
+    names = [str(result.check_name) for result in results]  # every check result here is built with its name
+    for name in names:
+        key = dg.AssetCheckKey(ASSET, name)
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
     targets = _materializations(context.instance, context.run.run_id)
     for partition in sorted(partition_keys):
-        for result in results:
+        for name, result in zip(names, results):
             yield dg.AssetCheckEvaluation(
-                asset_key=ASSET, check_name=result.check_name, passed=result.passed, metadata=result.metadata,
+                asset_key=ASSET, check_name=name, passed=result.passed, metadata=result.metadata,
                 severity=result.severity, description=result.description, blocking=False, partition=partition,
                 target_materialization_data=targets.get(partition))
 
@@ -157,9 +158,10 @@ def per_partition(context: dg.AssetExecutionContext, results: list[dg.AssetCheck
 def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
     """partition -> this run's materialization of it, as an evaluation names the materialization it checked."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    return {r.event_log_entry.dagster_event.partition: AssetCheckEvaluationTargetMaterializationData(
+    events = [(r, r.event_log_entry.dagster_event) for r in records]
+    return {event.partition: AssetCheckEvaluationTargetMaterializationData(
                 run_id=run_id, storage_id=r.storage_id, timestamp=r.timestamp)
-            for r in records if r.event_log_entry.dagster_event.asset_key == ASSET}
+            for r, event in events if event is not None and event.asset_key == ASSET and event.partition is not None}
 
 
 def partition_observations(run: BarsRun) -> list[dg.AssetObservation]:

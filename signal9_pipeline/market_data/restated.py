@@ -22,8 +22,8 @@ SERIES_PER_EVENT = 100  # EventBridge takes 256 KB per entry; a series with 60 d
 def restatement_events(revisions: list[Revision], run_id: str) -> list[Event]:
     events = []
     ordered = sorted(revisions, key=lambda r: (r.timeframe, r.series, r.ledger_key))
-    for timeframe, group in groupby(ordered, key=lambda r: r.timeframe):
-        group = list(group)
+    for timeframe, grouped in groupby(ordered, key=lambda r: r.timeframe):
+        group = list(grouped)
         for first in range(0, len(group), SERIES_PER_EVENT):
             chunk = group[first:first + SERIES_PER_EVENT]
             detail = {"timeframe": timeframe, "runId": run_id, "series": [

@@ -31,7 +31,7 @@ class Listing:
     """A company as a bars run needs it: its id, asset class and symbol history."""
 
     alpaca_id: str
-    asset_class: str
+    asset_class: str  # "" when the item has none (such a company is refused, see companies_named)
     spans: tuple[Span, ...]
 
     def request(self, last_day: date) -> tuple[str, str]:
@@ -41,7 +41,7 @@ class Listing:
     @classmethod
     def of(cls, item: dict) -> Listing:
         spans = spans_of(item.get("symbols")) or [Span(item["symbol"])]
-        return cls(item["alpaca_id"], item.get("asset_class"), tuple(spans))
+        return cls(item["alpaca_id"], item.get("asset_class", ""), tuple(spans))
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,12 @@ def companies_named(dynamodb: DynamoDBResource, symbols: list[str], alpaca: Alpa
     named = {s: holder_on(holders[s], today) for s in symbols if s in holders}
     ids = {s: h.alpaca_id for s, h in named.items() if h is not None}
     listings = {i["alpaca_id"]: Listing.of(i) for i in table.get_companies(set(ids.values()), LISTING_FIELDS)}
-    for symbol in sorted(set(symbols) - set(ids)) if alpaca is not None else []:
-        asset = alpaca.get_asset(symbol)
-        if asset is not None and asset.get("symbol") == symbol and isinstance(asset.get("id"), str):
-            ids[symbol] = asset["id"]
-            listings[asset["id"]] = Listing(asset["id"], asset.get("class"), (Span(symbol),))
+    if alpaca is not None:
+        for symbol in sorted(set(symbols) - set(ids)):
+            asset = alpaca.get_asset(symbol)
+            if asset is not None and asset.get("symbol") == symbol and isinstance(asset.get("id"), str):
+                ids[symbol] = asset["id"]
+                listings[asset["id"]] = Listing(asset["id"], asset.get("class", ""), (Span(symbol),))
     missing = sorted(set(symbols) - set(ids))
     if missing:
         raise UnknownSymbolError(

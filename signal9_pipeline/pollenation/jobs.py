@@ -121,6 +121,7 @@ def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announce
 def _stored_partitions(tally: RunTally) -> list[tuple[str, dict[str, int]]]:
     """The ohlc_bars date partitions (those that exist) in which this load stored bars."""
     dates = BARS_PARTITIONS.get_partitions_def_for_dimension("date")
+    assert isinstance(dates, dg.TimeWindowPartitionsDefinition)
     first, last = dates.start.date().isoformat(), last_ended_day().isoformat()
     return sorted((day, figures) for (timeframe, day), figures in tally.by_day.items()
                   if timeframe == "1Day" and figures["bars"] and first <= day <= last)

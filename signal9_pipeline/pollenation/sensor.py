@@ -8,6 +8,9 @@ becomes 120 runs over time rather than 12,000 at once, and leaves room for the
 daily sync. A reused ticker's new company is a company of its own, pollenated once.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
 
 from signal9_pipeline import settings
@@ -28,7 +31,8 @@ def pending_companies(dynamodb: DynamoDBResource) -> list[str]:
 
 def run_companies(run: dg.DagsterRun) -> list[str]:
     """The asset ids a pollenation run was launched for (its run config)."""
-    return list(((run.run_config or {}).get("ops", {}).get("announce_new_symbols", {}).get("config", {})).get("asset_ids", []))
+    run_config: Mapping[str, Any] = run.run_config or {}
+    return list((run_config.get("ops", {}).get("announce_new_symbols", {}).get("config", {})).get("asset_ids", []))
 
 
 @dg.sensor(job=pollenation_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,

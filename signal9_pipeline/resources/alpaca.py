@@ -37,6 +37,7 @@ import pybreaker
 import requests
 import tenacity
 from alpaca.common.exceptions import APIError
+from alpaca.common.rest import RESTClient
 from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
 from alpaca.data.historical.corporate_actions import CorporateActionsClient
 from alpaca.trading.client import TradingClient
@@ -205,7 +206,8 @@ class _AlpacaSession(requests.Session):
         super().__init__()
         self._gateway = gateway
 
-    def request(self, method, url, **kwargs):  # noqa: ANN001 - requests' own signature
+    # alpaca-py calls request(method, url, **opts) only; the gateway sets the timeout keyword itself
+    def request(self, method, url, **kwargs):  # type: ignore[override]  # noqa: ANN001 - requests' own signature
         response = self._gateway.send(super().request, method, url, **kwargs)
         response.__class__ = _Answer  # alpaca-py decodes every body with response.json()
         return response
@@ -255,7 +257,8 @@ class _Gateway:
                 self._clients[kind] = self._build(kind, creds)
             return self._clients[kind]
 
-    def _build(self, kind: str, creds: AlpacaCredentials):
+    def _build(self, kind: str, creds: AlpacaCredentials) -> RESTClient:
+        client: RESTClient
         if kind == "trading":
             client = TradingClient(creds.api_key, creds.secret_key, paper=self.config.paper, raw_data=True,
                                    url_override=self.config.trading_url)
@@ -306,6 +309,7 @@ class _Gateway:
                 f"circuit breaker open after {self.config.circuit_failure_threshold} consecutive failures; "
                 f"not calling {endpoint} for {self.config.circuit_reset_s:.0f} s") from None
         except _CountedAsFailure as marked:
+            assert marked.__cause__ is not None  # raised from the error it marks
             raise marked.__cause__ from None
 
     def _call_counting_failures(self, client, path: str, params: dict | None, endpoint: str) -> Any:
@@ -362,7 +366,7 @@ class _Gateway:
         return backoff
 
     def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        error = retry_state.outcome.exception()
+        error = retry_state.outcome.exception() if retry_state.outcome else None
         self.metrics.put("AlpacaApiRetries", 1, ErrorType=type(error).__name__)
         logs.event(log, logging.WARNING, f"Alpaca retry after attempt {retry_state.attempt_number}: "
                    f"{type(error).__name__}: {str(error)[:200]}; next attempt in {retry_state.upcoming_sleep:.1f} s",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import boto3
 import dagster as dg
@@ -56,6 +56,7 @@ class FromSettings:
         return cls(**{**values, **overrides})
 
 
+AwsService = Literal["dynamodb", "events", "sns"]  # the services resources reach through `boto3_client`
 _shared: dict[tuple, Any] = {}
 _shared_lock = threading.Lock()
 _BOTO3_FIELDS = ("region_name", "max_attempts", "profile_name", "use_ssl", "endpoint_url", "verify", "aws_access_key_id",
@@ -63,8 +64,8 @@ _BOTO3_FIELDS = ("region_name", "max_attempts", "profile_name", "use_ssl", "endp
 _SESSION_FIELDS = ("profile_name", "region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 
 
-def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, shared: bool = False,
-                 retry_mode: str = "standard", **config: Any):
+def boto3_client(resource: ResourceWithBoto3Configuration, service: AwsService, *, shared: bool = False,
+                 retry_mode: Literal["legacy", "standard", "adaptive"] = "standard", **config: Any) -> Any:
     """A boto3 client configured by dagster_aws' fields; fields left unset fall back to boto3's own chain
     (`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_<SERVICE>`, the task role), which is how ECS and the local stack
     configure AWS.
@@ -78,14 +79,16 @@ def boto3_client(resource: ResourceWithBoto3Configuration, service: str, *, shar
     Otherwise a new client of boto3's default session when no session field is set (what its hooks, such as the
     tests' fault injection, see), or of a session built from those fields.
     """
-    client_kwargs = {"endpoint_url": resource.endpoint_url or None, "use_ssl": resource.use_ssl, "verify": resource.verify,
-                     "config": Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config)}
+    client_kwargs: dict[str, Any] = {
+        "endpoint_url": resource.endpoint_url or None, "use_ssl": resource.use_ssl, "verify": resource.verify,
+        "config": Config(retries={"max_attempts": resource.max_attempts, "mode": retry_mode}, **config)}
     session_kwargs = {f: getattr(resource, f) for f in _SESSION_FIELDS}
     if not shared:
         if any(v is not None for v in session_kwargs.values()):
             return boto3.session.Session(**session_kwargs).client(service, **client_kwargs)
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
         return boto3.DEFAULT_SESSION.client(service, **client_kwargs)
     endpoint = (resource.endpoint_url or os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
                 or settings.get("AWS_ENDPOINT_URL"))

@@ -11,7 +11,7 @@ import atexit
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import boto3
 import dagster as dg
@@ -20,6 +20,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from signal9_pipeline import logs, settings
 from signal9_pipeline.resources.configured import FromSettings
+
+if TYPE_CHECKING:
+    from types_boto3_cloudwatch import CloudWatchClient
 
 MAX_BATCH = 500  # PutMetricData takes up to 1,000 datums per call
 log = logging.getLogger("signal9.metrics")
@@ -32,7 +35,7 @@ class MetricsPublisher:
         self.namespace = namespace
         self._buffer: list[dict] = []
         self._lock = threading.Lock()
-        self._client = None
+        self._client: CloudWatchClient | None = None
         try:
             self._cloudwatch()  # bind the endpoint the environment names now, not at interpreter exit
         except BotoCoreError:
