@@ -35,12 +35,12 @@ from signal9_pipeline.market_data.days import (
     NEW_YORK,
     REGULAR,
     SESSIONS,
-    TIMEFRAMES,
     bucket_start,
     session_codes,
     trading_days,
 )
 from signal9_pipeline.market_data.ledger import VALUE_COLUMNS, Bucket, LedgerError, as_known_at, decode_changes
+from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.market_data.universe import listed_universe
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
