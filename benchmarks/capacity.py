@@ -29,7 +29,7 @@ import exchange_calendars as xcals
 
 from signal9_pipeline.local import stack
 from signal9_pipeline.market_data.days import bucket_start
-from signal9_pipeline.resources.alpaca import TIMEFRAMES
+from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.resources.rate_limit import shared_limiter
 from signal9_pipeline_tests.deploy.services import start_redis
 

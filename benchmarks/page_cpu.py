@@ -1,7 +1,7 @@
 """Benchmark: the pipeline's CPU per 10,000-bar page, with the pages already fetched.
 
 What one page costs from the bytes Alpaca sent to the item handed to DynamoDB: JSON
-parse, `bars_page_frame`, screening (`days.screen`), bucketing, and the merge and
+parse, `bars_page_frame`, screening (`screening.screen`), bucketing, and the merge and
 Arrow encoding of each bucket (an empty table, so no stored bucket to merge). At
 Algo Trader Plus's 10,000 requests/min, one run on one core keeps up with 1,000
 requests/min when a page costs at most 60 ms. Pages are real sandbox answers over
@@ -27,7 +27,9 @@ import time
 import pandas as pd
 import requests
 
-from signal9_pipeline.market_data.ingest import BucketWriter, RunTally, _Store
+from signal9_pipeline.market_data.buckets import BucketWriter
+from signal9_pipeline.market_data.ingest import _Store
+from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.resources.alpaca import bars_page_frame, decode_json
 from signal9_pipeline.sandbox import start_in_thread
 

@@ -15,6 +15,8 @@ PURE = [
     "signal9_pipeline.assets_sync.validation",
     "signal9_pipeline.pollenation.batches",
     "signal9_pipeline.market_data.days",
+    "signal9_pipeline.market_data.screening",
+    "signal9_pipeline.market_data.timeframes",
     "signal9_pipeline.market_data.codec",
     "signal9_pipeline.corporate_actions.actions",
     "signal9_pipeline.credentials",

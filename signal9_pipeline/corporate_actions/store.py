@@ -32,7 +32,8 @@ from signal9_pipeline.corporate_actions.actions import (
     to_item,
 )
 from signal9_pipeline.identity import Holder, day_before, holder_on, holders_by_symbol, spans_of, sync_dates_agree
-from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, faulty, fetch_window, last_session, previous_session
+from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, fetch_window, last_session, previous_session
+from signal9_pipeline.market_data.screening import faulty
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource

@@ -19,15 +19,8 @@ import pandas as pd
 
 from signal9_pipeline import settings
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
-from signal9_pipeline.market_data.days import TIMEFRAMES
-from signal9_pipeline.market_data.ingest import (
-    IngestOptions,
-    RunTally,
-    completeness,
-    ingest,
-    record_manifests,
-    stored_mismatches,
-)
+from signal9_pipeline.market_data.buckets import record_manifests, stored_mismatches
+from signal9_pipeline.market_data.ingest import IngestOptions, ingest
 from signal9_pipeline.market_data.report import (
     CHECKS,
     BarsRun,
@@ -40,7 +33,9 @@ from signal9_pipeline.market_data.report import (
 )
 from signal9_pipeline.market_data.restated import restatement_events
 from signal9_pipeline.market_data.settle import settle_dates
-from signal9_pipeline.market_data.universe import Universe, UnknownSymbolError, listed_universe, watchlist_universe
+from signal9_pipeline.market_data.tally import RunTally, completeness
+from signal9_pipeline.market_data.timeframes import TIMEFRAMES
+from signal9_pipeline.market_data.universe import Universe, UnknownSymbolError, bars_universe
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
@@ -67,11 +62,8 @@ class BarsConfig(dg.Config):
 
 def universe(timeframe: str, dates: list[date], config: BarsConfig, dynamodb: DynamoDBResource,
              alpaca: AlpacaResource | None = None) -> Universe:
-    """The watchlist's companies for intraday timeframes; for 1Day (and a watchlist of "all"), every company listed
-    on each date, by the assets table's status history, so re-materializing a past date asks for the same companies."""
-    if timeframe != "1Day" and config.intraday_watchlist.strip().lower() != "all":
-        return watchlist_universe(dynamodb, [s.strip() for s in config.intraday_watchlist.split(",") if s.strip()], dates, alpaca)
-    return listed_universe(dynamodb, dates)
+    """The run's companies for the configured watchlist (`universe.bars_universe`)."""
+    return bars_universe(timeframe, dates, config.intraday_watchlist, dynamodb, alpaca)
 
 
 @dg.asset(

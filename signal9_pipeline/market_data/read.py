@@ -37,12 +37,12 @@ from signal9_pipeline.market_data.days import (
     EQUITY,
     NEW_YORK,
     SESSIONS,
-    TIMEFRAMES,
     bucket_start,
     bucket_starts,
     trading_days,
 )
 from signal9_pipeline.market_data.ledger import VALUE_COLUMNS, Bucket, LedgerError, as_known_at, decode_changes
+from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.market_data.universe import listed_universe
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable

@@ -16,8 +16,9 @@ from datetime import date
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
-from signal9_pipeline.market_data.days import BarProblem, is_session
-from signal9_pipeline.market_data.ingest import DAY_FIGURES, RunTally
+from signal9_pipeline.market_data.days import is_session
+from signal9_pipeline.market_data.screening import BarProblem
+from signal9_pipeline.market_data.tally import DAY_FIGURES, RunTally
 from signal9_pipeline.resources.metrics import MetricsResource
 
 ASSET = dg.AssetKey("ohlc_bars")

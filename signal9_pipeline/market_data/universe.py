@@ -1,13 +1,16 @@
-"""Which companies a bars run covers, and which of them each date expects.
+"""Which companies a bars run covers, which of them each date expects, and under which symbol each is asked.
 
 For 1Day (and an intraday watchlist of "all"): every company listed at any moment of the date, by the assets
 table's status history, delisted and renamed ones included, so that re-materializing a past date asks for the
 same companies as the first time and a backtest sees no survivorship. For an intraday watchlist: the companies
 its symbols name today (Alpaca's own convention, and `read_bars`' default), each over its whole history.
+Companies are fetched per asset class (their endpoints and day boundaries differ), and asked for under the
+symbol they hold as of a date (`asked_as_of`).
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -16,6 +19,8 @@ import pandas as pd
 from signal9_pipeline.assets_sync.changes import was_listed_on
 from signal9_pipeline.identity import Span, holder_on, observation_day, request_symbol, spans_of
 from signal9_pipeline.market_data.days import ASSET_CLASSES
+from signal9_pipeline.market_data.tally import RunTally
+from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import LISTING_FIELDS, AssetsTable
@@ -50,6 +55,15 @@ class Universe:
 
     listings: dict[str, Listing]
     by_day: dict[date, set[str]]
+
+
+def bars_universe(timeframe: str, dates: list[date], watchlist: str, dynamodb: DynamoDBResource,
+                  alpaca: AlpacaResource | None = None) -> Universe:
+    """The watchlist's companies for intraday timeframes; for 1Day (and a watchlist of "all"), every company listed
+    on each date, by the assets table's status history, so re-materializing a past date asks for the same companies."""
+    if TIMEFRAMES[timeframe].intraday and watchlist.strip().lower() != "all":
+        return watchlist_universe(dynamodb, [s.strip() for s in watchlist.split(",") if s.strip()], dates, alpaca)
+    return listed_universe(dynamodb, dates)
 
 
 def listed_universe(dynamodb: DynamoDBResource, dates: list[date]) -> Universe:
@@ -99,6 +113,36 @@ def companies_named(dynamodb: DynamoDBResource, symbols: list[str], alpaca: Alpa
             f"no bars endpoint for the asset class of {', '.join(unsupported[:5])} "
             f"({listings[ids[unsupported[0]]].asset_class!r}); bars are fetched for {', '.join(ASSET_CLASSES)} only")
     return listings
+
+
+def by_asset_class(listings: dict[str, Listing]) -> dict[str, list[Listing]]:
+    """asset class -> its companies, for the asset classes the listings hold, equities first."""
+    classes: dict[str, list[Listing]] = collections.defaultdict(list)
+    for listing in listings.values():
+        classes[listing.asset_class].append(listing)
+    return {c: classes[c] for c in ASSET_CLASSES if c in classes}
+
+
+def asked_as_of(listings: list[Listing], last_day: date, tally: RunTally, *,
+                crypto: bool) -> dict[str | None, dict[str, str]]:
+    """asof date -> {symbol: asset id}: under which symbol, as of which date, each company's bars are asked for.
+
+    Alpaca maps a symbol to the company holding it as of `asof` and answers that company's whole history in the
+    window, so one date serves every company that holds its symbol on the run's last date: a universe without
+    changes is one group of full multi-day pages. A company whose symbol passed to another before that date is
+    asked as of its own last day under it. Crypto has no `asof` (None). Two companies that would be asked under
+    one symbol as of one date (a table that contradicts itself) are not asked for; `tally.unrequested` names them.
+    """
+    groups: dict[str | None, dict[str, str]] = collections.defaultdict(dict)
+    for listing in sorted(listings, key=lambda x: x.alpaca_id):
+        symbol, asof = listing.request(last_day)
+        group = groups[None if crypto else asof]
+        if symbol in group:
+            tally.unrequested.append(f"{listing.alpaca_id}: {symbol} as of {asof} already names {group[symbol]}")
+            continue
+        group[symbol] = listing.alpaca_id
+        tally.labels[listing.alpaca_id] = symbol
+    return dict(sorted(groups.items(), key=lambda g: g[0] or ""))
 
 
 def _new_york_day(day: date) -> tuple[str, str]:

@@ -25,7 +25,8 @@ from signal9_pipeline.catalog import OWNERS
 from signal9_pipeline.identity import spans_of
 from signal9_pipeline.market_data.assets import BARS_PARTITIONS
 from signal9_pipeline.market_data.days import last_ended_day
-from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, ingest
+from signal9_pipeline.market_data.ingest import IngestOptions, ingest
+from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.market_data.universe import Listing
 from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
 from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries

@@ -46,7 +46,9 @@ from dagster_aws.secretsmanager import SecretsManagerResource
 
 from signal9_pipeline import logs, redaction, retry, settings
 from signal9_pipeline.credentials import AlpacaCredentials
-from signal9_pipeline.market_data.days import ASSET_CLASSES, CRYPTO, FAULT, TIMEFRAMES
+from signal9_pipeline.market_data.days import ASSET_CLASSES, CRYPTO
+from signal9_pipeline.market_data.screening import FAULT
+from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.resources import run_scope
 from signal9_pipeline.resources.configured import FromSettings
 from signal9_pipeline.resources.metrics import MetricsPublisher, publisher_for

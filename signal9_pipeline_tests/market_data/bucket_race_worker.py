@@ -10,7 +10,8 @@ import sys
 import time
 from datetime import date
 
-from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, ingest
+from signal9_pipeline.market_data.ingest import IngestOptions, ingest
+from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.market_data.universe import companies_named
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource

@@ -14,10 +14,10 @@ from signal9_pipeline.market_data.days import (
     fetch_window,
     last_ended_day,
     last_session,
-    screen,
     session_codes,
     with_days,
 )
+from signal9_pipeline.market_data.screening import screen
 
 
 def bars(symbol="AAPL", start="2024-06-03T13:30:00Z", count=390, step="1min", **overrides) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from signal9_pipeline.market_data.assets import (
     settle_bars_schedule,
 )
 from signal9_pipeline.market_data.assets import universe as universe_of
-from signal9_pipeline.market_data.ingest import request_groups
+from signal9_pipeline.market_data.fetch import request_groups
 from signal9_pipeline.market_data.read import UnknownSymbolsError, listed_on
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -224,7 +224,7 @@ def test_request_groups_keep_pages_full():
 
 
 def test_read_back_finds_changed_and_missing_buckets_but_not_later_merges(bars_env):
-    from signal9_pipeline.market_data.ingest import stored_mismatches
+    from signal9_pipeline.market_data.buckets import stored_mismatches
 
     dynamodb = DynamoDBResource.from_settings()
     table = bars_env["SIGNAL9_MARKET_DATA_TABLE"]
@@ -240,7 +240,7 @@ def test_read_back_finds_changed_and_missing_buckets_but_not_later_merges(bars_e
 
 
 def test_the_read_back_sample_is_bounded_and_uniform(monkeypatch):
-    from signal9_pipeline.market_data import ingest as market_assets
+    from signal9_pipeline.market_data import tally as market_assets
 
     monkeypatch.setattr(market_assets, "READBACK_SAMPLE", 100)
     tally = market_assets.RunTally()
@@ -322,7 +322,8 @@ def test_the_day_that_just_ended_is_fetched_from_the_sip_feed_on_a_free_plan(bar
     """Just after New York midnight the day that ended reaches into Alpaca's last 15 minutes, where a free plan
     refuses SIP data (403). The window ends 16 minutes ago instead, which loses no bar: equities stop at 20:00."""
     from signal9_pipeline.market_data.days import NEW_YORK
-    from signal9_pipeline.market_data.ingest import IngestOptions, RunTally, ingest
+    from signal9_pipeline.market_data.ingest import IngestOptions, ingest
+    from signal9_pipeline.market_data.tally import RunTally
 
     put_universe(bars_env, small_universe(default_universe, n=3))  # the stack's sandbox: the free plan
     assert run_sync().success

@@ -30,7 +30,9 @@ from hypothesis import strategies as st
 from signal9_pipeline.alerting.sensor import error_type
 from signal9_pipeline.assets_sync.changes import Observation, plan_sync
 from signal9_pipeline.assets_sync.validation import validate_assets
-from signal9_pipeline.market_data.ingest import BucketWriter, RunTally, _Store
+from signal9_pipeline.market_data.buckets import BucketWriter
+from signal9_pipeline.market_data.ingest import _Store
+from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.resources.alpaca import AlpacaResponseError, bars_page_frame
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
