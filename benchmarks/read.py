@@ -30,8 +30,8 @@ from pathlib import Path
 
 from benchmarks.identity_requests import synced_default_universe
 from benchmarks.ohlc_bars import run
+from signal9_devstack.local import stack
 from signal9_pipeline import settings
-from signal9_pipeline.local import stack
 from signal9_pipeline.resources import metrics
 
 LIMIT = 100_000  # the reads are measured, not the backfill: the sandbox answers as fast as it can

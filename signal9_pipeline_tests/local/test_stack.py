@@ -6,9 +6,9 @@ import os
 import boto3
 import pytest
 
+from signal9_devstack.local import stack
+from signal9_devstack.local.provision import ProvisionError, ensure_secret, provision
 from signal9_pipeline.credentials import AlpacaCredentials
-from signal9_pipeline.local import stack
-from signal9_pipeline.local.provision import ProvisionError, ensure_secret, provision
 from signal9_pipeline.settings import Settings
 
 
@@ -103,7 +103,7 @@ def test_local_run_syncs_and_stops_the_stack_it_started(tmp_path, default_univer
     universe = tmp_path / "universe.json"
     universe.write_text(json.dumps(default_universe[:400]))
     home = tmp_path / "home"
-    done = subprocess.run([sys.executable, "-m", "signal9_pipeline.local", "run", "--universe", str(universe)],
+    done = subprocess.run([sys.executable, "-m", "signal9_devstack.local", "run", "--universe", str(universe)],
                           env={**os.environ, "SIGNAL9_HOME": str(home)}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     listed = sum(a["status"] == "active" and a["tradable"] for a in default_universe[:400])

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
+from signal9_devstack.sandbox.bars import BarGenerator
 from signal9_pipeline.corporate_actions.actions import parse_action, to_item
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.assets import daily_bars_schedule, settle_bars_schedule
@@ -25,7 +26,6 @@ from signal9_pipeline.market_data.ledger import CHANGE_NAMES, LedgerError, decod
 from signal9_pipeline.market_data.read import resolve_symbol
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline.sandbox.bars import BarGenerator
 from signal9_pipeline.tables.market_data import LEDGER_PREFIX, MarketDataTable
 from signal9_pipeline_tests.support import EventTap, check_results, put_universe, run_sync, small_universe
 

@@ -25,7 +25,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
-from signal9_pipeline.local.stack import free_port
+from signal9_devstack.local.stack import free_port
 from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources import metrics as metrics_module
 from signal9_pipeline.resources.dynamodb import BATCH_SIZE, DynamoDBResource

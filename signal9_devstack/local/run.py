@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from signal9_pipeline.local import stack
+from signal9_devstack.local import stack
 from signal9_pipeline.market_data.days import last_session
 
 SHOWN = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
