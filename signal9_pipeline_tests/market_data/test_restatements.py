@@ -1,10 +1,10 @@
 """Alpaca revises the past: a day fetched at 05:00 UTC, settled again by the real schedules at their tick times,
 every change kept in the ledger, any earlier read reproduced bar for bar.
 
-The sandbox answers as of its clock with late reports on (sandbox/bars.py: the recorded +0.06% .. +1.6% of a
-day's volume arriving after it, a few extended-hours minute bars appearing only the next day, prices unchanged).
-Each schedule is evaluated with `build_schedule_context` at its tick, with the sandbox clock set to that moment,
-and the runs it asks for are executed.
+The sandbox answers as of its clock with late reports on (signal9_devstack/sandbox/bars.py: the recorded +0.06% ..
++1.6% of a day's volume arriving after it, a few extended-hours minute bars appearing only the next day, prices
+unchanged). Each schedule is evaluated with `build_schedule_context` at its tick, with the sandbox clock set to that
+moment, and the runs it asks for are executed.
 """
 
 from __future__ import annotations
