@@ -96,7 +96,7 @@ def main() -> None:
         rows.append(("this release, again after 20 renames, 20 delistings, 5 reused tickers",
                      run(release, home, "1Day", FIRST, LAST, "")))
     finally:
-        metrics._flush_all()
+        metrics.flush()
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; sandbox and "
           f"limiter at {LIMIT} requests/min; command: python -m benchmarks.identity_requests --legacy WORKTREE")

@@ -111,7 +111,7 @@ def main() -> None:
         ]
         reads = time_reads()
     finally:
-        metrics._flush_all()  # while the local CloudWatch still listens
+        metrics.flush()  # while the local CloudWatch still listens
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"sandbox and limiter at {LIMIT} requests/min; command: python -m benchmarks.ohlc_bars")

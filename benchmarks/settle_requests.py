@@ -45,7 +45,7 @@ def main() -> None:
             again = run(tables, home, timeframe, DAY, DAY, chosen)
             rows.append((name, first, again))
     finally:
-        metrics._flush_all()
+        metrics.flush()
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; sandbox and "
           f"limiter at {LIMIT} requests/min; one date ({DAY}); command: python -m benchmarks.settle_requests")

@@ -33,8 +33,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     try:
         yield env
     finally:
-        metrics._flush_all()  # while moto still listens
-        metrics._publishers.clear()
+        metrics.flush()  # while moto still listens
+        metrics.reset()
         stack.down(home)
 
 
