@@ -58,15 +58,26 @@ def test_production_code_loads_without_the_sandbox_and_the_local_stack(module):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_the_product_package_imports_nothing_from_the_dev_stack():
-    """Every import statement of signal9_pipeline, lazy ones inside functions included."""
+def imported_modules(folder: str) -> list[tuple[str, str]]:
+    """(where, module) for every absolute import statement under folder, lazy ones inside functions included."""
     from signal9_pipeline_tests.conftest import PROJECT_ROOT
 
-    offenders = []
-    for path in sorted((PROJECT_ROOT / "signal9_pipeline").rglob("*.py")):
+    found = []
+    for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and not node.level:
                 names = [node.module or ""]
-            offenders += [f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] == DEV_STACK]
-    assert offenders == []
+            found += [(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}", name) for name in names]
+    return found
+
+
+def test_the_product_package_imports_nothing_from_the_dev_stack():
+    assert [(where, m) for where, m in imported_modules("signal9_pipeline") if m.split(".")[0] == DEV_STACK] == []
+
+
+def test_benchmarks_import_no_test_module():
+    """Benchmarks share helpers through signal9_pipeline_tests.support (or modules of their own), never a test file."""
+    is_test = [(where, m) for where, m in imported_modules("benchmarks")
+               if any(part.startswith(("test_", "conftest")) for part in m.split("."))]
+    assert is_test == []
