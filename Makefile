@@ -23,18 +23,18 @@ $(STAMP_NODE): package.json package-lock.json
 
 # Start the local stack, run the daily pipeline once, print a summary, stop what was started.
 run: install
-	$(PY) -m signal9_pipeline.local run
+	$(PY) -m signal9_devstack.local run
 
 # Local stack plus the Dagster UI with schedules and sensors (Ctrl-C stops the UI; `make down` the stack).
 dev: install
-	$(PY) -m signal9_pipeline.local up
+	$(PY) -m signal9_devstack.local up
 	set -a && . .signal9/local.env && set +a && $(VENV)/bin/dagster dev -w workspace.yaml
 
 up: install
-	$(PY) -m signal9_pipeline.local up
+	$(PY) -m signal9_devstack.local up
 
 down:
-	$(PY) -m signal9_pipeline.local down
+	$(PY) -m signal9_devstack.local down
 
 # PostgreSQL and Redis servers (Debian packages) for the production-like tests.
 services:
@@ -45,7 +45,7 @@ services:
 # the production-like test
 # (`pytest -m "not production_like"` leaves that one out locally).
 test: install services
-	$(VENV)/bin/ruff check signal9_pipeline signal9_pipeline_tests benchmarks deploy
+	$(VENV)/bin/ruff check signal9_pipeline signal9_devstack signal9_pipeline_tests benchmarks deploy
 	$(VENV)/bin/mypy
 	rm -f .coverage .coverage.*
 	$(VENV)/bin/coverage run -m pytest

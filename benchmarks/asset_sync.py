@@ -26,9 +26,9 @@ from pathlib import Path
 
 import requests
 
-from signal9_pipeline.local import stack
-from signal9_pipeline.sandbox.churn import churn
-from signal9_pipeline.sandbox.universe import build_universe
+from signal9_devstack.local import stack
+from signal9_devstack.sandbox.churn import churn
+from signal9_devstack.sandbox.universe import build_universe
 
 
 def one_sync() -> None:

@@ -1,9 +1,9 @@
 """Benchmark: size and speed of the stored bar block, beside the standard alternatives it was chosen over.
 
-For the item shapes the pipeline writes (the shapes of signal9_pipeline_tests/market_data/test_block_format.py):
-bytes per block as stored (format 2: gzip of an Arrow IPC stream), as a bare IPC stream, with Arrow's own
-LZ4_FRAME or ZSTD body compression, as Parquet (ZSTD), and in format 1 (zlib of raw columns, before Arrow);
-then the codec's encode + decode time per 10,000 bars (median of 5 rounds).
+For the item shapes the pipeline writes (`block_shapes` of signal9_pipeline_tests/support.py, which the format's
+tests use too): bytes per block as stored (format 2: gzip of an Arrow IPC stream), as a bare IPC stream, with
+Arrow's own LZ4_FRAME or ZSTD body compression, as Parquet (ZSTD), and in format 1 (zlib of raw columns, before
+Arrow); then the codec's encode + decode time per 10,000 bars (median of 5 rounds).
 
     python -m benchmarks.block_format
 """
@@ -23,7 +23,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from signal9_pipeline.market_data.codec import FLOAT_COLUMNS, decode, encode_columns
-from signal9_pipeline_tests.market_data.test_block_format import block_shapes
+from signal9_pipeline_tests.support import block_shapes
 
 ROUNDS = 5
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import exchange_calendars as xcals
 
-from signal9_pipeline.local import stack
+from signal9_devstack.local import stack
 from signal9_pipeline.market_data.days import bucket_start
 from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.resources.rate_limit import shared_limiter
@@ -78,7 +78,7 @@ def item_sizes(env: dict[str, str]) -> list[dict]:
     from signal9_pipeline_tests.support import materialize_bars, put_universe, run_sync, small_universe
 
     os.environ.update(env)
-    from signal9_pipeline.sandbox.universe import build_universe
+    from signal9_devstack.sandbox.universe import build_universe
 
     put_universe(env, small_universe(build_universe(0), n=200))
     assert run_sync().success
@@ -100,7 +100,7 @@ def item_sizes(env: dict[str, str]) -> list[dict]:
 def one_run_ceiling(env: dict[str, str]) -> dict:
     import requests
 
-    from signal9_pipeline.sandbox.universe import build_universe
+    from signal9_devstack.sandbox.universe import build_universe
     from signal9_pipeline_tests.support import materialize_bars, put_universe, run_sync, small_universe
 
     put_universe(env, small_universe(build_universe(0), n=2000))

@@ -30,11 +30,11 @@ from pathlib import Path
 import requests
 
 from benchmarks.ohlc_bars import LIMIT, run
-from signal9_pipeline.local import stack
-from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+from signal9_devstack.local import stack
+from signal9_devstack.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+from signal9_devstack.sandbox.churn import churn
+from signal9_devstack.sandbox.universe import build_universe
 from signal9_pipeline.resources import metrics
-from signal9_pipeline.sandbox.churn import churn
-from signal9_pipeline.sandbox.universe import build_universe
 
 FIRST, LAST = "2024-03-01", "2024-05-28"  # 60 trading days
 SYNC = ("import dagster as dg\nfrom signal9_pipeline.definitions import defs\n"
@@ -96,7 +96,7 @@ def main() -> None:
         rows.append(("this release, again after 20 renames, 20 delistings, 5 reused tickers",
                      run(release, home, "1Day", FIRST, LAST, "")))
     finally:
-        metrics._flush_all()
+        metrics.flush()
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; sandbox and "
           f"limiter at {LIMIT} requests/min; command: python -m benchmarks.identity_requests --legacy WORKTREE")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import requests
 
-from signal9_pipeline.local import stack
+from signal9_devstack.local import stack
 from signal9_pipeline.resources import metrics
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline_tests.support import max_in_any_window
@@ -99,7 +99,7 @@ def main() -> None:
     env = stack.up(home, rate_limit_per_minute=LIMIT)
     try:
         os.environ.update(env)
-        subprocess.run([sys.executable, "-m", "signal9_pipeline.local", "run"], env={**os.environ, **env},
+        subprocess.run([sys.executable, "-m", "signal9_devstack.local", "run"], env={**os.environ, **env},
                        capture_output=True, check=True, timeout=900)  # fills the assets table: the 1Day universe
         symbols = sorted(a["symbol"] for a in AlpacaResource.from_settings().list_assets(status="active")
                          if a["tradable"] and a["class"] == "us_equity")[:500]
@@ -111,7 +111,7 @@ def main() -> None:
         ]
         reads = time_reads()
     finally:
-        metrics._flush_all()  # while the local CloudWatch still listens
+        metrics.flush()  # while the local CloudWatch still listens
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"sandbox and limiter at {LIMIT} requests/min; command: python -m benchmarks.ohlc_bars")

@@ -27,11 +27,11 @@ import time
 import pandas as pd
 import requests
 
+from signal9_devstack.sandbox import start_in_thread
 from signal9_pipeline.market_data.buckets import BucketWriter
 from signal9_pipeline.market_data.ingest import _Store
 from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.resources.alpaca import bars_page_frame, decode_json
-from signal9_pipeline.sandbox import start_in_thread
 
 KEY, SECRET = "bench-key", "bench-secret"
 PASSES = 9

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from benchmarks.identity_requests import synced_default_universe
 from benchmarks.ohlc_bars import run
+from signal9_devstack.local import stack
 from signal9_pipeline import settings
-from signal9_pipeline.local import stack
 from signal9_pipeline.resources import metrics
 
 LIMIT = 100_000  # the reads are measured, not the backfill: the sandbox answers as fast as it can
@@ -126,7 +126,7 @@ def main(quick: bool) -> None:
                 figures = {m: measure(tables, name, timeframe, window, m) for m in methods}
             rows.append((name, timeframe, window, figures))
     finally:
-        metrics._flush_all()
+        metrics.flush()
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; local stack "
           f"(dynalite); loaded: {loaded[0]['bars_written']} 1Day bars, {loaded[1]['bars_written']} 1Min bars; "

@@ -18,7 +18,7 @@ import time
 
 import requests
 
-from signal9_pipeline.sandbox import start_in_thread
+from signal9_devstack.sandbox import start_in_thread
 
 KEY, SECRET = "bench-key", "bench-secret"
 REPEAT = 5

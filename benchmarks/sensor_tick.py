@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from signal9_pipeline.local import stack
+from signal9_devstack.local import stack
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from benchmarks.identity_requests import synced_default_universe
 from benchmarks.ohlc_bars import run
+from signal9_devstack.local import stack
 from signal9_pipeline import settings
-from signal9_pipeline.local import stack
 from signal9_pipeline.resources import metrics
 
 DAY = "2024-06-03"
@@ -45,7 +45,7 @@ def main() -> None:
             again = run(tables, home, timeframe, DAY, DAY, chosen)
             rows.append((name, first, again))
     finally:
-        metrics._flush_all()
+        metrics.flush()
         stack.down(home)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; sandbox and "
           f"limiter at {LIMIT} requests/min; one date ({DAY}); command: python -m benchmarks.settle_requests")

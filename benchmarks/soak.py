@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from signal9_pipeline.local import stack
-from signal9_pipeline.sandbox.universe import build_universe
+from signal9_devstack.local import stack
+from signal9_devstack.sandbox.universe import build_universe
 from signal9_pipeline_tests.reliability.trading_days import DayFigures, TradingDays, rss_growth_mb, trading_dates
 from signal9_pipeline_tests.support import small_universe
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from signal9_pipeline.local import stack
+from signal9_devstack.local import stack
+from signal9_devstack.sandbox import SandboxServer, start_in_thread
+from signal9_devstack.sandbox.universe import build_universe
 from signal9_pipeline.resources import metrics
-from signal9_pipeline.sandbox import SandboxServer, start_in_thread
-from signal9_pipeline.sandbox.universe import build_universe
 
 TEST_KEY, TEST_SECRET = "PKTESTKEY0000000000", "test-secret-value-0000000000000000000000"
 # The session stack allows far more than Alpaca's 200/min so unrelated tests never wait on each
@@ -33,8 +33,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     try:
         yield env
     finally:
-        metrics._flush_all()  # while moto still listens
-        metrics._publishers.clear()
+        metrics.flush()  # while moto still listens
+        metrics.reset()
         stack.down(home)
 
 
@@ -50,7 +50,7 @@ def stack_env(local_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> d
 @pytest.fixture
 def sync_env(stack_env, monkeypatch, default_universe):
     """The stack with an empty assets table of this test's own; the sandbox's universe restored afterwards."""
-    from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+    from signal9_devstack.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
     from signal9_pipeline_tests.support import put_universe
 
     table = f"signal9-assets-test-{uuid.uuid4().hex[:10]}"
@@ -63,7 +63,7 @@ def sync_env(stack_env, monkeypatch, default_universe):
 @pytest.fixture
 def bars_env(sync_env, monkeypatch):
     """sync_env plus an empty market-data table of this test's own."""
-    from signal9_pipeline.local.provision import TABLE_KEYS, ensure_table
+    from signal9_devstack.local.provision import TABLE_KEYS, ensure_table
 
     table = f"signal9-bars-test-{uuid.uuid4().hex[:10]}"
     ensure_table(table, *TABLE_KEYS["market_data"])

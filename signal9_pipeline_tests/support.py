@@ -1,4 +1,5 @@
-"""Helpers shared by the pipeline's end-to-end tests: drive the sandbox, run jobs, read what was delivered."""
+"""Helpers shared by the pipeline's tests and benchmarks: drive the sandbox, run jobs, read what was delivered,
+build bars of the shapes the pipeline stores."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 
 import boto3
 import dagster as dg
+import numpy as np
+import pandas as pd
 import requests
 
 
@@ -177,3 +180,32 @@ def point_alpaca_at(server, monkeypatch) -> None:
         Name=secret_id, SecretString=json.dumps({"apiKey": TEST_KEY, "secretKey": TEST_SECRET, "paper": True}))
     for name, value in (("ALPACA_TRADING_URL", server.url), ("ALPACA_DATA_URL", server.url), ("ALPACA_SECRET_ID", secret_id)):
         monkeypatch.setenv(name, value)
+
+
+def bars_of(first: str, count: int, step_seconds: int, *, price: float, seed: int,
+            nan_vwap_share: float = 0.0, zero_trade_share: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Epoch seconds and columns of a random walk priced like Alpaca's bars: cents, whole shares, 4-digit vwap."""
+    rng = np.random.default_rng(seed)
+    seconds = int(pd.Timestamp(first).timestamp()) + step_seconds * np.arange(count, dtype=np.int64)
+    close = np.round(price * np.exp(np.cumsum(rng.normal(0, 0.0008, count))), 2)
+    open_ = np.round(close * (1 + rng.normal(0, 0.0003, count)), 2)
+    high = np.round(np.maximum(open_, close) * (1 + rng.uniform(0, 0.0015, count)), 2)
+    low = np.round(np.minimum(open_, close) * (1 - rng.uniform(0, 0.0015, count)), 2)
+    volume, trade_count = rng.integers(1, 5000, count).astype(float), rng.integers(1, 200, count)
+    vwap = np.round((high + low + close) / 3, 4)
+    vwap[rng.random(count) < nan_vwap_share] = np.nan
+    idle = rng.random(count) < zero_trade_share
+    volume[idle], trade_count[idle], vwap[idle] = 0.0, 0, 0.0
+    return seconds, {"open": open_, "high": high, "low": low, "close": close, "volume": volume,
+                     "trade_count": trade_count, "vwap": vwap}
+
+
+def block_shapes() -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """The item shapes the pipeline writes, by name: the block format's tests and its benchmark share them."""
+    return {
+        "equity 1Min day (960 bars, 04:00-20:00 New York)": bars_of(
+            "2024-06-03T08:00Z", 960, 60, price=187.0, seed=1, nan_vwap_share=0.05, zero_trade_share=0.1),
+        "crypto 1Min day (1,440 bars)": bars_of("2024-06-02T00:00Z", 1440, 60, price=67_000.0, seed=2),
+        "1Day year (250 bars)": bars_of("2024-01-02T05:00Z", 250, 86_400, price=42.5, seed=3),
+        "1Day decade (2,600 bars)": bars_of("2015-01-02T05:00Z", 2600, 86_400, price=18.0, seed=4),
+    }

@@ -1,9 +1,11 @@
 """Plain logic stays plain: the pure modules load without Dagster, alpaca-py or the AWS SDK.
 
 Each is imported in a fresh interpreter (this process has long imported everything), so a
-stray import anywhere in its chain fails here, naming the module that pulled it in.
+stray import anywhere in its chain fails here, naming the module that pulled it in. And the product
+stands alone: no module of it imports the dev stack (`signal9_devstack`), which the image leaves out.
 """
 
+import ast
 import json
 import subprocess
 import sys
@@ -41,7 +43,7 @@ def test_a_pure_module_imports_no_framework_or_client(module):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [], module
 
 
-LOCAL_ONLY = ("signal9_pipeline.sandbox", "signal9_pipeline.local")  # removed from the image (deploy/Dockerfile)
+DEV_STACK = "signal9_devstack"  # the sandbox and the local stack: never in the image (deploy/Dockerfile)
 PRODUCTION_ENTRY_POINTS = ["signal9_pipeline.definitions", "signal9_pipeline.preflight"]
 
 
@@ -50,7 +52,7 @@ def test_production_code_loads_without_the_sandbox_and_the_local_stack(module):
     probe = ("import importlib.abc, sys\n"
              "class Absent(importlib.abc.MetaPathFinder):\n"
              "    def find_spec(self, name, path=None, target=None):\n"
-             f"        if name.startswith({LOCAL_ONLY!r}):\n"
+             f"        if name.split('.')[0] == {DEV_STACK!r}:\n"
              "            raise ModuleNotFoundError(name)\n"
              "sys.meta_path.insert(0, Absent())\n"
              f"import {module}\n")
@@ -58,8 +60,26 @@ def test_production_code_loads_without_the_sandbox_and_the_local_stack(module):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_the_image_leaves_out_the_sandbox_and_the_local_stack():
+def imported_modules(folder: str) -> list[tuple[str, str]]:
+    """(where, module) for every absolute import statement under folder, lazy ones inside functions included."""
     from signal9_pipeline_tests.conftest import PROJECT_ROOT
 
-    dockerfile = (PROJECT_ROOT / "deploy" / "Dockerfile").read_text()
-    assert "rm -rf signal9_pipeline/sandbox signal9_pipeline/local" in dockerfile
+    found = []
+    for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            found += [(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}", name) for name in names]
+    return found
+
+
+def test_the_product_package_imports_nothing_from_the_dev_stack():
+    assert [(where, m) for where, m in imported_modules("signal9_pipeline") if m.split(".")[0] == DEV_STACK] == []
+
+
+def test_benchmarks_import_no_test_module():
+    """Benchmarks share helpers through signal9_pipeline_tests.support (or modules of their own), never a test file."""
+    is_test = [(where, m) for where, m in imported_modules("benchmarks")
+               if any(part.startswith(("test_", "conftest")) for part in m.split("."))]
+    assert is_test == []

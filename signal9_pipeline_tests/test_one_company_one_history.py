@@ -7,7 +7,7 @@ Facebook renamed FB -> META (2022-06-09). On each such date the 04:00 UTC sync r
 pollenation runs, then the 1Day bars of the days that ended since the last fetch; at the end the corporate
 actions of the whole span, and a re-backfill of every date. Every run is a `dg launch` in a process whose clock
 is that date's (faketime). The sandbox is checked for nothing here; it stands in for Alpaca, answering `asof`
-as Alpaca documents it (see signal9_pipeline/sandbox/history.py and its contract tests).
+as Alpaca documents it (see signal9_devstack/sandbox/history.py and its contract tests).
 """
 
 from __future__ import annotations

@@ -43,7 +43,9 @@ def test_every_variable_the_deploy_files_read_is_registered_as_deploy_or_run():
 def test_the_code_reads_settings_only_through_the_registry():
     """No module but settings.py reads a variable by name (os.environ.get / os.getenv / os.environ[...])."""
     offenders = []
-    for path in (PROJECT_ROOT / "signal9_pipeline").rglob("*.py"):
+    sources = [path for package in ("signal9_pipeline", "signal9_devstack")
+               for path in (PROJECT_ROOT / package).rglob("*.py")]
+    for path in sources:
         if path.name == "settings.py" and path.parent.name == "signal9_pipeline":
             continue
         for node in ast.walk(ast.parse(path.read_text())):

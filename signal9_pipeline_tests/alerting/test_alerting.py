@@ -7,9 +7,9 @@ import dagster as dg
 import pytest
 import requests
 
+from signal9_devstack.local.provision import provision
 from signal9_pipeline.alerting.alarms import ALARMS
 from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
-from signal9_pipeline.local.provision import provision
 from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.resources.events import EventsResource
 from signal9_pipeline.settings import Settings

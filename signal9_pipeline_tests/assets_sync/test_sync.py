@@ -5,8 +5,8 @@ import random
 import boto3
 import pytest
 
+from signal9_devstack.sandbox.churn import churn, is_listed
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline.sandbox.churn import churn, is_listed
 from signal9_pipeline.tables.assets import AssetsTable, symbol_key
 from signal9_pipeline_tests.support import EventTap, check_results, put_universe, run_sync, small_universe, sync_counts
 

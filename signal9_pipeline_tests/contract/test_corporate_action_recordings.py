@@ -150,7 +150,7 @@ def test_the_only_older_recordings_lack_just_id_and_cusips():
 @pytest.fixture(scope="module")
 def served(default_universe) -> dict[str, list[dict]]:
     """Every action type the sandbox serves: the guaranteed split, reverse split and dividend, and a rename."""
-    from signal9_pipeline.sandbox import start_in_thread
+    from signal9_devstack.sandbox import start_in_thread
     from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
 
     universe = [a for a in default_universe if a["class"] == "us_equity" and a["status"] == "active"][:50]

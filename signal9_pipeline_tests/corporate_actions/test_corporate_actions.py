@@ -150,7 +150,7 @@ def check_description(result, name: str = "names_agree_with_renames") -> str | N
 def test_name_changes_agree_with_the_renames_the_sync_records_and_are_announced(bars_env, default_universe):
     import random
 
-    from signal9_pipeline.sandbox.churn import churn
+    from signal9_devstack.sandbox.churn import churn
 
     base = small_universe(default_universe, n=40)
     put_universe(bars_env, base)

@@ -42,7 +42,7 @@ def main(bars_date: str) -> None:
             instance=instance, partition_key=bars_date, raise_on_error=False)
         assert actions.success
     AlertsResource.from_settings().publish("signal9 policy check", "the alerting path, as pipeline_run_failure_alert uses it")
-    metrics._flush_all()
+    metrics.flush()
     for call in CALLS:
         print(json.dumps(call))
 

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 import yaml
 
-from signal9_pipeline.local.stack import free_port
+from signal9_devstack.local.stack import free_port
 from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
 
 DEPLOY = PROJECT_ROOT / "deploy"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from signal9_pipeline.local.stack import free_port
+from signal9_devstack.local.stack import free_port
 
 
 class ServiceError(RuntimeError):

@@ -49,6 +49,18 @@ def test_image_installs_the_lock_and_the_package_on_the_tested_python():
     assert "pip install --no-deps ." in DOCKERFILE
 
 
+def test_the_image_copies_the_product_and_no_dev_stack_code():
+    """Only the product package, its metadata and deploy/ enter the image; the dev stack (signal9_devstack) never."""
+    copies = [line.split()[1:] for line in DOCKERFILE.splitlines() if line.startswith("COPY ")]
+    sources = [word for words in copies if not any(w.startswith("--from=") for w in words) for word in words[:-1]]
+    shipped = {"pyproject.toml", "README.md", "signal9_pipeline", "deploy"}
+    assert sources and {s.split("/")[0] for s in sources} <= shipped, sources
+    assert "rm -rf" not in DOCKERFILE, "copy only what ships rather than deleting it after the copy"
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()  # the build context: all but what `!` lets in
+    let_in = [line[1:].strip("/") for line in ignored if line.startswith("!")]
+    assert "*" in ignored and "signal9_devstack" not in let_in, let_in
+
+
 def test_image_serves_the_declared_code_location_as_a_non_root_user():
     module = PYPROJECT["tool"]["dg"]["project"]["code_location_target_module"]
     cmd, entrypoint = image_command("CMD"), image_command("ENTRYPOINT")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from signal9_pipeline.local.stack import free_port
+from signal9_devstack.local.stack import free_port
 from signal9_pipeline_tests.conftest import PROJECT_ROOT
 from signal9_pipeline_tests.deploy.deployment import DEPLOY
 

@@ -22,7 +22,7 @@ import redis
 import requests
 import yaml
 
-from signal9_pipeline.local.stack import free_port
+from signal9_devstack.local.stack import free_port
 from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources.alpaca import read_credentials

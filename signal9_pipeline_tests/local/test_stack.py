@@ -6,9 +6,9 @@ import os
 import boto3
 import pytest
 
+from signal9_devstack.local import stack
+from signal9_devstack.local.provision import ProvisionError, ensure_secret, provision
 from signal9_pipeline.credentials import AlpacaCredentials
-from signal9_pipeline.local import stack
-from signal9_pipeline.local.provision import ProvisionError, ensure_secret, provision
 from signal9_pipeline.settings import Settings
 
 
@@ -96,18 +96,33 @@ def _cmdline(pid: str) -> str:
         return ""
 
 
-def test_local_run_syncs_and_stops_the_stack_it_started(tmp_path, default_universe):
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, default_universe):
+    """`python -m signal9_devstack.local run` once, with no stack running: its home and what it printed."""
     import subprocess
     import sys
 
+    tmp_path = tmp_path_factory.mktemp("local-run")
     universe = tmp_path / "universe.json"
     universe.write_text(json.dumps(default_universe[:400]))
     home = tmp_path / "home"
-    done = subprocess.run([sys.executable, "-m", "signal9_pipeline.local", "run", "--universe", str(universe)],
+    done = subprocess.run([sys.executable, "-m", "signal9_devstack.local", "run", "--universe", str(universe)],
                           env={**os.environ, "SIGNAL9_HOME": str(home)}, capture_output=True, text=True, timeout=600)
+    return home, done
+
+
+def test_local_run_syncs_and_stops_the_stack_it_started(local_run, default_universe):
+    home, done = local_run
     assert done.returncode == 0, done.stderr[-3000:]
     listed = sum(a["status"] == "active" and a["tradable"] for a in default_universe[:400])
     assert "asset_sync_job run" in done.stdout and "SUCCESS" in done.stdout
     assert f"assets_table: listed={listed}, new={listed}," in done.stdout
     assert stack.status(home) == {}  # it stopped what it started
     assert (home / "dynalite").is_dir()  # and the data stays for the next run
+
+
+def test_local_run_sends_its_metrics_before_it_stops_the_stack(local_run):
+    _, done = local_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in (done.stdout + done.stderr).splitlines() if "refused" in line or "dropped" in line]
+    assert said == []

@@ -1,7 +1,7 @@
 """The stored bar block is readable outside Python: Node.js with the pinned `apache-arrow` reads what `decode` reads.
 
-`block_shapes` are the item shapes the pipeline writes (an equity and a crypto 1Min day, daily bars of a
-year and a decade); `benchmarks/block_format.py` measures the same shapes.
+`block_shapes` (signal9_pipeline_tests/support.py) are the item shapes the pipeline writes (an equity and a crypto
+1Min day, daily bars of a year and a decade); `benchmarks/block_format.py` measures the same shapes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 
 from signal9_pipeline.market_data.codec import MAX_ITEM_BYTES, SCHEMA, CodecError, decode, encode_columns
 from signal9_pipeline_tests.conftest import PROJECT_ROOT
+from signal9_pipeline_tests.support import bars_of, block_shapes
 
 NODE_DECODER = Path(__file__).with_name("decode_blocks.mjs")
 JSON_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}  # how decode_blocks.mjs spells them
@@ -32,34 +33,6 @@ FORMAT_1_BLOCK = base64.b64decode(
     "AQQAAAAQhl1mAAAAAHicY2BgYLAB4gog3gLExiBwON2BAQROpDvMmgkEJxH02TMgkO4QtEOu9fVJNPmLUH0H0h3SQOAYQl4zpv/Q1xO4zQWL"
     "X4DpnwShE4ohNAxkdDn4LONyUz0OVcfwox4mNX0Cf5XZ2XQHPiifmQEVcEJpAHKeRUw=")
 FORMAT_1_CHECKSUM = "e38cd5ccaf23e5adc4eafbdb4dcf79ff"
-
-
-def bars_of(first: str, count: int, step_seconds: int, *, price: float, seed: int,
-            nan_vwap_share: float = 0.0, zero_trade_share: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Epoch seconds and columns of a random walk priced like Alpaca's bars: cents, whole shares, 4-digit vwap."""
-    rng = np.random.default_rng(seed)
-    seconds = int(pd.Timestamp(first).timestamp()) + step_seconds * np.arange(count, dtype=np.int64)
-    close = np.round(price * np.exp(np.cumsum(rng.normal(0, 0.0008, count))), 2)
-    open_ = np.round(close * (1 + rng.normal(0, 0.0003, count)), 2)
-    high = np.round(np.maximum(open_, close) * (1 + rng.uniform(0, 0.0015, count)), 2)
-    low = np.round(np.minimum(open_, close) * (1 - rng.uniform(0, 0.0015, count)), 2)
-    volume, trade_count = rng.integers(1, 5000, count).astype(float), rng.integers(1, 200, count)
-    vwap = np.round((high + low + close) / 3, 4)
-    vwap[rng.random(count) < nan_vwap_share] = np.nan
-    idle = rng.random(count) < zero_trade_share
-    volume[idle], trade_count[idle], vwap[idle] = 0.0, 0, 0.0
-    return seconds, {"open": open_, "high": high, "low": low, "close": close, "volume": volume,
-                     "trade_count": trade_count, "vwap": vwap}
-
-
-def block_shapes() -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    return {
-        "equity 1Min day (960 bars, 04:00-20:00 New York)": bars_of(
-            "2024-06-03T08:00Z", 960, 60, price=187.0, seed=1, nan_vwap_share=0.05, zero_trade_share=0.1),
-        "crypto 1Min day (1,440 bars)": bars_of("2024-06-02T00:00Z", 1440, 60, price=67_000.0, seed=2),
-        "1Day year (250 bars)": bars_of("2024-01-02T05:00Z", 250, 86_400, price=42.5, seed=3),
-        "1Day decade (2,600 bars)": bars_of("2015-01-02T05:00Z", 2600, 86_400, price=18.0, seed=4),
-    }
 
 
 def as_json(frame: pd.DataFrame) -> dict[str, list]:

@@ -1,10 +1,10 @@
 """Alpaca revises the past: a day fetched at 05:00 UTC, settled again by the real schedules at their tick times,
 every change kept in the ledger, any earlier read reproduced bar for bar.
 
-The sandbox answers as of its clock with late reports on (sandbox/bars.py: the recorded +0.06% .. +1.6% of a
-day's volume arriving after it, a few extended-hours minute bars appearing only the next day, prices unchanged).
-Each schedule is evaluated with `build_schedule_context` at its tick, with the sandbox clock set to that moment,
-and the runs it asks for are executed.
+The sandbox answers as of its clock with late reports on (signal9_devstack/sandbox/bars.py: the recorded +0.06% ..
++1.6% of a day's volume arriving after it, a few extended-hours minute bars appearing only the next day, prices
+unchanged). Each schedule is evaluated with `build_schedule_context` at its tick, with the sandbox clock set to that
+moment, and the runs it asks for are executed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
+from signal9_devstack.sandbox.bars import BarGenerator
 from signal9_pipeline.corporate_actions.actions import parse_action, to_item
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.assets import daily_bars_schedule, settle_bars_schedule
@@ -25,7 +26,6 @@ from signal9_pipeline.market_data.ledger import CHANGE_NAMES, LedgerError, decod
 from signal9_pipeline.market_data.read import resolve_symbol
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline.sandbox.bars import BarGenerator
 from signal9_pipeline.tables.market_data import LEDGER_PREFIX, MarketDataTable
 from signal9_pipeline_tests.support import EventTap, check_results, put_universe, run_sync, small_universe
 

@@ -22,10 +22,10 @@ OLDCO_ID, NEWCO_ID = "6a1b3c5d-7e9f-4a0b-8c1d-2e3f4a5b6c7d", "9d8c7b6a-5f4e-4d3c
 
 
 def main(out: str) -> None:
-    from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+    from signal9_devstack.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+    from signal9_devstack.sandbox import start_in_thread
+    from signal9_devstack.sandbox.universe import build_universe
     from signal9_pipeline.resources.dynamodb import DynamoDBResource
-    from signal9_pipeline.sandbox import start_in_thread
-    from signal9_pipeline.sandbox.universe import build_universe
 
     assets, market = f"legacy-assets-{TABLE_SUFFIX}", f"legacy-bars-{TABLE_SUFFIX}"
     ensure_table(assets, *TABLE_KEYS["assets"], indexes=ASSETS_INDEXES)

@@ -10,9 +10,9 @@ import sys
 
 import dagster as dg
 
+from signal9_devstack.sandbox.churn import churn
 from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline.sandbox.churn import churn
 from signal9_pipeline.tables.assets import AssetsTable
 from signal9_pipeline_tests.support import EventTap, drive_sensor, put_universe, run_sync, small_universe
 

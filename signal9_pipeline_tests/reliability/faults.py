@@ -14,11 +14,11 @@ import dagster as dg
 import pytest
 import requests
 
-from signal9_pipeline.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+from signal9_devstack.local.provision import ASSETS_INDEXES, TABLE_KEYS, ensure_table
+from signal9_devstack.sandbox import SandboxServer, start_in_thread
 from signal9_pipeline.logs import fields_of
 from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
-from signal9_pipeline.sandbox import SandboxServer, start_in_thread
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
 from signal9_pipeline_tests.reliability.tables import Tables, comparable, scan_tables
 from signal9_pipeline_tests.support import materialize_bars, point_alpaca_at, run_sync, small_universe

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from signal9_devstack.sandbox.bars import BarGenerator
 from signal9_pipeline.resources.dynamodb import DynamoDBResource, to_dynamo
-from signal9_pipeline.sandbox.bars import BarGenerator
 
 # Each is set to the writing run's `now` (the sync's, pollenation's or the bars run's start time).
 ASSET_RUN_TIMES = ("created_at", "updated_at", "first_seen_at", "last_seen_at", "status_changed_at",

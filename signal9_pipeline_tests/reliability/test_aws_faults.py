@@ -25,7 +25,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
-from signal9_pipeline.local.stack import free_port
+from signal9_devstack.local.stack import free_port
 from signal9_pipeline.pollenation.sensor import pending_companies
 from signal9_pipeline.resources import metrics as metrics_module
 from signal9_pipeline.resources.dynamodb import BATCH_SIZE, DynamoDBResource
@@ -356,7 +356,6 @@ def test_cloudwatch_down_never_fails_a_run(alpaca, reference, monkeypatch, ledge
     namespace = f"Signal9/Faults-{uuid.uuid4().hex[:8]}"  # a publisher of its own, built while CloudWatch is down
     monkeypatch.setenv("SIGNAL9_METRICS_NAMESPACE", namespace)
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setattr(metrics_module, "_publishers", {})
     results = run_pipeline()
     failures = metrics_module.publisher_for(namespace).failures
     tables = comparable(scan_tables())

@@ -27,10 +27,10 @@ from datetime import date
 
 import pytest
 
+from signal9_devstack.sandbox.churn import churn
 from signal9_pipeline.market_data.codec import decode
 from signal9_pipeline.market_data.days import trading_days
 from signal9_pipeline.resources.dynamodb import WRITE_ANSWERED, WRITE_SENT
-from signal9_pipeline.sandbox.churn import churn
 from signal9_pipeline.tables.assets import EVENTS_MARKER, POLLENATION_MARKER, is_listed
 from signal9_pipeline.tables.market_data import unpack_ids
 from signal9_pipeline_tests.reliability import tables

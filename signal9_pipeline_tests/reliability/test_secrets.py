@@ -26,14 +26,14 @@ import dagster as dg
 import pytest
 import requests
 
-from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
-from signal9_pipeline.credentials import AlpacaCredentials
-from signal9_pipeline.local.provision import (
+from signal9_devstack.local.provision import (
     ASSETS_INDEXES,
     TABLE_KEYS,
     ensure_secret,
     ensure_table,
 )
+from signal9_pipeline.alerting.sensor import pipeline_run_failure_alert
+from signal9_pipeline.credentials import AlpacaCredentials
 from signal9_pipeline.resources.alerts import AlertsResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import requests
 
+from signal9_devstack.sandbox.churn import Churn, churn
 from signal9_pipeline.market_data.codec import decode
 from signal9_pipeline.market_data.days import bucket_start, is_session, trading_days
 from signal9_pipeline.resources.dynamodb import WRITE_SENT, DynamoDBResource
-from signal9_pipeline.sandbox.churn import Churn, churn
 from signal9_pipeline.tables.assets import EVENTS_MARKER, POLLENATION_MARKER, AssetsTable, is_listed
 from signal9_pipeline.tables.market_data import MarketDataTable, bars_series, unpack_ids
 from signal9_pipeline_tests.reliability.forked_runs import ForkServer, RunOutcome

@@ -17,7 +17,7 @@ def fresh_process_state():
     yield
     alpaca_module._credentials_cache.clear()
     alpaca_module._gateways.clear()
-    metrics_module._publishers.clear()
+    metrics_module.reset()
 
 
 @pytest.fixture

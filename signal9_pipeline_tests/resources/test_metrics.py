@@ -6,6 +6,7 @@ from datetime import date
 import boto3
 
 from signal9_pipeline.logs import fields_of
+from signal9_pipeline.resources import metrics
 from signal9_pipeline.resources.metrics import MetricsPublisher, MetricsResource
 
 
@@ -51,3 +52,18 @@ def test_a_full_buffer_is_sent_without_waiting_for_the_end(stack_env):
     for _ in range(500):
         publisher.put("AlpacaApiCalls", 1)
     assert publisher.sent == 500 and publisher.flush() == 0
+
+
+def test_flush_sends_what_every_namespace_holds_and_reset_starts_afresh(stack_env):
+    metrics.flush()  # what earlier tests left behind
+    first = MetricsResource.from_settings(namespace="Signal9/Test/A")
+    second = MetricsResource.from_settings(namespace="Signal9/Test/B")
+    first.put("AssetSyncSuccess", 1)
+    second.put("AssetSyncSuccess", 1)
+    second.put("ExecutionDuration", 5, "Milliseconds")
+    assert metrics.flush() == 3 and metrics.flush() == 0
+    assert metric_names("Signal9/Test/A") == {"AssetSyncSuccess"}
+    assert metric_names("Signal9/Test/B") == {"AssetSyncSuccess", "ExecutionDuration"}
+    held = metrics.publisher_for("Signal9/Test/A")
+    metrics.reset()
+    assert metrics.publisher_for("Signal9/Test/A") is not held and metrics.publisher_for("Signal9/Test/A").sent == 0

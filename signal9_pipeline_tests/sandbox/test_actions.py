@@ -11,9 +11,9 @@ import requests
 from alpaca.data.historical.corporate_actions import CorporateActionsClient
 from alpaca.data.requests import CorporateActionsRequest
 
-from signal9_pipeline.sandbox.actions import session_days
-from signal9_pipeline.sandbox.bars import BarGenerator
-from signal9_pipeline.sandbox.history import listing_day
+from signal9_devstack.sandbox.actions import session_days
+from signal9_devstack.sandbox.bars import BarGenerator
+from signal9_devstack.sandbox.history import listing_day
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET, auth_headers, serving
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from signal9_pipeline.sandbox.bars import BarGenerator, Bars, canonical_timeframe
+from signal9_devstack.sandbox.bars import BarGenerator, Bars, canonical_timeframe
 
 FIELDS = ("t", "o", "h", "l", "c", "v", "n", "vw")
 

@@ -19,7 +19,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import AssetClass, AssetStatus
 from alpaca.trading.requests import GetAssetsRequest, GetCalendarRequest
 
-from signal9_pipeline.sandbox.bars import BarGenerator
+from signal9_devstack.sandbox.bars import BarGenerator
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET, auth_headers
 
 
@@ -412,7 +412,7 @@ def test_put_universe_replaces_what_is_served(sandbox_factory, default_universe)
 def test_cli_serves_until_terminated(tmp_path):
     universe = tmp_path / "universe.json"
     universe.write_text(json.dumps([{"id": "1", "class": "us_equity", "symbol": "AAA", "status": "active"}]))
-    proc = subprocess.Popen([sys.executable, "-m", "signal9_pipeline.sandbox", "--port", "0", "--universe", str(universe),
+    proc = subprocess.Popen([sys.executable, "-m", "signal9_devstack.sandbox", "--port", "0", "--universe", str(universe),
                              "--api-key", "k", "--secret-key", "s", "--plan", "paid", "--crypto-daily-stamp", "us_central"],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -432,7 +432,7 @@ def test_cli_names_an_unusable_universe_file(tmp_path, content, reason):
     path = tmp_path / "universe.json"
     if content is not None:
         path.write_text(content)
-    done = subprocess.run([sys.executable, "-m", "signal9_pipeline.sandbox", "--universe", str(path), "--api-key", "k",
+    done = subprocess.run([sys.executable, "-m", "signal9_devstack.sandbox", "--universe", str(path), "--api-key", "k",
                            "--secret-key", "s"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and str(path) in done.stderr and reason in done.stderr
 

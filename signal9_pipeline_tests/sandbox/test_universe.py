@@ -2,7 +2,7 @@ import collections
 import re
 import uuid
 
-from signal9_pipeline.sandbox.universe import build_universe
+from signal9_devstack.sandbox.universe import build_universe
 
 REQUIRED_FIELDS = {
     "id", "class", "exchange", "symbol", "name", "status", "tradable", "marginable", "shortable", "easy_to_borrow",

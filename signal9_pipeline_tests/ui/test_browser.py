@@ -26,7 +26,7 @@ import requests
 import yaml
 from playwright.sync_api import Page, expect, sync_playwright
 
-from signal9_pipeline.local.stack import free_port
+from signal9_devstack.local.stack import free_port
 from signal9_pipeline_tests.conftest import PROJECT_ROOT, VENV_BIN
 from signal9_pipeline_tests.support import drive_sensor, materialize_bars, put_universe, run_sync, small_universe
 

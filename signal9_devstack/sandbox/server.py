@@ -59,8 +59,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from signal9_pipeline.sandbox.actions import ActionsError, CorporateActions, name_change, new_york_today, parse_adjustment
-from signal9_pipeline.sandbox.bars import (
+from signal9_devstack.sandbox.actions import ActionsError, CorporateActions, name_change, new_york_today, parse_adjustment
+from signal9_devstack.sandbox.bars import (
     CRYPTO_DAILY_STAMPS,
     UTC_MIDNIGHT,
     BarGenerator,
@@ -68,7 +68,7 @@ from signal9_pipeline.sandbox.bars import (
     canonical_timeframe,
     xnys_days,
 )
-from signal9_pipeline.sandbox.history import Entity, History, HistoryError, listing_day
+from signal9_devstack.sandbox.history import Entity, History, HistoryError, listing_day
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000

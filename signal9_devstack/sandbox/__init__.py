@@ -1,6 +1,6 @@
 """A local stand-in for Alpaca's REST API; see `server` for what it serves and `__main__` to start it."""
 
-from signal9_pipeline.sandbox.server import SandboxServer, SandboxState
+from signal9_devstack.sandbox.server import SandboxServer, SandboxState
 
 __all__ = ["SandboxServer", "SandboxState", "start_in_thread"]
 
@@ -15,7 +15,7 @@ def start_in_thread(universe: list[dict] | None = None, *, host: str = "127.0.0.
     """
     import threading
 
-    from signal9_pipeline.sandbox.universe import build_universe
+    from signal9_devstack.sandbox.universe import build_universe
 
     state = SandboxState(universe if universe is not None else build_universe(seed), api_key=api_key,
                          secret_key=secret_key, rate_limit_per_minute=rate_limit_per_minute, seed=seed, plan=plan,

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from signal9_devstack.local.provision import provision
 from signal9_pipeline import settings
 from signal9_pipeline.credentials import AlpacaCredentials
-from signal9_pipeline.local.provision import provision
 from signal9_pipeline.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -75,18 +75,18 @@ def up(home: Path | None = None, *, rate_limit_per_minute: int = 200, seed: int 
     if shutil.which("node") is None:
         raise StackError("node not found: install Node.js 20 or newer (dynalite, the local DynamoDB, runs on it)")
     api_key, secret_key = f"SBX{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24)
-    sandbox_args = [sys.executable, "-m", "signal9_pipeline.sandbox", "--host", "127.0.0.1", "--port", "0",
+    sandbox_args = [sys.executable, "-m", "signal9_devstack.sandbox", "--host", "127.0.0.1", "--port", "0",
                     "--seed", str(seed), "--rate-limit-per-minute", str(rate_limit_per_minute)]
     if universe:
         sandbox_args += ["--universe", str(Path(universe).resolve())]
     services = [
-        Service("moto", [sys.executable, "-m", "signal9_pipeline.local.moto_server", "--host", "127.0.0.1", "--port", "0"],
-                "signal9_pipeline.local.moto_server", {}, "check that moto[server] is installed (`make install`)"),
+        Service("moto", [sys.executable, "-m", "signal9_devstack.local.moto_server", "--host", "127.0.0.1", "--port", "0"],
+                "signal9_devstack.local.moto_server", {}, "check that moto[server] is installed (`make install`)"),
         # dynalite treats --port 0 as "default port", so it gets a port picked here.
         Service("dynalite", [dynalite_bin(), "--host", "127.0.0.1", "--port", str(free_port()), "--path", str(home / "dynalite"),
                              "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"],
                 str(home / "dynalite"), {}, "run `make install` (npm ci); if the data folder is corrupt, remove it"),
-        Service("sandbox", sandbox_args, "signal9_pipeline.sandbox", {
+        Service("sandbox", sandbox_args, "signal9_devstack.sandbox", {
             "SIGNAL9_SANDBOX_API_KEY": api_key, "SIGNAL9_SANDBOX_SECRET_KEY": secret_key,
         }, "see the sandbox log; a bad --universe file is named there"),
     ]
@@ -178,13 +178,13 @@ def _dagster_home(home: Path) -> Path:
 
 def _write_env(home: Path, env: dict[str, str]) -> None:
     lines = [f"{key}={value}" for key, value in env.items()]
-    (home / "local.env").write_text("# written by `python -m signal9_pipeline.local up`\n" + "\n".join(lines) + "\n")
+    (home / "local.env").write_text("# written by `python -m signal9_devstack.local up`\n" + "\n".join(lines) + "\n")
 
 
 def read_env(home: Path | None = None) -> dict[str, str]:
     path = (home or home_dir()) / "local.env"
     if not path.exists():
-        raise StackError(f"{path} not found: start the stack with `python -m signal9_pipeline.local up`")
+        raise StackError(f"{path} not found: start the stack with `python -m signal9_devstack.local up`")
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
 
 

@@ -67,8 +67,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from signal9_pipeline.sandbox.bars import MINUTES_PER_DAY, BarGenerator, Bars, xnys_days
-from signal9_pipeline.sandbox.history import History
+from signal9_devstack.sandbox.bars import MINUTES_PER_DAY, BarGenerator, Bars, xnys_days
+from signal9_devstack.sandbox.history import History
 
 # Alpaca's type names (`types=` values) and the body's keys for them.
 TYPES = {

@@ -1,17 +1,17 @@
-"""`python -m signal9_pipeline.local`: manage the local stack and run the pipeline against it."""
+"""`python -m signal9_devstack.local`: manage the local stack and run the pipeline against it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from signal9_pipeline.local import stack
-from signal9_pipeline.local.provision import ProvisionError, provision
+from signal9_devstack.local import stack
+from signal9_devstack.local.provision import ProvisionError, provision
 from signal9_pipeline.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m signal9_pipeline.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m signal9_devstack.local", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start sandbox, dynalite and moto in the background, provision, write local.env")
     run = sub.add_parser("run", help="start the stack if needed, run the daily pipeline once, print a summary")
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             for line in provision(Settings.from_env()):
                 print(line)
         elif args.command == "run":
-            from signal9_pipeline.local.run import run_pipeline
+            from signal9_devstack.local.run import run_pipeline
 
             return run_pipeline(rate_limit_per_minute=args.rate_limit_per_minute, seed=args.seed, universe=args.universe)
     except (stack.StackError, ProvisionError) as exc:

@@ -10,7 +10,7 @@ from moto.server import ThreadedMotoServer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m signal9_pipeline.local.moto_server")
+    parser = argparse.ArgumentParser(prog="python -m signal9_devstack.local.moto_server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 
-from signal9_pipeline.local import stack
+from signal9_devstack.local import stack
 from signal9_pipeline.market_data.days import last_session
+from signal9_pipeline.resources import metrics
 
 SHOWN = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
          "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_held_back", "bars_per_request",
@@ -45,6 +46,7 @@ def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None)
             results += [bars.success, actions.success]
         return 0 if all(results) else 1
     finally:
+        metrics.flush()  # the last run's datapoints, while the local CloudWatch still listens
         if not was_running:
             stack.down()
 

@@ -1,4 +1,4 @@
-"""`python -m signal9_pipeline.sandbox`: serve the Alpaca sandbox until SIGTERM or Ctrl-C."""
+"""`python -m signal9_devstack.sandbox`: serve the Alpaca sandbox until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import signal
 import sys
 import threading
 
+from signal9_devstack.sandbox.bars import CRYPTO_DAILY_STAMPS, UTC_MIDNIGHT
+from signal9_devstack.sandbox.server import PLANS, SandboxServer, SandboxState
+from signal9_devstack.sandbox.universe import build_universe
 from signal9_pipeline import settings
-from signal9_pipeline.sandbox.bars import CRYPTO_DAILY_STAMPS, UTC_MIDNIGHT
-from signal9_pipeline.sandbox.server import PLANS, SandboxServer, SandboxState
-from signal9_pipeline.sandbox.universe import build_universe
 
 # Sandbox-only keys; the local stack generates its own and passes them in the environment.
 DEFAULT_KEY_ENV, DEFAULT_SECRET_ENV = "SIGNAL9_SANDBOX_API_KEY", "SIGNAL9_SANDBOX_SECRET_KEY"
@@ -35,7 +35,7 @@ def load_universe(path: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m signal9_pipeline.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m signal9_devstack.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--universe", help="JSON file with the /v2/assets array to serve instead of the generated one")
