@@ -256,6 +256,21 @@ def factors(days: np.ndarray, actions: list[tuple[Action, float | None]], adjust
             raise AdjustmentError(f"{action.describe()} is held back ({action.held_back}): {adjustment}-adjusted "
                                   "prices across it would be wrong; read adjustment='raw', or have the action "
                                   "corrected and re-materialize corporate_actions for its process date")
+    events = _factor_events(relevant)
+    if not events:
+        return Factors(ones, ones.copy())
+    events.sort(key=lambda e: e[0])
+    ex = np.array([e[0] for e in events], dtype="datetime64[D]")
+    # suffix[i] = product of the factors of events i.. (those with ex-date after a bar's day); suffix[n] = 1
+    price = np.append(np.cumprod(np.array([e[1] for e in events])[::-1])[::-1], 1.0)
+    volume = np.append(np.cumprod(np.array([e[2] for e in events])[::-1])[::-1], 1.0)
+    later = np.searchsorted(ex, days.astype("datetime64[D]"), side="right")  # first event with ex-date > day
+    return Factors(price[later], volume[later])
+
+
+def _factor_events(relevant: list[tuple[Action, float | None]]) -> list[tuple[np.datetime64, float, float]]:
+    """(ex-date, price factor, volume factor) of each action in effect and not held back, a repeat of one event
+    under another id once. Raises AdjustmentError for a dividend whose price factor cannot be computed."""
     seen, events = set(), []
     for action, close in sorted(relevant, key=lambda ac: ac[0].id):
         if action.held_back or action.content_key() in seen:
@@ -273,12 +288,4 @@ def factors(days: np.ndarray, actions: list[tuple[Action, float | None]], adjust
         else:
             assert action.ratio is not None  # a split without its ratio is held back
             events.append((np.datetime64(action.ex_date), 1.0 / action.ratio, action.ratio))
-    if not events:
-        return Factors(ones, ones.copy())
-    events.sort(key=lambda e: e[0])
-    ex = np.array([e[0] for e in events], dtype="datetime64[D]")
-    # suffix[i] = product of the factors of events i.. (those with ex-date after a bar's day); suffix[n] = 1
-    price = np.append(np.cumprod(np.array([e[1] for e in events])[::-1])[::-1], 1.0)
-    volume = np.append(np.cumprod(np.array([e[2] for e in events])[::-1])[::-1], 1.0)
-    later = np.searchsorted(ex, days.astype("datetime64[D]"), side="right")  # first event with ex-date > day
-    return Factors(price[later], volume[later])
+    return events
