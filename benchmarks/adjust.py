@@ -15,19 +15,20 @@ import os
 import platform
 import statistics
 import time
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from signal9_pipeline.corporate_actions.actions import parse_action
-from signal9_pipeline.market_data.days import _sessions
+from signal9_pipeline.market_data.days import sessions_between
 from signal9_pipeline.market_data.read import adjusted
 
 PASSES = 7
 
 
 def year_of_minutes(year: int = 2025) -> pd.DataFrame:
-    sessions = _sessions().loc[f"{year}-01-01":f"{year}-12-31"].index
+    sessions = pd.DatetimeIndex(sessions_between(date(year, 1, 1), date(year, 12, 31)))
     starts = (sessions.tz_localize("America/New_York") + pd.Timedelta(hours=4)).tz_convert("UTC")
     stamps = (starts.tz_localize(None).to_numpy().reshape(-1, 1) + np.arange(960).reshape(1, -1) * np.timedelta64(1, "m")).ravel()
     n = len(stamps)
