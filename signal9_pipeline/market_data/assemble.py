@@ -44,7 +44,8 @@ class Bars:
     def frame(self, *, with_symbol: bool) -> pd.DataFrame:
         """The read's frame: COLUMNS, with the `symbol` (label) column first for a read of many companies."""
         if not len(self.nanoseconds):
-            return pd.DataFrame({"symbol": pd.Series(dtype=object), **empty_columns()} if with_symbol else empty_columns())
+            columns = empty_columns()
+            return pd.DataFrame({"symbol": pd.Series(dtype=object), **columns} if with_symbol else columns)
         symbol = {"symbol": self.labels} if with_symbol else {}
         return pd.DataFrame({**symbol, "timestamp": pd.to_datetime(self.nanoseconds, utc=True),
                              **{c: self.columns[c] for c in VALUES}})
@@ -66,7 +67,8 @@ def assemble(companies: list[tuple[str, str]], blocks: dict[str, list[Block]], t
     if session != "all":
         for label, alpaca_id in companies:
             if any(b.crypto for b in blocks.get(alpaca_id, [])):
-                raise ValueError(f"session={session!r} applies to equities; {label} is crypto and trades around the clock")
+                raise ValueError(f"session={session!r} applies to equities; {label} is crypto and trades around "
+                                 "the clock")
     parts = [(code, b) for code, i in enumerate(ids) for b in blocks.get(i, [])]
     counts = [len(b.seconds) for _, b in parts]
     code = np.repeat(np.array([c for c, _ in parts], dtype=np.int64), counts)

@@ -7,8 +7,8 @@ reads a company by its Alpaca id. One paginated Query per company-range (`series
 `day` from the first range day's bucket start), each item decoded from its Arrow block into plain arrays; decoded
 items are kept in an in-process LRU cache keyed by their checksum, so hot symbols are decoded once and a
 re-ingested bucket is never served stale. Reads of many companies fetch their buckets with BatchGetItem and put
-every company's arrays together once (one concatenation, one sort), building a single frame at the end. An item that fails its checksum is a typed error naming it and
-the fix, never wrong prices.
+every company's arrays together once (one concatenation, one sort), building a single frame at the end. An item
+that fails its checksum is a typed error naming it and the fix, never wrong prices.
 
 Bars are stored raw; `adjustment` applies the corporate actions stored at the
 moment of the read (one more Query, `series = ALPACA_ID#actions`: a company's actions whatever symbol
@@ -86,9 +86,10 @@ def read_bars(symbols: str | Sequence[str | Listed], timeframe: str, start: date
     retried, on a few threads) and decoded as they arrive. Symbols that name no company on `as_of` raise one
     UnknownSymbolsError naming all of them; with `missing="skip"` the others are read and the frame's
     `attrs["missing_symbols"]` names the skipped ones.
-    `as_of` is a New York date, default the current trading day (Alpaca's convention is today): META today is Facebook, whose bars from
-    before its rename (as FB) come back too; META as of 2022-01-03 is the metaverse ETF that held it then. A
-    symbol no company held on `as_of` (nor before it) raises UnknownSymbolOnDateError naming the holders known.
+    `as_of` is a New York date, default the current trading day (Alpaca's convention is today): META today is
+    Facebook, whose bars from before its rename (as FB) come back too; META as of 2022-01-03 is the metaverse ETF
+    that held it then. A symbol no company held on `as_of` (nor before it) raises UnknownSymbolOnDateError naming
+    the holders known.
     `session` selects equities' intraday bars: "all" (04:00-20:00 New York, as Alpaca serves them),
     "regular" (bars overlapping the XNYS session, early closes included) or "extended" (pre- and post-market).
     `adjustment` is "raw" (as stored), "split" (prices and volumes for splits and stock dividends),
@@ -151,17 +152,18 @@ def listed_on(day: date, asset_class: str | None = None, dynamodb: DynamoDBResou
     return sorted((x for x in listed if asset_class in (None, x.asset_class)), key=lambda x: (x.symbol, x.alpaca_id))
 
 
-def read_asset_bars(alpaca_id: str, timeframe: str, start: datetime, end: datetime, dynamodb: DynamoDBResource | None = None,
-                    *, session: str = "all", adjustment: str = "raw", label: str | None = None,
-                    known_at: datetime | None = None) -> pd.DataFrame:
+def read_asset_bars(alpaca_id: str, timeframe: str, start: datetime, end: datetime,
+                    dynamodb: DynamoDBResource | None = None, *, session: str = "all", adjustment: str = "raw",
+                    label: str | None = None, known_at: datetime | None = None) -> pd.DataFrame:
     """Bars of the company with this Alpaca id, whatever symbols it traded under; arguments as `read_bars`."""
     _check_arguments(timeframe, session, adjustment)
     window = Window.of(timeframe, start, end, known_at)
     dynamodb = dynamodb or DynamoDBResource.from_settings()
     table = MarketDataTable(dynamodb)
     items = list(table.bars_items(alpaca_id, timeframe, window.first, window.last, window.projection()))
-    blocks = [_block(table, item, alpaca_id, label or alpaca_id, window) for item in items]
-    bars = assemble([(label or alpaca_id, alpaca_id)], {alpaca_id: blocks}, timeframe, window.start, window.end, session)
+    label = label or alpaca_id
+    blocks = [_block(table, item, alpaca_id, label, window) for item in items]
+    bars = assemble([(label, alpaca_id)], {alpaca_id: blocks}, timeframe, window.start, window.end, session)
     bars = _adjusted(bars, adjustment, lambda i: stored_actions(i, dynamodb, known_at=window.moment), window)
     return bars.frame(with_symbol=False)
 
@@ -295,8 +297,8 @@ def _block(table: MarketDataTable, item: dict, alpaca_id: str, label: str, windo
             raise _ledger_error(label, series, item["day"], f"entry {key} {exc}") from None
     stamps = pd.Series(seconds.astype(np.int64) * 1_000_000_000)
     bucket = Bucket(seconds, {c: columns[c] for c in VALUE_COLUMNS}, trading_days(stamps, crypto=crypto),
-                    {int(s): at for s, at in (item.get("withdrawn") or {}).items()}, dict(item.get("days_stored") or {}),
-                    item.get("ledger_from") or item.get("ingested_at"))
+                    {int(s): at for s, at in (item.get("withdrawn") or {}).items()},
+                    dict(item.get("days_stored") or {}), item.get("ledger_from") or item.get("ingested_at"))
     try:
         rebuilt = as_known_at(bucket, revisions, window.moment)
     except LedgerError as exc:
@@ -305,9 +307,9 @@ def _block(table: MarketDataTable, item: dict, alpaca_id: str, label: str, windo
 
 
 def _ledger_error(label: str, series: str, bucket: str, problem: str) -> LedgerError:
-    return LedgerError(f"the bars of {label} (series {series}, bucket {bucket}) cannot be rebuilt as of that moment: their "
-                       f"ledger {problem}; read without known_at, or restore the ledger item (#LEDGER#{series}) from a "
-                       "backup of the table (point-in-time recovery)")
+    return LedgerError(f"the bars of {label} (series {series}, bucket {bucket}) cannot be rebuilt as of that moment: "
+                       f"their ledger {problem}; read without known_at, or restore the ledger item (#LEDGER#{series}) "
+                       "from a backup of the table (point-in-time recovery)")
 
 
 def _check_arguments(timeframe: str, session: str, adjustment: str) -> None:
@@ -343,7 +345,8 @@ class StoredBarsError(ValueError):
 
 
 @functools.lru_cache(maxsize=4096)
-def _decoded(block: bytes, checksum: str, symbol: str, timeframe: str, day: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _decoded(block: bytes, checksum: str, symbol: str, timeframe: str,
+             day: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A block's epoch seconds and value columns (read-only: the cache shares them between reads)."""
     try:
         seconds, columns, actual = decode_columns(block)
