@@ -30,7 +30,8 @@ PASSES = 7
 def year_of_minutes(year: int = 2025) -> pd.DataFrame:
     sessions = pd.DatetimeIndex(sessions_between(date(year, 1, 1), date(year, 12, 31)))
     starts = (sessions.tz_localize("America/New_York") + pd.Timedelta(hours=4)).tz_convert("UTC")
-    stamps = (starts.tz_localize(None).to_numpy().reshape(-1, 1) + np.arange(960).reshape(1, -1) * np.timedelta64(1, "m")).ravel()
+    stamps = (starts.tz_localize(None).to_numpy().reshape(-1, 1)
+              + np.arange(960).reshape(1, -1) * np.timedelta64(1, "m")).ravel()
     n = len(stamps)
     rng = np.random.default_rng(1)
     close = 100 + np.cumsum(rng.normal(0, 0.05, n))
@@ -46,7 +47,8 @@ def actions(year: int = 2025) -> list:
                                               "new_rate": 1, "old_rate": 10, "process_date": f"{year}-10-06",
                                               "ex_date": f"{year}-10-06"})
     dividends = [(parse_action("cash_dividends", {"id": f"d{m}", "symbol": "X", "cusip": "C", "rate": 0.24,
-                                                  "special": False, "foreign": False, "process_date": f"{year}-{m:02d}-20",
+                                                  "special": False, "foreign": False,
+                                                  "process_date": f"{year}-{m:02d}-20",
                                                   "ex_date": f"{year}-{m:02d}-10", "record_date": f"{year}-{m:02d}-10",
                                                   "payable_date": f"{year}-{m:02d}-20"}), 100.0) for m in (2, 5, 8, 11)]
     return [(split, None), (reverse, None), *dividends]

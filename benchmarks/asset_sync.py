@@ -41,7 +41,8 @@ def one_sync() -> None:
     table = result.asset_materializations_for_node("assets_table")[0].metadata
     print(json.dumps({"success": result.success, "wall_s": round(wall, 2),
                       "write_requests": table["write_requests"].value,
-                      "counts": {k: table[k].value for k in ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged")},
+                      "counts": {k: table[k].value
+                                 for k in ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged")},
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
@@ -76,7 +77,8 @@ def main() -> None:
         requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=prep.universe, timeout=60)
         run_sync(env)
         inactive_present = [s for s in prep.delisted if any(a["symbol"] == s for a in prep.universe)]
-        day = churn(prep.universe, rng, listings=50, delistings=30, reactivations=5, renames=2, reactivate_from=inactive_present)
+        day = churn(prep.universe, rng, listings=50, delistings=30, reactivations=5, renames=2,
+                    reactivate_from=inactive_present)
         requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=day.universe, timeout=60)
         rows.append(("change sync (+50 -30 5 react. 2 ren.)", run_sync(env)))
         dagster = str(Path(sys.executable).with_name("dagster"))
@@ -91,7 +93,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, f in rows:
         changes = ", ".join(f"{k} {v}" for k, v in f["counts"].items() if v and k != "unchanged") or "none"
-        print(f"| {name} | {f['wall_s']} | {f['api_requests']} | {f['write_requests']} | {f['peak_rss_mb']} | {changes} |")
+        print(f"| {name} | {f['wall_s']} | {f['api_requests']} | {f['write_requests']} | {f['peak_rss_mb']} "
+              f"| {changes} |")
     print(f"\nno-change sync through `dagster job execute`, whole process: {cli} s; importing the code location "
           f"alone: {imports} s")
 

@@ -57,7 +57,8 @@ def limiter_ceiling(url: str, processes: int) -> dict:
         worker.join()
     latencies.sort()
     return {"processes": processes, "tokens_per_s": round(len(latencies) / SECONDS),
-            "p50_ms": round(statistics.median(latencies) * 1000, 2), "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2)}
+            "p50_ms": round(statistics.median(latencies) * 1000, 2),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2)}
 
 
 def _item_bytes(item: dict) -> int:
@@ -82,13 +83,15 @@ def item_sizes(env: dict[str, str]) -> list[dict]:
 
     put_universe(env, small_universe(build_universe(0), n=200))
     assert run_sync().success
-    day = xcals.get_calendar("XNYS").date_to_session(date.today() - timedelta(days=7), direction="previous").strftime("%Y-%m-%d")
+    day = xcals.get_calendar("XNYS").date_to_session(date.today() - timedelta(days=7),
+                                                     direction="previous").strftime("%Y-%m-%d")
     rows = []
     dynamodb = DynamoDBResource.from_settings()
     for timeframe in TIMEFRAMES:
         assert materialize_bars(timeframe, day, day, watchlist="all").success
         bucket = bucket_start(date.fromisoformat(day), timeframe).isoformat()  # the item holding that day's bars
-        items = [i for i in dynamodb.scan(dynamodb.market_data_table_name()) if "bar_count" in i and i["series"].endswith(f"#{timeframe}") and i["day"] == bucket]
+        items = [i for i in dynamodb.scan(dynamodb.market_data_table_name())
+                 if "bar_count" in i and i["series"].endswith(f"#{timeframe}") and i["day"] == bucket]
         sizes = [_item_bytes(i) for i in items]
         bars = [int(i["bar_count"]) for i in items]
         rows.append({"timeframe": timeframe, "items": len(items), "bars_per_item": round(statistics.mean(bars), 1),
@@ -105,12 +108,14 @@ def one_run_ceiling(env: dict[str, str]) -> dict:
 
     put_universe(env, small_universe(build_universe(0), n=2000))
     assert run_sync().success
-    day = xcals.get_calendar("XNYS").date_to_session(date.today() - timedelta(days=14), direction="previous").strftime("%Y-%m-%d")
+    day = xcals.get_calendar("XNYS").date_to_session(date.today() - timedelta(days=14),
+                                                     direction="previous").strftime("%Y-%m-%d")
     requests.post(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/reset", timeout=10).raise_for_status()
     started = time.monotonic()
     assert materialize_bars("1Min", day, day, watchlist="all").success
     wall = time.monotonic() - started
-    stamps = [r["t"] for r in requests.get(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=10).json()["requests"]
+    stamps = [r["t"]
+              for r in requests.get(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=10).json()["requests"]
               if "/bars" in r["path"]]
     fetching = max(stamps) - min(stamps)
     return {"requests": len(stamps), "fetch_s": round(fetching, 1), "run_wall_s": round(wall, 1),
@@ -126,7 +131,8 @@ def main() -> None:
         for name, url in (("SQLite + file lock", sqlite_url), ("Redis", f"redis://127.0.0.1:{redis_service.port}/0")):
             for processes in (1, 4, 8):
                 row = limiter_ceiling(url, processes)
-                print(f"| {name} | {processes} | {row['tokens_per_s']} | {row['p50_ms']} | {row['p99_ms']} |", flush=True)
+                print(f"| {name} | {processes} | {row['tokens_per_s']} | {row['p50_ms']} | {row['p99_ms']} |",
+                      flush=True)
     finally:
         redis_service.stop()
 
@@ -137,11 +143,14 @@ def main() -> None:
         ceiling = one_run_ceiling(env)
     finally:
         stack.down(home)
-    print("\n| timeframe | items | bars/item | mean item bytes | max item bytes | mean WCU/item |\n|---|---|---|---|---|---|")
+    print("\n| timeframe | items | bars/item | mean item bytes | max item bytes | mean WCU/item |\n"
+          "|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['timeframe']} | {r['items']} | {r['bars_per_item']} | {r['mean_bytes']} | {r['max_bytes']} | {r['mean_wcu']} |")
-    print(f"\none run, 1Min day of 2,000 equities, no limit: {ceiling['requests']} requests in {ceiling['fetch_s']} s of fetching "
-          f"= {ceiling['requests_per_min']} requests/min; the run took {ceiling['run_wall_s']} s")
+        print(f"| {r['timeframe']} | {r['items']} | {r['bars_per_item']} | {r['mean_bytes']} | {r['max_bytes']} "
+              f"| {r['mean_wcu']} |")
+    print(f"\none run, 1Min day of 2,000 equities, no limit: {ceiling['requests']} requests in "
+          f"{ceiling['fetch_s']} s of fetching = {ceiling['requests_per_min']} requests/min; the run took "
+          f"{ceiling['run_wall_s']} s")
 
 
 if __name__ == "__main__":

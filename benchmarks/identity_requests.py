@@ -51,12 +51,14 @@ def fresh_tables(env: dict[str, str]) -> dict[str, str]:
 
 
 def sync(env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-c", SYNC], env={**os.environ, **env}, check=True, capture_output=True, timeout=900)
+    subprocess.run([sys.executable, "-c", SYNC], env={**os.environ, **env}, check=True, capture_output=True,
+                   timeout=900)
 
 
 def synced_default_universe(env: dict[str, str]) -> dict[str, str]:
     """The sandbox serving the default universe, fresh tables, one sync into them: the tables' settings."""
-    requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=build_universe(0), timeout=120).raise_for_status()
+    requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=build_universe(0),
+                 timeout=120).raise_for_status()
     tables = fresh_tables(env)
     sync(tables)
     return tables
@@ -68,7 +70,8 @@ def day_of_changes(universe: list[dict]) -> list[dict]:
     listed = [a for a in changed if a["class"] == "us_equity" and a["status"] == "active" and a["tradable"]]
     rng = random.Random(8)
     for old in rng.sample(listed, 5):
-        newcomer = copy.deepcopy(old) | {"id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "name": "Newcomer Inc."}
+        newcomer = copy.deepcopy(old) | {"id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                                         "name": "Newcomer Inc."}
         old.update(status="inactive", tradable=False)
         changed.append(newcomer)
     return changed
@@ -86,7 +89,8 @@ def main() -> None:
         universe = build_universe(0)
         for name, path in (("symbol-keyed release (94cb54c), after its first sync", legacy),
                            ("this release, after its first sync", None)):
-            requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=universe, timeout=120).raise_for_status()
+            requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=universe,
+                         timeout=120).raise_for_status()
             release = fresh_tables(env) | ({"PYTHONPATH": path} if path else {})
             sync(release)
             rows.append((name, run(release, home, "1Day", FIRST, LAST, "")))

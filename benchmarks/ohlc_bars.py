@@ -43,9 +43,9 @@ def one_backfill(timeframe: str, first: str, last: str, watchlist: str) -> None:
     wall = time.monotonic() - started
     metadata = result.asset_materializations_for_node("ohlc_bars")[0].metadata
     print(json.dumps({"success": result.success, "wall_s": round(wall, 1),
-                      **{k: metadata[k].value for k in ("bars_written", "requests_used", "bars_per_request", "write_requests",
-                                                        "items_written", "largest_block_bytes", "bars_pre_market",
-                                                        "bars_post_market", "bars_held_back")},
+                      **{k: metadata[k].value for k in ("bars_written", "requests_used", "bars_per_request",
+                                                        "write_requests", "items_written", "largest_block_bytes",
+                                                        "bars_pre_market", "bars_post_market", "bars_held_back")},
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
@@ -68,13 +68,15 @@ def run(env: dict[str, str], home: Path, *args: str) -> dict:
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    stats = [r for r in requests.get(f"{sandbox}/_sandbox/stats", timeout=10).json()["requests"] if "/bars" in r["path"]]
+    stats = [r for r in requests.get(f"{sandbox}/_sandbox/stats", timeout=10).json()["requests"]
+             if "/bars" in r["path"]]
     stamps = [r["t"] for r in stats]
     figures["max_in_60s"] = max_in_any_window(stamps)
     span = max(stamps) - min(stamps) if len(stamps) > 1 else 0
     figures["rate_per_min"] = round((len(stamps) - 1) / span * 60, 1) if span else 0
     figures["status_429"] = sum(r["status"] == 429 for r in stats)
-    figures["cpu_run_s"] = round(finished.children_user + finished.children_system - children.children_user - children.children_system, 1)
+    figures["cpu_run_s"] = round(finished.children_user + finished.children_system
+                                 - children.children_user - children.children_system, 1)
     figures["cpu_sandbox_s"] = round(after["sandbox"] - before["sandbox"], 1)
     figures["cpu_dynalite_s"] = round(after["dynalite"] - before["dynalite"], 1)
     return figures
@@ -120,11 +122,11 @@ def main() -> None:
           "DynamoDB write requests | CPU s: run / sandbox / dynalite |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, f in rows:
-        print(f"| {name} | {f['bars_written']} | {f['bars_pre_market']}/{f['bars_post_market']} | {f['bars_held_back']} | "
-              f"{f['requests_used']} | {f['bars_per_request']} | {f['max_in_60s']} | {f['rate_per_min']} | "
-              f"{f['status_429']} | {f['wall_s']} | {f['peak_rss_mb']} | {f['items_written']} | "
-              f"{f['bars_written'] / max(1, f['items_written']):.0f} | {f['largest_block_bytes']} | {f['write_requests']} | "
-              f"{f['cpu_run_s']} / {f['cpu_sandbox_s']} / {f['cpu_dynalite_s']} |")
+        print(f"| {name} | {f['bars_written']} | {f['bars_pre_market']}/{f['bars_post_market']} | "
+              f"{f['bars_held_back']} | {f['requests_used']} | {f['bars_per_request']} | {f['max_in_60s']} | "
+              f"{f['rate_per_min']} | {f['status_429']} | {f['wall_s']} | {f['peak_rss_mb']} | {f['items_written']} | "
+              f"{f['bars_written'] / max(1, f['items_written']):.0f} | {f['largest_block_bytes']} | "
+              f"{f['write_requests']} | {f['cpu_run_s']} / {f['cpu_sandbox_s']} / {f['cpu_dynalite_s']} |")
     print()
     print("| read_bars(\"SPY\", \"1Min\", one year) | bars | seconds |")
     print("|---|---|---|")

@@ -36,12 +36,14 @@ from signal9_pipeline.resources.alpaca import bars_page_frame, decode_json
 KEY, SECRET = "bench-key", "bench-secret"
 PASSES = 9
 SHAPES = [  # (name, path, timeframe, symbols, start, end, asset class)
-    ("stock 1Min, 04:00-20:00 New York", "/v2/stocks/bars", "1Min", 60, "2024-06-03T08:00:00Z", "2024-06-04T00:00:00Z", "us_equity"),
+    ("stock 1Min, 04:00-20:00 New York", "/v2/stocks/bars", "1Min", 60, "2024-06-03T08:00:00Z",
+     "2024-06-04T00:00:00Z", "us_equity"),
     ("stock 1Day, 60 sessions (the universe backfill's pages)", "/v2/stocks/bars", "1Day", 500, "2024-04-01T04:00:00Z",
      "2024-06-27T04:00:00Z", "us_equity"),
     ("stock 1Day, 5 years (pollenation's history pages)", "/v2/stocks/bars", "1Day", 40, "2021-06-01T04:00:00Z",
      "2026-06-01T04:00:00Z", "us_equity"),
-    ("crypto 1Min, 10 pairs", "/v1beta3/crypto/us/bars", "1Min", 10, "2024-06-03T00:00:00Z", "2024-06-05T23:59:00Z", "crypto"),
+    ("crypto 1Min, 10 pairs", "/v1beta3/crypto/us/bars", "1Min", 10, "2024-06-03T00:00:00Z",
+     "2024-06-05T23:59:00Z", "crypto"),
 ]
 
 
@@ -99,8 +101,8 @@ def main() -> None:
     universe = server.state.universe
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           "command: python -m benchmarks.page_cpu")
-    print("\n| full 10,000-bar page | buckets per page | CPU per page (ms), median | fastest pass (ms) | pages/min on one core | "
-          "baseline: stdlib json.loads of the page (ms), median | page / baseline |")
+    print("\n| full 10,000-bar page | buckets per page | CPU per page (ms), median | fastest pass (ms) | "
+          "pages/min on one core | baseline: stdlib json.loads of the page (ms), median | page / baseline |")
     print("|---|---|---|---|---|---|---|")
     for name, path, timeframe, count, start, end, asset_class in SHAPES:
         symbols = sorted(a["symbol"] for a in universe if a["class"] == asset_class and a["status"] == "active")[:count]

@@ -118,9 +118,11 @@ def main(quick: bool) -> None:
     try:
         os.environ.update(env)
         tables = synced_default_universe(env)
-        loaded = [run(tables, home, "1Day", FIRST if quick else YEAR_FIRST, LAST, ""), run(tables, home, "1Min", LAST, LAST, "")]
+        loaded = [run(tables, home, "1Day", FIRST if quick else YEAR_FIRST, LAST, ""),
+                  run(tables, home, "1Min", LAST, LAST, "")]
         for name, timeframe, window in cases:
-            methods = ["floor", "read_bars"] + (["one at a time"] if (name, window) == ("2,000 symbols", "20 sessions") else [])
+            methods = (["floor", "read_bars"]
+                       + (["one at a time"] if (name, window) == ("2,000 symbols", "20 sessions") else []))
             figures = {}
             for _ in range(2):  # the second pass of each, caches warm for all
                 figures = {m: measure(tables, name, timeframe, window, m) for m in methods}

@@ -37,10 +37,12 @@ def run_suite(ledger: Path) -> tuple[int, str, float]:
 
 
 def run_soak(days: int) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--days", str(days)], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--days", str(days)], cwd=ROOT,
+                          capture_output=True, text=True)
     kept = [line for line in done.stdout.splitlines() if line.startswith(("|", "machine", "peak RSS"))]
     # Blank lines around the table, so markdown renders it as one.
-    table = "\n".join(f"\n{line}" if line.startswith("peak RSS") else f"{line}\n" if line.startswith("machine") else line
+    table = "\n".join(f"\n{line}" if line.startswith("peak RSS")
+                      else f"{line}\n" if line.startswith("machine") else line
                       for line in kept)
     return done.returncode, table
 
@@ -51,7 +53,8 @@ def rows(ledger: Path) -> list[dict]:
     for line in ledger.read_text().splitlines():
         trial = json.loads(line)
         key = (trial["area"], trial["fault"], trial["outcome"])
-        row = merged.setdefault(key, {"area": trial["area"], "fault": trial["fault"], "outcome": trial["outcome"], "times": 0, "lost": 0})
+        row = merged.setdefault(key, {"area": trial["area"], "fault": trial["fault"], "outcome": trial["outcome"],
+                                      "times": 0, "lost": 0})
         row["times"] += trial["times"]
         row["lost"] += trial["lost"]
     order = ["crash", "alpaca", "aws", "hostile input", "secrets", "soak"]
@@ -87,7 +90,8 @@ def render(table: list[dict], summary: str, wall_s: float, soak: str | None) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--soak-days", type=int, default=0, help="also run the soak benchmark over this many trading days")
+    parser.add_argument("--soak-days", type=int, default=0,
+                        help="also run the soak benchmark over this many trading days")
     parser.add_argument("--output", default=str(ROOT / "RELIABILITY.md"))
     args = parser.parse_args()
     ledger = Path(tempfile.mkdtemp(prefix="signal9-reliability-")) / "ledger.jsonl"

@@ -26,7 +26,8 @@ REPEAT = 5
 
 def timed(session: requests.Session, url: str, **params) -> tuple[float, int]:
     started = time.perf_counter()
-    answer = session.get(url, params=params, headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}, timeout=60)
+    answer = session.get(url, params=params, headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET},
+                         timeout=60)
     answer.raise_for_status()
     body = answer.json()
     size = len(body) if isinstance(body, list) else sum(len(v) for v in body["bars"].values())
@@ -36,23 +37,29 @@ def timed(session: requests.Session, url: str, **params) -> tuple[float, int]:
 def main() -> None:
     server = start_in_thread(api_key=KEY, secret_key=SECRET, rate_limit_per_minute=1_000_000)
     session = requests.Session()
-    symbols = sorted(a["symbol"] for a in server.state.universe if a["status"] == "active" and a["class"] == "us_equity")
+    symbols = sorted(a["symbol"] for a in server.state.universe
+                     if a["status"] == "active" and a["class"] == "us_equity")
     crypto = sorted(a["symbol"] for a in server.state.universe if a["class"] == "crypto")
     cases = [
         ("/v2/assets (all 32,212 assets)", "/v2/assets", {}),
         ("1Min page, 500 symbols, 1 day", "/v2/stocks/bars",
-         {"symbols": ",".join(symbols[:500]), "timeframe": "1Min", "start": "2024-06-03", "end": "2024-06-04", "limit": 10000}),
+         {"symbols": ",".join(symbols[:500]), "timeframe": "1Min", "start": "2024-06-03", "end": "2024-06-04",
+          "limit": 10000}),
         ("1Day page, 500 symbols, 60 days", "/v2/stocks/bars",
-         {"symbols": ",".join(symbols[:500]), "timeframe": "1Day", "start": "2024-03-01", "end": "2024-06-01", "limit": 10000}),
+         {"symbols": ",".join(symbols[:500]), "timeframe": "1Day", "start": "2024-03-01", "end": "2024-06-01",
+          "limit": 10000}),
         ("1Day page, 500 symbols, 60 days, iex", "/v2/stocks/bars",
-         {"symbols": ",".join(symbols[:500]), "timeframe": "1Day", "start": "2024-03-01", "end": "2024-06-01", "limit": 10000,
-          "feed": "iex"}),
+         {"symbols": ",".join(symbols[:500]), "timeframe": "1Day", "start": "2024-03-01", "end": "2024-06-01",
+          "limit": 10000, "feed": "iex"}),
         ("1Hour page, 500 symbols, 10 days", "/v2/stocks/bars",
-         {"symbols": ",".join(symbols[:500]), "timeframe": "1Hour", "start": "2024-06-03", "end": "2024-06-14", "limit": 10000}),
+         {"symbols": ",".join(symbols[:500]), "timeframe": "1Hour", "start": "2024-06-03", "end": "2024-06-14",
+          "limit": 10000}),
         ("1Min page, 20 crypto pairs, 1 day", "/v1beta3/crypto/us/bars",
-         {"symbols": ",".join(crypto[:20]), "timeframe": "1Min", "start": "2024-06-03", "end": "2024-06-04", "limit": 10000}),
+         {"symbols": ",".join(crypto[:20]), "timeframe": "1Min", "start": "2024-06-03", "end": "2024-06-04",
+          "limit": 10000}),
     ]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; command: python -m benchmarks.sandbox")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          "command: python -m benchmarks.sandbox")
     print("| request | items | cold (s) | median of 5 (s) |")
     print("|---|---|---|---|")
     try:

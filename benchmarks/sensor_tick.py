@@ -35,7 +35,8 @@ def main() -> None:
         with dg.instance_for_test() as instance:
             for _ in range(3):
                 started = time.perf_counter()
-                result = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()}))
+                result = new_symbols_sensor(dg.build_sensor_context(
+                    instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()}))
                 times.append(time.perf_counter() - started)
                 requested = len(result) if isinstance(result, list) else 0
     finally:

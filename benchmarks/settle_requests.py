@@ -38,8 +38,9 @@ def main() -> None:
     try:
         os.environ.update(env)
         tables = synced_default_universe(env)
-        cases = [("1Day universe", "1Day", "")] + [(f"watchlist ({watchlist}) {tf}", tf, watchlist) for tf in INTRADAY] + [
-            (f"all {tf}", tf, "all") for tf in INTRADAY]
+        cases = ([("1Day universe", "1Day", "")]
+                 + [(f"watchlist ({watchlist}) {tf}", tf, watchlist) for tf in INTRADAY]
+                 + [(f"all {tf}", tf, "all") for tf in INTRADAY])
         for name, timeframe, chosen in cases:
             first = run(tables, home, timeframe, DAY, DAY, chosen)
             again = run(tables, home, timeframe, DAY, DAY, chosen)

@@ -39,15 +39,19 @@ def simulate(days: int, listed: int, seed: int) -> list[DayFigures]:
 
 
 def print_table(figures: list[DayFigures], command: str) -> None:
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; command: {command}")
-    print("| day | date | changes | Alpaca requests | DynamoDB writes | pollenation runs | peak RSS (MB) | wall (s) | tables = model |")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"command: {command}")
+    print("| day | date | changes | Alpaca requests | DynamoDB writes | pollenation runs | peak RSS (MB) | wall (s) "
+          "| tables = model |")
     print("|---|---|---|---|---|---|---|---|---|")
     for f in figures:
-        print(f"| {f.day} | {f.trading_date} | {f.changes} | {f.api_requests} | {f.dynamodb_writes} | {f.pollenation_runs} "
-              f"| {f.peak_rss_mb} | {f.wall_s} | {'yes' if not f.problems else 'NO: ' + '; '.join(f.problems)[:200]} |")
+        print(f"| {f.day} | {f.trading_date} | {f.changes} | {f.api_requests} | {f.dynamodb_writes} "
+              f"| {f.pollenation_runs} | {f.peak_rss_mb} | {f.wall_s} "
+              f"| {'yes' if not f.problems else 'NO: ' + '; '.join(f.problems)[:200]} |")
     days = figures[1:]
-    print(f"| total (days 1-{len(days)}) | | | {sum(f.api_requests for f in days)} | {sum(f.dynamodb_writes for f in days)} "
-          f"| {sum(f.pollenation_runs for f in days)} | max {max(f.peak_rss_mb for f in days)} "
+    print(f"| total (days 1-{len(days)}) | | | {sum(f.api_requests for f in days)} "
+          f"| {sum(f.dynamodb_writes for f in days)} | {sum(f.pollenation_runs for f in days)} "
+          f"| max {max(f.peak_rss_mb for f in days)} "
           f"| {round(sum(f.wall_s for f in days), 1)} | {sum(not f.problems for f in days)}/{len(days)} |")
     print(f"\npeak RSS trend over days 1-{len(days)}: {rss_growth_mb([f.peak_rss_mb for f in days]):+.1f} MB")
 

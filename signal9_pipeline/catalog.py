@@ -16,7 +16,8 @@ OWNERS = ["team:signal9-market-data"]
 ASSETS_TABLE_COLUMNS = [
     ("asset_id", "string", "partition key: ID#{alpaca_id} (a company), ASSET#{symbol} (a symbol: its current "
                            "holder's fields and its holders), SYNC#observed (the last sync's observation day)"),
-    *[(name, "any", "as Alpaca's /v2/assets answers it (id as alpaca_id, class as asset_class)") for name in ALPACA_FIELDS],
+    *[(name, "any", "as Alpaca's /v2/assets answers it (id as alpaca_id, class as asset_class)")
+      for name in ALPACA_FIELDS],
     ("content_hash", "string", "SHA-256 of the Alpaca fields: an item is written only when it changes"),
     ("data_source", "string", "alpaca"),
     ("created_at", "string", "ISO 8601 UTC"),
@@ -66,8 +67,10 @@ MARKET_DATA_TABLE_COLUMNS = [
     ("revisions", "list", "bars: the sort keys of the bucket's ledger entries, oldest first"),
     ("days_stored", "map", "bars: day -> when it was first stored (ISO 8601 UTC)"),
     ("ledger_from", "string", "bars: when the bucket's ledger began; reads known before it cannot be rebuilt"),
-    ("withdrawn", "map", "bars: epoch second (text) -> when Alpaca stopped answering that bar; kept, left out of reads"),
-    ("changes", "binary", "ledger entries: gzip of an Arrow IPC stream, per changed bar its time, kind, old and new values"),
+    ("withdrawn", "map", "bars: epoch second (text) -> when Alpaca stopped answering that bar; kept, left out "
+                         "of reads"),
+    ("changes", "binary", "ledger entries: gzip of an Arrow IPC stream, per changed bar its time, kind, old and "
+                          "new values"),
     ("seen_at", "string", "ledger entries: when the change was seen, ISO 8601 UTC"),
     ("bucket", "string", "ledger entries: the bucket's sort key"),
     ("days", "list", "ledger entries: the days whose stored bars changed"),

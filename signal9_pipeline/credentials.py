@@ -31,6 +31,7 @@ class AlpacaCredentials:
             data = json.loads(text or "")
         except ValueError:
             raise ValueError(f"is not JSON; store {SECRET_SHAPE}") from None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k) for k in ("apiKey", "secretKey")):
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k)
+                                                 for k in ("apiKey", "secretKey")):
             raise ValueError("lacks non-empty string fields apiKey and secretKey")
         return cls(data["apiKey"], data["secretKey"], bool(data.get("paper", True)))

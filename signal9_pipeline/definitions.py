@@ -36,7 +36,8 @@ defs = dg.Definitions.merge(
     assets_sync.defs,
     market_data.defs,
     corporate_actions.defs,
-    dg.Definitions(assets=[pollenation_events], jobs=[pollenation_job], sensors=[new_symbols_sensor, pipeline_run_failure_alert]),
+    dg.Definitions(assets=[pollenation_events], jobs=[pollenation_job],
+                   sensors=[new_symbols_sensor, pipeline_run_failure_alert]),
     dg.Definitions(
         # Every setting field is a dg.EnvVar of its registered variable, resolved when a run starts (the UI's
         # resource page names each one); an unset variable is its registered default (`FromSettings.env_vars`).

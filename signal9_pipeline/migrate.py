@@ -35,7 +35,16 @@ import pandas as pd
 
 from signal9_pipeline.assets_sync.changes import HISTORY_LIMIT, NEW, content_hash, plan_symbol_items
 from signal9_pipeline.assets_sync.validation import validate_assets
-from signal9_pipeline.identity import FROM_MIGRATION, Holder, Span, holder_on, holders_by_symbol, observation_day, spans_item, spans_of
+from signal9_pipeline.identity import (
+    FROM_MIGRATION,
+    Holder,
+    Span,
+    holder_on,
+    holders_by_symbol,
+    observation_day,
+    spans_item,
+    spans_of,
+)
 from signal9_pipeline.market_data.codec import decode, encode_columns
 from signal9_pipeline.market_data.days import CRYPTO, trading_days
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -119,7 +128,8 @@ def companies_of(legacy: list[dict], alpaca_assets: list[dict], now: str, report
         if earlier is not None:
             old, company = _split(company, earlier, now)
             companies[old["alpaca_id"]] = old
-            report.reused_tickers.append(f"{company['symbol']} ({old['alpaca_id']} until {company['symbols'][0]['start']})")
+            report.reused_tickers.append(f"{company['symbol']} ({old['alpaca_id']} until "
+                                         f"{company['symbols'][0]['start']})")
         companies[alpaca_id] = company
     return companies
 
@@ -145,7 +155,8 @@ def _company(items: list[dict]) -> dict:
         spans.append(Span(item["symbol"], start, end, FROM_MIGRATION))
         start = end
     history = sorted({(h.get("at", ""), h.get("status"), h.get("note", "")): h for i in items
-                      for h in i.get("status_history") or [] if not str(h.get("note", "")).startswith(RENAME_NOTES)}.values(),
+                      for h in i.get("status_history") or []
+                      if not str(h.get("note", "")).startswith(RENAME_NOTES)}.values(),
                      key=lambda h: h.get("at", ""))
     company = {k: v for k, v in current.items() if k not in ("renamed_from", "renamed_to")}
     company.update(asset_id=company_key(current["alpaca_id"]), symbols=spans_item(spans), status_history=history,
@@ -172,7 +183,8 @@ def _earlier_holder(company: dict, candidates: list[dict]) -> tuple[dict, dict] 
     """(Alpaca's row of the company the old release overwrote, the "listed again" entry) for a reused ticker."""
     history = company.get("status_history") or []
     relisted = [h for previous, h in zip(history, history[1:])
-                if previous.get("status") == "inactive" and h.get("status") == "active" and h.get("note") == "listed again"]
+                if previous.get("status") == "inactive" and h.get("status") == "active"
+                and h.get("note") == "listed again"]
     if not relisted or len(candidates) != 1:
         return None
     return candidates[0], relisted[-1]
@@ -242,9 +254,10 @@ def _bucket(table: MarketDataTable, item: dict, holders, report: Report, dry_run
                        encode_columns(seconds, {c: frame[c].to_numpy()[rows] for c in VALUE_COLUMNS}))
         held = [h for h in item.get("held_back") or [] if _owner(holders, symbol, h.get("day", "")) == owner]
         targets[(bars_series(owner, timeframe), item["day"])] = {
-            **{k: v for k, v in item.items() if k not in ("series", "bars", "checksum", "bar_count", "version", "held_back")},
-            "series": bars_series(owner, timeframe), "alpaca_id": owner, "symbol": symbol, "bars": block, "checksum": sum_,
-            "bar_count": int(rows.sum()), "held_back": held, "version": 1,
+            **{k: v for k, v in item.items()
+               if k not in ("series", "bars", "checksum", "bar_count", "version", "held_back")},
+            "series": bars_series(owner, timeframe), "alpaca_id": owner, "symbol": symbol, "bars": block,
+            "checksum": sum_, "bar_count": int(rows.sum()), "held_back": held, "version": 1,
             "first_ts": utc_stamp(int(seconds[0])), "last_ts": utc_stamp(int(seconds[-1]))}
     report.buckets_moved += 1
     report.buckets_split += len(targets) > 1
@@ -295,7 +308,8 @@ def _place(table: MarketDataTable, legacy: dict, targets: dict[tuple, dict], *, 
                 raise MigrationError(f"{key} changed while it was migrated (a run writing it); run the migration again")
     back = table.get(targets, projection=["series", "day", "checksum"])
     if set(back) != set(targets):
-        raise MigrationError(f"the copies of {legacy['series']} {legacy['day']} did not read back; it is kept, run again")
+        raise MigrationError(f"the copies of {legacy['series']} {legacy['day']} did not read back; "
+                             "it is kept, run again")
     table.delete([(legacy["series"], legacy["day"])])
 
 
@@ -306,7 +320,8 @@ def _merged(stored: dict, moved: dict) -> dict:
     both = (have if add.empty else pd.concat([have, add])).sort_values("timestamp")
     seconds = both["timestamp"].astype("int64").to_numpy() // 1_000_000_000
     block, sum_ = encode_columns(seconds, {c: both[c].to_numpy() for c in VALUE_COLUMNS})
-    return {**stored, "bars": block, "checksum": sum_, "bar_count": len(both), "version": int(stored.get("version", 0)) + 1,
+    return {**stored, "bars": block, "checksum": sum_, "bar_count": len(both),
+            "version": int(stored.get("version", 0)) + 1,
             "first_ts": utc_stamp(int(seconds[0])), "last_ts": utc_stamp(int(seconds[-1])),
             "held_back": list(stored.get("held_back") or []) + list(moved.get("held_back") or [])}
 

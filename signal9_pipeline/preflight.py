@@ -5,8 +5,9 @@ traceback, one config section at a time; a variable the ECS launcher forwards to
 is missed only when a run is launched; and an unreachable PostgreSQL or Redis shows up as
 retries and timeouts in whichever run touches it first. The image's entrypoint runs this
 first (`python -m signal9_pipeline.preflight -- dagster-daemon run ...`): it lists every
-missing variable and every setting that does not parse (`settings.REGISTRY`) at once, says which service at which address does not answer, refuses a
-per-task rate limiter where runs are ECS tasks, and only then replaces itself with the command.
+missing variable and every setting that does not parse (`settings.REGISTRY`) at once, says which
+service at which address does not answer, refuses a per-task rate limiter where runs are ECS tasks,
+and only then replaces itself with the command.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def postgres_problem(instance: dict, environ: dict[str, str]) -> str | None:
                          dbname=value("db_name"), connect_timeout=5).close()
     except psycopg2.Error as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"the Dagster PostgreSQL database at {host}:{port} (DAGSTER_PG_HOST/DAGSTER_PG_PORT) does not answer: {first_line}"
+        return (f"the Dagster PostgreSQL database at {host}:{port} (DAGSTER_PG_HOST/DAGSTER_PG_PORT) "
+                f"does not answer: {first_line}")
     return None
 
 

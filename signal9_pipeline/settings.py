@@ -47,8 +47,8 @@ REGISTRY: tuple[Setting, ...] = (
     Setting("ALPACA_SECRET_ID", str, "signal9/alpaca-credentials", "`signal9/alpaca-credentials`",
             'Secrets Manager secret holding `{"apiKey", "secretKey", "paper"}`'),
     Setting("ALPACA_PAPER", bool, True, "`true`", "use the paper-trading host when `ALPACA_TRADING_URL` is unset"),
-    Setting("ALPACA_FEED", str, "iex", "`iex`", "stock feed sent on every bars request and recorded on each item: `iex` "
-            "(every plan), `sip` (Algo Trader Plus), `delayed_sip` or `otc`"),
+    Setting("ALPACA_FEED", str, "iex", "`iex`", "stock feed sent on every bars request and recorded on each item: "
+            "`iex` (every plan), `sip` (Algo Trader Plus), `delayed_sip` or `otc`"),
     Setting("ALPACA_RATE_LIMIT_PER_MINUTE", int, 200, "`200`", "Alpaca requests per minute for the whole account"),
     Setting("ALPACA_REQUEST_TIMEOUT_S", int, 30, "`30`", "connect and read timeout of every Alpaca request"),
     Setting("ALPACA_MAX_ATTEMPTS", int, 5, "`5`", "attempts per Alpaca request (retries of 429, 5xx, timeouts)"),
@@ -62,7 +62,8 @@ REGISTRY: tuple[Setting, ...] = (
             "assets table, key `asset_id` = `ID#{alpaca_id}` (a company) or `ASSET#{symbol}` (its current holder)"),
     Setting("SIGNAL9_MARKET_DATA_TABLE", str, "signal9-market-data", "`signal9-market-data`",
             "bars table, keys `series` = `{alpaca_id}#{timeframe}`, `day`"),
-    Setting("SIGNAL9_EVENT_BUS", str, "signal9-events", "`signal9-events`", "EventBridge bus for `signal9.advisor` events"),
+    Setting("SIGNAL9_EVENT_BUS", str, "signal9-events", "`signal9-events`",
+            "EventBridge bus for `signal9.advisor` events"),
     Setting("SIGNAL9_METRICS_NAMESPACE", str, "Signal9/Pipeline", "`Signal9/Pipeline`", "CloudWatch namespace"),
     Setting("SIGNAL9_ALERTS_TOPIC", str, "signal9-alerts", "`signal9-alerts`",
             "SNS topic (name or ARN) the alarms and the run-failure alert notify"),
@@ -71,7 +72,8 @@ REGISTRY: tuple[Setting, ...] = (
     Setting("SIGNAL9_DAGSTER_URL", str, "http://127.0.0.1:3000", "`http://127.0.0.1:3000`",
             "base URL of the Dagster UI, for links in alerts"),
     Setting("SIGNAL9_POLLENATION_BATCH_SIZE", int, 100, "`100`", "companies per pollenation run"),
-    Setting("SIGNAL9_POLLENATION_MAX_RUNS", int, 2, "`2`", "pollenation runs in flight at once (the sensor's throttle)"),
+    Setting("SIGNAL9_POLLENATION_MAX_RUNS", int, 2, "`2`",
+            "pollenation runs in flight at once (the sensor's throttle)"),
     Setting("SIGNAL9_LOG_FORMAT", str, None, "unset (`json` in the image)",
             "`json`: every `signal9.*` log record also goes to stdout as one JSON object with its facts as fields "
             "(CloudWatch Logs Insights queries in RUNBOOK.md)"),
@@ -81,8 +83,8 @@ REGISTRY: tuple[Setting, ...] = (
     Setting("SIGNAL9_INTRADAY_WATCHLIST", str, "SPY,AAPL,MSFT,BTC/USD,ETH/USD", "`SPY,AAPL,MSFT,BTC/USD,ETH/USD`",
             "symbols of the intraday timeframes, or `all`"),
     Setting("SIGNAL9_BARS_WORKERS", int, 4, "`4`", "concurrent request streams of a bars run"),
-    Setting("SIGNAL9_SETTLE_SESSIONS", str, "1,5", "`1,5`", "the settle pass fetches a date's bars again on the morning "
-            "(12:30 UTC) of these XNYS sessions after it, to keep Alpaca's revisions; empty: never"),
+    Setting("SIGNAL9_SETTLE_SESSIONS", str, "1,5", "`1,5`", "the settle pass fetches a date's bars again on the "
+            "morning (12:30 UTC) of these XNYS sessions after it, to keep Alpaca's revisions; empty: never"),
     Setting("SIGNAL9_IO_MANAGER_BUCKET", str, None, "unset: local files",
             "S3 bucket for step outputs (prefix `dagster/io/`), so a run re-executed in another ECS task finds them"),
     Setting("SIGNAL9_HOME", str, None, "`./.signal9`",
@@ -114,7 +116,8 @@ REGISTRY: tuple[Setting, ...] = (
         ("DAGSTER_PG_PORT", "its port", True),
         ("DAGSTER_PG_USERNAME", "its user", True),
         ("DAGSTER_PG_DB", "its database name", True),
-        ("DAGSTER_PG_PASSWORD", "its password, injected by ECS from Secrets Manager (into run tasks as an ECS secret)", False),
+        ("DAGSTER_PG_PASSWORD", "its password, injected by ECS from Secrets Manager (into run tasks as an ECS "
+                                "secret)", False),
         ("DAGSTER_PG_PASSWORD_SECRET_ARN", "that secret's ARN, which the run launcher injects into run tasks", False),
         ("DAGSTER_S3_BUCKET", "bucket of the step compute logs (prefix `dagster/compute-logs/`)", True),
         ("SIGNAL9_RUN_TASK_ROLE_ARN", "task role of run tasks (`deploy/iam/run-task-policy.json`)", False),
@@ -150,7 +153,8 @@ def parse(setting: Setting, raw: str) -> Any:
                 raise ValueError(raw)
             return value
     except ValueError:
-        expected = {int: "an integer", bool: "true or false", date: "a date YYYY-MM-DD", dict: "a JSON object"}[setting.kind]
+        expected = {int: "an integer", bool: "true or false", date: "a date YYYY-MM-DD",
+                    dict: "a JSON object"}[setting.kind]
         raise SettingError(f"environment variable {setting.name}={raw!r} must be {expected}") from None
     return raw
 
@@ -223,7 +227,8 @@ def forwarded() -> list[str]:
 def markdown(*scopes: str) -> str:
     """README's table of the settings of these scopes."""
     if scopes == ("deploy",):
-        rows = ["| variable | meaning |", "| --- | --- |"] + [f"| `{s.name}` | {s.meaning} |" for s in REGISTRY if s.scope == "deploy"]
+        rows = (["| variable | meaning |", "| --- | --- |"]
+                + [f"| `{s.name}` | {s.meaning} |" for s in REGISTRY if s.scope == "deploy"])
     else:
         rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
         rows += [f"| `{s.name}` | {s.shown} | {s.meaning} |" for s in REGISTRY if s.scope in scopes]
@@ -252,9 +257,10 @@ class Settings:
 
 
 _SETTINGS_FIELDS = {  # Settings field -> its variable
-    "assets_table": "SIGNAL9_ASSETS_TABLE", "market_data_table": "SIGNAL9_MARKET_DATA_TABLE", "event_bus": "SIGNAL9_EVENT_BUS",
-    "alpaca_secret_id": "ALPACA_SECRET_ID", "alpaca_trading_url": "ALPACA_TRADING_URL", "alpaca_data_url": "ALPACA_DATA_URL",
-    "alpaca_paper": "ALPACA_PAPER", "alpaca_feed": "ALPACA_FEED", "rate_limit_per_minute": "ALPACA_RATE_LIMIT_PER_MINUTE",
+    "assets_table": "SIGNAL9_ASSETS_TABLE", "market_data_table": "SIGNAL9_MARKET_DATA_TABLE",
+    "event_bus": "SIGNAL9_EVENT_BUS", "alpaca_secret_id": "ALPACA_SECRET_ID",
+    "alpaca_trading_url": "ALPACA_TRADING_URL", "alpaca_data_url": "ALPACA_DATA_URL", "alpaca_paper": "ALPACA_PAPER",
+    "alpaca_feed": "ALPACA_FEED", "rate_limit_per_minute": "ALPACA_RATE_LIMIT_PER_MINUTE",
     "rate_limiter_url": "SIGNAL9_RATE_LIMITER_URL", "request_timeout_s": "ALPACA_REQUEST_TIMEOUT_S",
     "max_attempts": "ALPACA_MAX_ATTEMPTS", "metrics_namespace": "SIGNAL9_METRICS_NAMESPACE",
 }

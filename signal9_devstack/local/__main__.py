@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start sandbox, dynalite and moto in the background, provision, write local.env")
     run = sub.add_parser("run", help="start the stack if needed, run the daily pipeline once, print a summary")
     for p in (up, run):
-        p.add_argument("--rate-limit-per-minute", type=int, default=200, help="the sandbox's (and the pipeline's) limit")
+        p.add_argument("--rate-limit-per-minute", type=int, default=200,
+                       help="the sandbox's (and the pipeline's) limit")
         p.add_argument("--seed", type=int, default=0, help="seed of the sandbox's generated universe")
         p.add_argument("--universe", help="JSON file with the asset list the sandbox serves")
     sub.add_parser("down", help="stop what `up` started")
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from signal9_devstack.local.run import run_pipeline
 
-            return run_pipeline(rate_limit_per_minute=args.rate_limit_per_minute, seed=args.seed, universe=args.universe)
+            return run_pipeline(rate_limit_per_minute=args.rate_limit_per_minute, seed=args.seed,
+                                universe=args.universe)
     except (stack.StackError, ProvisionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -67,7 +67,8 @@ def ensure_table(name: str, key_schema: list[tuple[str, str]], attributes: list[
         client.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": a, "KeyType": k} for a, k in key_schema],
-            AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in attributes] + _index_attributes(indexes),
+            AttributeDefinitions=([{"AttributeName": a, "AttributeType": t} for a, t in attributes]
+                                  + _index_attributes(indexes)),
             BillingMode="PAY_PER_REQUEST",
             **({"GlobalSecondaryIndexes": [_index(i, a, key_schema) for i, a in indexes.items()]} if indexes else {}),
         )
@@ -79,22 +80,26 @@ def ensure_table(name: str, key_schema: list[tuple[str, str]], attributes: list[
         _add_index(client, name, attributes, index, attribute, key_schema)
     present = {i["IndexName"] for i in client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])}
     if set(indexes) - present:
-        raise ProvisionError(f"table {name} lacks the indexes {sorted(set(indexes) - present)} and this DynamoDB did not "
-                             "add them (dynalite cannot): for the local stack, remove .signal9/dynalite and run `up` again")
+        raise ProvisionError(f"table {name} lacks the indexes {sorted(set(indexes) - present)} and this DynamoDB "
+                             "did not add them (dynalite cannot): for the local stack, remove .signal9/dynalite and "
+                             "run `up` again")
     return f"table {name}: added indexes {', '.join(sorted(missing))}" if missing else f"table {name}: exists"
 
 
 def _add_index(client, table: str, attributes, index: str, attribute: str, key_schema) -> None:
-    definitions = _index_attributes({index: attribute}) + [{"AttributeName": a, "AttributeType": t} for a, t in attributes]
+    definitions = (_index_attributes({index: attribute})
+                   + [{"AttributeName": a, "AttributeType": t} for a, t in attributes])
     create = _index(index, attribute, key_schema)
     try:
-        client.update_table(TableName=table, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[{"Create": create}])
+        client.update_table(TableName=table, AttributeDefinitions=definitions,
+                            GlobalSecondaryIndexUpdates=[{"Create": create}])
     except ClientError as exc:
         if "provisionedThroughput" not in str(exc):
             raise
         # dynalite wants a throughput even for on-demand tables; AWS refuses one there.
         create["ProvisionedThroughput"] = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-        client.update_table(TableName=table, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[{"Create": create}])
+        client.update_table(TableName=table, AttributeDefinitions=definitions,
+                            GlobalSecondaryIndexUpdates=[{"Create": create}])
     client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
 

@@ -13,8 +13,8 @@ from signal9_pipeline.market_data.days import last_session
 from signal9_pipeline.resources import metrics
 
 SHOWN = ("dagster/row_count", "quarantined", "listed", "new", "updated", "deactivated", "reactivated", "renamed",
-         "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_held_back", "bars_per_request",
-         "forward_splits", "reverse_splits", "cash_dividends", "events_published")
+         "unchanged", "write_requests", "requests_used", "published", "bars_written", "bars_held_back",
+         "bars_per_request", "forward_splits", "reverse_splits", "cash_dividends", "events_published")
 
 
 def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None) -> int:
@@ -27,7 +27,8 @@ def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None)
 
         import dagster as dg
 
-        warnings.filterwarnings("ignore", category=dg.BetaWarning)  # Dagster's own notes on beta APIs, not ours to act on
+        # Dagster's own notes on beta APIs, not ours to act on
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
         from signal9_pipeline.definitions import defs
 
         with dg.DagsterInstance.get() as instance:
@@ -38,7 +39,8 @@ def run_pipeline(*, rate_limit_per_minute: int, seed: int, universe: str | None)
             results = [tick_pollenation(defs, instance)]
             day = last_session().isoformat()
             bars = defs.resolve_job_def("daily_bars_job").execute_in_process(
-                instance=instance, raise_on_error=False, partition_key=dg.MultiPartitionKey({"date": day, "timeframe": "1Day"}))
+                instance=instance, raise_on_error=False,
+                partition_key=dg.MultiPartitionKey({"date": day, "timeframe": "1Day"}))
             print(summarize(f"daily_bars_job {day}|1Day", bars))
             actions = defs.resolve_job_def("corporate_actions_job").execute_in_process(
                 instance=instance, raise_on_error=False, partition_key=day)
@@ -58,7 +60,8 @@ def tick_pollenation(defs, instance) -> bool:
     from signal9_pipeline.resources.dynamodb import DynamoDBResource
 
     sensor = defs.resolve_sensor_def("new_symbols_sensor")
-    requested = sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()}))
+    requested = sensor(dg.build_sensor_context(instance=instance,
+                                               resources={"dynamodb": DynamoDBResource.from_settings()}))
     if not isinstance(requested, list):
         print(f"new_symbols_sensor: {requested.skip_message}")
         return True

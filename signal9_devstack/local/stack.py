@@ -51,7 +51,8 @@ def home_dir() -> Path:
 
 def dynalite_bin() -> str:
     configured = settings.get("SIGNAL9_DYNALITE_BIN")
-    candidates = [configured] if configured else [str(PROJECT_ROOT / "node_modules" / ".bin" / "dynalite"), shutil.which("dynalite")]
+    candidates = ([configured] if configured
+                  else [str(PROJECT_ROOT / "node_modules" / ".bin" / "dynalite"), shutil.which("dynalite")])
     for candidate in candidates:
         if candidate and Path(candidate).exists():
             if not configured and (PROJECT_ROOT / "node_modules" / "dynalite" / "cli.js").exists():
@@ -62,7 +63,8 @@ def dynalite_bin() -> str:
     )
 
 
-def up(home: Path | None = None, *, rate_limit_per_minute: int = 200, seed: int = 0, universe: str | None = None) -> dict[str, str]:
+def up(home: Path | None = None, *, rate_limit_per_minute: int = 200, seed: int = 0,
+       universe: str | None = None) -> dict[str, str]:
     """Start the stack (unless it already runs), provision it, write local.env; returns its settings."""
     home = (home or home_dir()).resolve()
     running = status(home)
@@ -80,10 +82,12 @@ def up(home: Path | None = None, *, rate_limit_per_minute: int = 200, seed: int 
     if universe:
         sandbox_args += ["--universe", str(Path(universe).resolve())]
     services = [
-        Service("moto", [sys.executable, "-m", "signal9_devstack.local.moto_server", "--host", "127.0.0.1", "--port", "0"],
+        Service("moto", [sys.executable, "-m", "signal9_devstack.local.moto_server", "--host", "127.0.0.1",
+                         "--port", "0"],
                 "signal9_devstack.local.moto_server", {}, "check that moto[server] is installed (`make install`)"),
         # dynalite treats --port 0 as "default port", so it gets a port picked here.
-        Service("dynalite", [dynalite_bin(), "--host", "127.0.0.1", "--port", str(free_port()), "--path", str(home / "dynalite"),
+        Service("dynalite", [dynalite_bin(), "--host", "127.0.0.1", "--port", str(free_port()),
+                             "--path", str(home / "dynalite"),
                              "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"],
                 str(home / "dynalite"), {}, "run `make install` (npm ci); if the data folder is corrupt, remove it"),
         Service("sandbox", sandbox_args, "signal9_devstack.sandbox", {
@@ -125,7 +129,8 @@ def _start(service: Service, home: Path) -> dict:
                              f"{_tail(log_path)} -- {service.hint} (log: {log_path})")
         time.sleep(0.1)
     _terminate(proc.pid, service.marker)
-    raise StackError(f"{service.name} was not ready within {READY_TIMEOUT_S:.0f} s: {_tail(log_path)} (log: {log_path})")
+    raise StackError(f"{service.name} was not ready within {READY_TIMEOUT_S:.0f} s: {_tail(log_path)} "
+                     f"(log: {log_path})")
 
 
 def free_port() -> int:

@@ -428,7 +428,8 @@ class CorporateActions:
         """The action under the symbol its company traded as on its date (the key itself, unless renamed)."""
         if action.symbol not in self._relabelled or action.kind == "name_change":
             return action
-        return action._replace(symbol=self.history.label(action.symbol, day_date(action.ex if action.ex >= 0 else action.process)))
+        return action._replace(symbol=self.history.label(action.symbol,
+                                                         day_date(action.ex if action.ex >= 0 else action.process)))
 
     def _keys_of(self, symbols: set[str]) -> list[str]:
         """The keys of every company that traded under any of `symbols`."""
@@ -445,11 +446,13 @@ class CorporateActions:
             by_id = {**self._by_id, **{a.id: a for a in self.name_changes}}
             candidates = [by_id[i] for i in request.ids if i in by_id]
         elif request.symbols:
-            generated = [self.labelled(a) for k in self._keys_of(request.symbols) for a in (*self.splits(k), *self.dividends(k))]
+            generated = [self.labelled(a) for k in self._keys_of(request.symbols)
+                         for a in (*self.splits(k), *self.dividends(k))]
             candidates = [a for a in generated if a.concerns(request.symbols)]
             candidates += [a for a in self.name_changes if a.concerns(request.symbols)]
         else:
-            candidates = [self.labelled(a) for a in self.processed_between(day_number(request.start), day_number(request.end))]
+            candidates = [self.labelled(a)
+                          for a in self.processed_between(day_number(request.start), day_number(request.end))]
         selected = sorted((a for a in candidates if request.wants(a)), key=Action.sort_key.fget,
                           reverse=request.descending)
         start = request.resume_position(selected)
@@ -480,20 +483,23 @@ def _date(query: dict, name: str, default: date) -> date:
         return date.fromisoformat(values[-1])
     except ValueError:
         # The form of Alpaca's recorded bars message ("Invalid format for parameter start: ..."); tail the sandbox's.
-        raise ActionsError(f"Invalid format for parameter {name}: {values[-1][:32]!r} is not a YYYY-MM-DD date") from None
+        raise ActionsError(f"Invalid format for parameter {name}: {values[-1][:32]!r} is not a YYYY-MM-DD "
+                           "date") from None
 
 
 class ActionsQuery:
     """One validated corporate-actions request."""
 
     def __init__(self, query: dict[str, list[str]], today: date):
-        self.symbols, self.cusips, self.ids = set(_csv(query, "symbols")), set(_csv(query, "cusips")), set(_csv(query, "ids"))
+        self.symbols, self.cusips, self.ids = (set(_csv(query, "symbols")), set(_csv(query, "cusips")),
+                                               set(_csv(query, "ids")))
         types = _csv(query, "types")
         for name in types:
             if name not in TYPES:
                 raise ActionsError(f"invalid type: {name[:32]}; use some of {', '.join(TYPES)}")
         self.types = set(types)
-        if self.ids and (self.symbols or self.cusips or self.types or any(query.get(k, [""])[-1] for k in ("start", "end"))):
+        if self.ids and (self.symbols or self.cusips or self.types
+                         or any(query.get(k, [""])[-1] for k in ("start", "end"))):
             raise ActionsError("ids cannot be combined with symbols, cusips, types, start or end")
         self.start, self.end = _date(query, "start", today), _date(query, "end", today)
         if self.end < self.start:

@@ -163,7 +163,8 @@ def xnys_days() -> Days:
     import pandas as pd
 
     sched = xcals.get_calendar("XNYS").schedule
-    midnight_ny = pd.Series(sched.index.tz_localize("America/New_York").tz_convert("UTC")).astype("int64") // _NS_PER_MINUTE
+    midnight_ny = (pd.Series(sched.index.tz_localize("America/New_York").tz_convert("UTC")).astype("int64")
+                   // _NS_PER_MINUTE)
     regular_open = (sched["open"].astype("int64") // _NS_PER_MINUTE).to_numpy()
     regular_close = (sched["close"].astype("int64") // _NS_PER_MINUTE).to_numpy()
     label = midnight_ny.to_numpy()
@@ -184,7 +185,8 @@ def us_central_midnights() -> np.ndarray:
 def daily_boundaries(stamp: str, first_minute: int, last_minute: int) -> np.ndarray:
     """Crypto day starts (sorted epoch minutes) from the one holding first_minute to the first after last_minute."""
     if stamp == UTC_MIDNIGHT:
-        return np.arange(first_minute // MINUTES_PER_DAY, last_minute // MINUTES_PER_DAY + 2, dtype=np.int64) * MINUTES_PER_DAY
+        return (np.arange(first_minute // MINUTES_PER_DAY, last_minute // MINUTES_PER_DAY + 2, dtype=np.int64)
+                * MINUTES_PER_DAY)
     midnights = us_central_midnights()
     lo = max(0, int(np.searchsorted(midnights, first_minute, "right")) - 1)
     hi = int(np.searchsorted(midnights, last_minute, "right")) + 1
@@ -318,7 +320,8 @@ class BarGenerator:
         o = np.round(scaled * (1.0 - ret * (1.0 - ret * (0.5 - ret / 6.0))), self.decimals)
         top, bottom = np.maximum(o, c), np.minimum(o, c)
         h = np.maximum(np.round(top * (1 + _slice_uniform(bits, 13) * 0.0015), self.decimals), top)
-        low = np.maximum(np.round(bottom * (1 - _slice_uniform(bits, 26) * 0.0015), self.decimals), 10.0**-self.decimals)
+        low = np.maximum(np.round(bottom * (1 - _slice_uniform(bits, 26) * 0.0015), self.decimals),
+                         10.0**-self.decimals)
         vol_u = _slice_uniform(bits, 39)
         vw = np.clip(np.round((h + low + c) / 3.0, 4), low, h)
         if self.crypto:

@@ -52,13 +52,15 @@ def churn(universe: list[dict], rng: random.Random, *, listings: int = 0, delist
         result.reactivated.append(symbol)
         existing = next((a for a in assets if a["symbol"] == symbol), None)
         if existing is None:
-            raise ValueError(f"cannot reactivate {symbol}: it is not in the universe; pass the last universe that had it")
+            raise ValueError(f"cannot reactivate {symbol}: it is not in the universe; "
+                             "pass the last universe that had it")
         existing.update(status="active", tradable=True)
     template = equities[0]
     for _ in range(listings):
         symbol = _fresh_symbol(rng, taken)
         assets.append({**copy.deepcopy(template), "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                       "symbol": symbol, "name": f"{symbol} Holdings Inc. Common Stock", "status": "active", "tradable": True})
+                       "symbol": symbol, "name": f"{symbol} Holdings Inc. Common Stock", "status": "active",
+                       "tradable": True})
         result.listed.append(symbol)
     return result
 

@@ -18,10 +18,10 @@ What is Alpaca's, with sources:
 The sandbox's own choices: the starting universe has no recorded past (every company has always held its
 symbol and always traded); a change replaces the universe at a New York date (`PUT /_sandbox/universe?effective=`,
 by default the trading day a list published now is for: today's New York date, the next one's after the extended
-hours end at 20:00, `listing_day`), so a rename splits the company's symbol history there and a delisting stops its trading.
-A company listed under a symbol no other company held has a trading history before its listing (a company
-newly tradable on Alpaca); one listed under a symbol another company held before is a new company that starts
-trading that day. Its generated bars derive from its own key (its first symbol, or symbol|id for a reused
+hours end at 20:00, `listing_day`), so a rename splits the company's symbol history there and a delisting stops
+its trading. A company listed under a symbol no other company held has a trading history before its listing (a
+company newly tradable on Alpaca); one listed under a symbol another company held before is a new company that
+starts trading that day. Its generated bars derive from its own key (its first symbol, or symbol|id for a reused
 ticker), so two companies never share bars. Of several companies the starting universe lists under one symbol
 (Alpaca keeps a delisted twin), the listed one holds it.
 """
@@ -103,14 +103,16 @@ class History:
             for symbol, start, end in entity.spans:
                 self.spans_by_symbol.setdefault(symbol, []).append((entity, start, end))
         self.keys = {e.key: e for e in self.entities.values()}
-        self.known = {c: {s for s, spans in self.spans_by_symbol.items() if any(e.asset_class == c for e, _, _ in spans)}
+        self.known = {c: {s for s, spans in self.spans_by_symbol.items()
+                          if any(e.asset_class == c for e, _, _ in spans)}
                       for c in ASSET_CLASSES}
 
     def changed(self, universe: list[dict], day: date) -> tuple[History, list[tuple[str, str]]]:
         """A new history with `universe` in effect from `day` (this one is left as it is, for requests being served);
         the (old, new) symbols of every rename. Companies that did not change are shared, not copied."""
         if self.last_change is not None and day < self.last_change:
-            raise HistoryError(f"effective {day} is before the last change ({self.last_change}); changes are dated in order")
+            raise HistoryError(f"effective {day} is before the last change ({self.last_change}); "
+                               "changes are dated in order")
         new = copy.copy(self)
         new.entities, new.last_change, new._copied = dict(self.entities), day, set()
         used = set(self.spans_by_symbol)
@@ -192,7 +194,8 @@ class History:
         return {e.key for e in self.entities.values() if any(s != e.key for s, _, _ in e.spans)}
 
     def as_json(self) -> list[dict]:
-        """Every company: id, class, the key its bars derive from, its symbol spans and trading periods (dates or null)."""
+        """Every company: id, class, the key its bars derive from, its symbol spans and trading periods (dates or
+        null)."""
         text = lambda d: d.isoformat() if d else None  # noqa: E731
         return [{"id": e.alpaca_id, "class": e.asset_class, "key": e.key,
                  "spans": [[s, text(start), text(end)] for s, start, end in e.spans],

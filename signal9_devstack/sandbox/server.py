@@ -32,8 +32,9 @@ Error bodies differ by API, as Alpaca's do:
   (a measured body quoted in public code, whose source could not be named: the one text here without a
   recording in the corpus); a crypto pair not of the form BASE/QUOTE 400
   `{"message": "Invalid symbol(s): X does not match ^[A-Z]+/[A-Z]+$"}` (quoted in ccxt's ts/src/alpaca.ts), a
-  well-formed pair Alpaca does not know 200 without bars (alpacahq/alpaca-docs issue 59). Texts the sandbox could not find recorded (missing symbols,
-  limit, sort, feed, adjustment, page token) follow the same `invalid X: value` form.
+  well-formed pair Alpaca does not know 200 without bars (alpacahq/alpaca-docs issue 59). Texts the sandbox
+  could not find recorded (missing symbols, limit, sort, feed, adjustment, page token) follow the same
+  `invalid X: value` form.
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from signal9_devstack.sandbox.actions import ActionsError, CorporateActions, name_change, new_york_today, parse_adjustment
+from signal9_devstack.sandbox.actions import (
+    ActionsError,
+    CorporateActions,
+    name_change,
+    new_york_today,
+    parse_adjustment,
+)
 from signal9_devstack.sandbox.bars import (
     CRYPTO_DAILY_STAMPS,
     UTC_MIDNIGHT,
@@ -225,7 +232,8 @@ class SandboxState:
                 history, renames = self.history.changed(universe, day)
             except HistoryError as exc:
                 raise ApiError(422, str(exc)) from None
-            name_changes = [*self.actions.name_changes, *(name_change(old, new, day, self.seed) for old, new in renames)]
+            name_changes = [*self.actions.name_changes,
+                            *(name_change(old, new, day, self.seed) for old, new in renames)]
             self._serve(universe, history, name_changes)
 
     def _serve(self, universe: list[dict], history: History, name_changes: list) -> None:
@@ -234,8 +242,9 @@ class SandboxState:
             for key in (asset.get("symbol"), asset.get("id")):
                 if isinstance(key, str):
                     by_key.setdefault(key, asset)
-        acting = [history.entities[a["id"]].key for a in universe if isinstance(a, dict) and a.get("class") == "us_equity"
-                  and a.get("status") == "active" and isinstance(a.get("id"), str) and a["id"] in history.entities]
+        acting = [history.entities[a["id"]].key for a in universe
+                  if isinstance(a, dict) and a.get("class") == "us_equity" and a.get("status") == "active"
+                  and isinstance(a.get("id"), str) and a["id"] in history.entities]
         self.actions = CorporateActions(acting, seed=self.seed, today=new_york_today(), name_changes=name_changes,
                                         history=history)
         self.history = history
@@ -283,7 +292,8 @@ class SandboxState:
             hang = f.hang_s if f.hang_every and self.api_requests_seen % f.hang_every == 0 else 0.0
             status = self.fault_rng.choice(f.error_statuses) if self.fault_rng.random() < f.error_rate else None
             malformed = status is None and self.fault_rng.random() < f.malformed_rate
-            truncated = status is None and not malformed and f.truncate_rate > 0 and self.fault_rng.random() < f.truncate_rate
+            truncated = (status is None and not malformed and f.truncate_rate > 0
+                         and self.fault_rng.random() < f.truncate_rate)
             return hang, status, malformed, truncated
 
     def record(self, method: str, path: str, status: int, arrived: float) -> None:
@@ -391,7 +401,8 @@ def decode_page_token(token: str) -> tuple[str, int]:
 def _bar_dicts(bars: Bars) -> list[dict]:
     """Bars in Alpaca's JSON form, keys in the alphabetical order the live API emits."""
     stamps = np.datetime_as_string(bars.t.astype("datetime64[m]"), unit="s")
-    columns = [bars.c.tolist(), bars.h.tolist(), bars.l.tolist(), bars.n.tolist(), bars.o.tolist(), bars.v.tolist(), bars.vw.tolist()]
+    columns = [bars.c.tolist(), bars.h.tolist(), bars.l.tolist(), bars.n.tolist(), bars.o.tolist(), bars.v.tolist(),
+               bars.vw.tolist()]
     return [
         {"c": c, "h": h, "l": low, "n": n, "o": o, "t": f"{t}Z", "v": v, "vw": vw}
         for t, c, h, low, n, o, v, vw in zip(stamps.tolist(), *columns)
@@ -459,7 +470,8 @@ class BarsQuery:
                 out.setdefault(symbol, []).extend(_bar_dicts(take))
                 remaining -= len(take)
                 if len(take) < len(bars):
-                    return {"bars": out, "next_page_token": encode_page_token(symbol, int(bars.t[len(take)]), daily=daily)}
+                    return {"bars": out,
+                            "next_page_token": encode_page_token(symbol, int(bars.t[len(take)]), daily=daily)}
         return {"bars": out, "next_page_token": None}
 
     def _bars(self, symbol: str, lo: int, hi: int) -> Iterator[Bars]:
@@ -524,7 +536,8 @@ def _parse_asof(query: dict) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        # The form of Alpaca's recorded message for start ("Invalid format for parameter start: ..."); tail the sandbox's.
+        # The form of Alpaca's recorded message for start ("Invalid format for parameter start: ...");
+        # tail the sandbox's.
         raise ApiError(400, f"Invalid format for parameter asof: {raw[:32]!r} is not a YYYY-MM-DD date or -") from None
 
 
@@ -650,7 +663,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         error = api_error_for(path)
         try:
-            window = state.authenticate(self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY"), path)
+            window = state.authenticate(self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY"),
+                                        path)
             headers = state.admit(window, self._arrived)
             hang, fault_status, malformed, truncated = state.draw_fault(path)
             if hang and state.stop.wait(hang):
@@ -662,7 +676,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 payload = payload[: max(1, len(payload) // 2)]
             self._send(200, payload, headers, method, path, cut_at=len(payload) // 2 if truncated else None)
         except RateLimited as exc:
-            limited = ApiError(429, "too many requests.") if is_data_api(path) else trading_error(429, "rate limit exceeded")
+            limited = (ApiError(429, "too many requests.") if is_data_api(path)
+                       else trading_error(429, "rate limit exceeded"))
             self._send(429, json.dumps(limited.body).encode(), exc.headers, method, path)
         except ApiError as exc:
             self._send(exc.status, json.dumps(exc.body).encode(), headers, method, path)
@@ -686,8 +701,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             crypto = path.startswith("/v1beta3")
             with state.lock:
                 settings, history, actions = state.settings, state.history, state.actions
-            page = BarsQuery(query, history, crypto=crypto, settings=settings, now=state.clock or datetime.now(timezone.utc),
-                             actions=actions).page()
+            page = BarsQuery(query, history, crypto=crypto, settings=settings,
+                             now=state.clock or datetime.now(timezone.utc), actions=actions).page()
             for symbol in state.faults.invalid_bar_symbols:
                 if page["bars"].get(symbol):
                     page["bars"][symbol][0]["l"] = -1.0
@@ -711,7 +726,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 if not isinstance(universe, list) or not all(isinstance(a, dict) for a in universe):
                     raise ApiError(422, "universe must be a JSON array of asset objects in the /v2/assets shape")
                 state.set_universe(universe, _effective(query))
-                payload = json.dumps({"assets": len(universe), "effective": state.history.last_change.isoformat()}).encode()
+                payload = json.dumps({"assets": len(universe),
+                                      "effective": state.history.last_change.isoformat()}).encode()
             elif (method, path) == ("POST", "/_sandbox/faults"):
                 faults = Faults.parse(_json_body(body))
                 with state.lock:
@@ -732,7 +748,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 try:
                     clock = datetime.fromisoformat(now.replace("Z", "+00:00")) if now is not None else None
                 except (AttributeError, ValueError):
-                    raise ApiError(422, 'clock must be {"now": "<ISO 8601 moment with its offset>"} or {"now": null}') from None
+                    raise ApiError(422, 'clock must be {"now": "<ISO 8601 moment with its offset>"} '
+                                        'or {"now": null}') from None
                 if clock is not None and clock.tzinfo is None:
                     raise ApiError(422, f"clock {now!r} has no UTC offset; add Z or +00:00")
                 with state.lock:

@@ -67,7 +67,8 @@ NAME_KINDS = (
     "Therapeutics Holdings Bancorp Energy Technologies Pharmaceuticals Industries Systems Financial "
     "Minerals Semiconductor Realty Biosciences Networks Logistics Brands Resources Media Acquisition"
 ).split()
-ATTRIBUTES = ["fractional_eh_enabled", "has_options", "ptp_no_exception", "ptp_with_exception", "ipo", "options_late_close"]
+ATTRIBUTES = ["fractional_eh_enabled", "has_options", "ptp_no_exception", "ptp_with_exception", "ipo",
+              "options_late_close"]
 
 
 def build_universe(seed: int = 0) -> list[dict[str, Any]]:
@@ -85,7 +86,8 @@ def build_universe(seed: int = 0) -> list[dict[str, Any]]:
     for _ in range(INACTIVE_EQUITIES - DUPLICATE_INACTIVE_SYMBOLS):
         assets.append(_random_equity(rng, taken, status="inactive", tradable=False))
     for listed in rng.sample(assets[len(FIXED_EQUITIES) : ACTIVE_TRADABLE_EQUITIES], DUPLICATE_INACTIVE_SYMBOLS):
-        assets.append(_equity(rng, listed["symbol"], listed["exchange"], listed["name"], status="inactive", tradable=False))
+        assets.append(_equity(rng, listed["symbol"], listed["exchange"], listed["name"], status="inactive",
+                              tradable=False))
     assets.extend(_crypto_pairs(rng))
     rng.shuffle(assets)
     return assets
@@ -135,7 +137,8 @@ def _symbol_for(rng: random.Random, exchange: str) -> tuple[str, str]:
 
 
 def _name(rng: random.Random, kind: str) -> str:
-    name = f"{rng.choice(NAME_WORDS)} {rng.choice(NAME_KINDS)} {rng.choice(['Inc.', 'Corp.', 'Ltd.', 'Trust', 'Group'])} {kind}"
+    name = (f"{rng.choice(NAME_WORDS)} {rng.choice(NAME_KINDS)} "
+            f"{rng.choice(['Inc.', 'Corp.', 'Ltd.', 'Trust', 'Group'])} {kind}")
     stray = rng.random()
     if stray < 0.02:
         return f"  {name} "
@@ -144,7 +147,8 @@ def _name(rng: random.Random, kind: str) -> str:
     return name
 
 
-def _equity(rng: random.Random, symbol: str, exchange: str, name: str, *, status: str, tradable: bool) -> dict[str, Any]:
+def _equity(rng: random.Random, symbol: str, exchange: str, name: str, *, status: str,
+            tradable: bool) -> dict[str, Any]:
     marginable = tradable and exchange != "OTC" and rng.random() < 0.85
     shortable = marginable and rng.random() < 0.9
     margin = rng.choice([30, 30, 30, 50, 100]) if marginable else 100

@@ -103,5 +103,6 @@ def alarm_request(alarm: Alarm, namespace: str, topic_arn: str) -> dict[str, Any
             "Period": alarm.period_s, "Stat": "Sum"}}
 
     request["Metrics"] = [stat("failures", numerator), stat("total", denominator),
-                          {"Id": "rate", "Expression": "100 * failures / total", "Label": "percent", "ReturnData": True}]
+                          {"Id": "rate", "Expression": "100 * failures / total", "Label": "percent",
+                           "ReturnData": True}]
     return request

@@ -55,7 +55,8 @@ def pipeline_run_failure_alert(context: dg.RunFailureSensorContext, alerts: Aler
     sent = {"run_id": alert["runId"], "job": alert["job"], "step": alert["step"], "error_type": alert["errorType"],
             "sns_topic": alerts.topic_arn(), "sns_message_id": message_id, "event_bus": events.bus(),
             "event_delivered": not undelivered}
-    sentence = (f"alert sent for run {alert['runId']} of {alert['job']} ({alert['errorType']} at {alert['step'] or 'start'}): "
+    sentence = (f"alert sent for run {alert['runId']} of {alert['job']} "
+                f"({alert['errorType']} at {alert['step'] or 'start'}): "
                 f"SNS {sent['sns_topic']} message {message_id}; pipelineRunFailed on {sent['event_bus']} "
                 + ("delivered" if not undelivered else "NOT accepted (the SNS alert was sent)"))
     context.log.info(sentence)  # the sensor's tick shows what it sent

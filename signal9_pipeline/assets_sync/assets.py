@@ -64,7 +64,8 @@ def _markdown(rows: list[tuple], header: tuple[str, ...]) -> dg.MetadataValue:
 
 @dg.asset(group_name=GROUP, kinds={"alpaca"}, pool="alpaca_api", retry_policy=STEP_RETRY, owners=OWNERS,
           description="Every asset Alpaca lists (all statuses and classes), as the API returns them.")
-def alpaca_assets(context: dg.AssetExecutionContext, alpaca: AlpacaResource, metrics: MetricsResource) -> dg.Output[list]:
+def alpaca_assets(context: dg.AssetExecutionContext, alpaca: AlpacaResource,
+                  metrics: MetricsResource) -> dg.Output[list]:
     started, before = time.monotonic(), alpaca.requests_sent
     with fail_without_step_retries():
         assets = alpaca.list_assets()
@@ -119,7 +120,8 @@ def validated_assets(context: dg.AssetExecutionContext, config: SyncConfig, alpa
     }
     for name, count in sorted(result.warnings.items()):
         metadata[f"warning/{name}"] = dg.MetadataValue.int(count)
-        context.log.warning(f"kept with warning {name} (an unknown value, or a name that was normalised): {count} row(s)")
+        context.log.warning(f"kept with warning {name} (an unknown value, or a name that was normalised): "
+                            f"{count} row(s)")
     for q in result.quarantined[:200]:
         context.log.warning(f"quarantined row {q.row} (symbol {q.symbol!r}): {q.reason}")
     metrics.put("AssetsQuarantined", len(result.quarantined))
@@ -159,7 +161,8 @@ def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAsset
                    f"{config.max_active_drop_fraction:.0%}): Alpaca's answer looks empty, truncated or from the wrong "
                    "account. Nothing was written. If the drop is real, rerun with run config "
                    "ops.validated_assets.config.allow_mass_delisting: true")
-        (context.log.warning if passed else context.log.error)(message + (" (overridden by allow_mass_delisting)" if passed else ""))
+        (context.log.warning if passed else context.log.error)(
+            message + (" (overridden by allow_mass_delisting)" if passed else ""))
     return dg.AssetCheckResult(
         check_name="mass_delisting_guard", passed=passed,
         description=None if not tripped else f"drop of {drop:.1%} from {len(listed_now)} listed assets",
@@ -176,7 +179,8 @@ def _mass_delisting_check(context, config: SyncConfig, validated: ValidatedAsset
                 "symbol (ASSET#{symbol}) showing its current holder and all its holders; written only where something "
                 "changed; delisted companies marked inactive, never deleted.",
     check_specs=[dg.AssetCheckSpec("reconciliation", asset="assets_table",
-                                   description="After the write, the table's listed set equals the validated listed set.")],
+                                   description="After the write, the table's listed set equals the validated "
+                                               "listed set.")],
 )
 def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedAssets, dynamodb: DynamoDBResource,
                  events: EventsResource, metrics: MetricsResource):
@@ -210,7 +214,8 @@ def assets_table(context: dg.AssetExecutionContext, validated_assets: ValidatedA
         "symbols_written": dg.MetadataValue.int(len(plan.views)),
         "observation_day": dg.MetadataValue.text(seen.day),
         "duration_s": dg.MetadataValue.float(round(duration, 3)),
-        "changes": _markdown([(c.symbol, c.kind, c.detail) for c in plan.changes[:CHANGES_SHOWN]], ("symbol", "change", "detail")),
+        "changes": _markdown([(c.symbol, c.kind, c.detail) for c in plan.changes[:CHANGES_SHOWN]],
+                             ("symbol", "change", "detail")),
     })
     yield _reconciliation_check(table, plan.listed_after)
 
@@ -266,6 +271,7 @@ daily_asset_sync_schedule = dg.ScheduleDefinition(
                 "of the day run after it.",
 )
 
-defs = dg.Definitions(assets=dg.with_source_code_references([alpaca_assets, validated_assets, assets_table, asset_status_events]),
+defs = dg.Definitions(assets=dg.with_source_code_references([alpaca_assets, validated_assets, assets_table,
+                                                             asset_status_events]),
                       jobs=[asset_sync_job],
                       schedules=[daily_asset_sync_schedule])

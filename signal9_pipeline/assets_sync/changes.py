@@ -137,7 +137,8 @@ def plan_sync(rows: Iterable[dict[str, Any]], companies: Iterable[dict[str, Any]
             continue
         if is_listed(company):
             note = "missing from Alpaca's list"
-            after[alpaca_id] = _status_change(company, {**_alpaca_fields(company), "status": "inactive"}, seen.now, note)
+            after[alpaca_id] = _status_change(company, {**_alpaca_fields(company), "status": "inactive"},
+                                              seen.now, note)
             plan.record("deactivated", company["symbol"], note)
         else:
             plan.counts["unchanged"] += 1
@@ -190,7 +191,8 @@ def _plan_writes(plan: SyncPlan, stored: dict[str, dict], after: dict[str, dict]
     plan.listed_after = {c["symbol"] for c in after.values() if is_listed(c)}
 
 
-def plan_loading_whole(planner: Callable[[Iterable[dict[str, Any]]], SyncPlan], decision_items: Iterable[dict[str, Any]],
+def plan_loading_whole(planner: Callable[[Iterable[dict[str, Any]]], SyncPlan],
+                       decision_items: Iterable[dict[str, Any]],
                        load: Callable[[set[str]], list[dict[str, Any]]]) -> SyncPlan:
     """A plan (`planner(companies)`) from company items cut to their decision fields, loading whole items
     (`load(ids)`) only for what it writes or shows; the plan is made again after each load, until every item it
@@ -228,7 +230,8 @@ def _follow(plan: SyncPlan, company: dict[str, Any], row: dict[str, Any], seen: 
     return None
 
 
-def _release_taken_symbols(plan: SyncPlan, takers: list[tuple[str, str, str]], after: dict[str, dict], now: str) -> None:
+def _release_taken_symbols(plan: SyncPlan, takers: list[tuple[str, str, str]], after: dict[str, dict],
+                           now: str) -> None:
     """A symbol a company took (listed new, renamed into) on a day ends there for whoever held it until then."""
     holding: dict[str, list[str]] = collections.defaultdict(list)
     for alpaca_id, company in after.items():
@@ -289,9 +292,11 @@ def _renamed(company: dict[str, Any], row: dict[str, Any], seen: Observation) ->
     if is_listed(company) != is_listed(row):
         item = _status_change(item, row, seen.now, f"Alpaca status {row['status']} (renamed from {old})")
     if item.get("pollenation_status") != POLLENATION_PENDING:  # fundamentals are keyed by symbol
-        item.update(pollenation_status=POLLENATION_PENDING, pollenation_pending_since=seen.now, pollenation_reason=RENAMED)
+        item.update(pollenation_status=POLLENATION_PENDING, pollenation_pending_since=seen.now,
+                    pollenation_reason=RENAMED)
     detail = {"symbol": old, "oldStatus": "active" if is_listed(company) else "inactive", "newStatus": "inactive",
-              "alpacaId": company.get("alpaca_id"), "timestamp": seen.now, "change": f"renamed to {new}", "renamedTo": new}
+              "alpacaId": company.get("alpaca_id"), "timestamp": seen.now, "change": f"renamed to {new}",
+              "renamedTo": new}
     item["pending_events"] = list(item.get("pending_events") or []) + [_event(STATUS_EVENT, detail)]
     return _with_outbox_marker(item)
 
@@ -303,7 +308,8 @@ def _status_change(item: dict[str, Any], fields: dict[str, Any], now: str, note:
                "status_changed_at": now}
     if new_status == "active":
         updated["last_seen_at"] = now
-    updated["status_history"] = (list(item.get("status_history") or []) + [{"status": new_status, "at": now, "note": note}])[-HISTORY_LIMIT:]
+    updated["status_history"] = (list(item.get("status_history") or [])
+                                 + [{"status": new_status, "at": now, "note": note}])[-HISTORY_LIMIT:]
     event_detail = {"symbol": fields["symbol"], "oldStatus": old_status, "newStatus": new_status,
                     "alpacaId": item.get("alpaca_id"), "timestamp": now, "change": note}
     updated["pending_events"] = list(item.get("pending_events") or []) + [_event(STATUS_EVENT, event_detail)]
@@ -312,7 +318,8 @@ def _status_change(item: dict[str, Any], fields: dict[str, Any], now: str, note:
 
 def _event(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
     identity = json.dumps([detail_type, detail], sort_keys=True)
-    return {"event_id": hashlib.sha256(identity.encode()).hexdigest()[:32], "detail_type": detail_type, "detail": detail}
+    return {"event_id": hashlib.sha256(identity.encode()).hexdigest()[:32], "detail_type": detail_type,
+            "detail": detail}
 
 
 def _with_outbox_marker(item: dict[str, Any]) -> dict[str, Any]:

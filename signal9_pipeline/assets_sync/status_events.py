@@ -22,7 +22,8 @@ def asset_status_events(context: dg.AssetExecutionContext, dynamodb: DynamoDBRes
                         metrics: MetricsResource) -> dg.MaterializeResult:
     table = AssetsTable(dynamodb)
     owing = table.owing_events()
-    batch = [(item, Event(e["detail_type"], e["detail"], e["event_id"])) for item in owing for e in item["pending_events"]]
+    batch = [(item, Event(e["detail_type"], e["detail"], e["event_id"]))
+             for item in owing for e in item["pending_events"]]
     failed_ids = {e.event_id for e in events.publish([event for _, event in batch])}
     cleared = 0
     for item in owing:

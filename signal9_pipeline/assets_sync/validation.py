@@ -51,7 +51,8 @@ _MAX_NAME_CHARS = 256
 _MAX_CODE_CHARS = 64
 _MAX_ATTRIBUTES = 32
 
-_TEXT_FIELDS = {"id": "alpaca_id", "symbol": "symbol", "class": "asset_class", "exchange": "exchange", "status": "status"}
+_TEXT_FIELDS = {"id": "alpaca_id", "symbol": "symbol", "class": "asset_class", "exchange": "exchange",
+                "status": "status"}
 _REQUIRED_FLAG = "tradable"
 _FLAGS = (_REQUIRED_FLAG, "marginable", "shortable", "easy_to_borrow", "fractionable")
 _DECIMALS = (
@@ -125,7 +126,8 @@ class AssetSchema(pa.DataFrameModel):
     def status_is_known(cls, statuses: Series[str]) -> pd.Series[bool]:
         return statuses.isin(("active", "inactive"))
 
-    @pa.check(*_DECIMALS, error="is not a non-negative decimal number with at most 18 digits before and after the point")
+    @pa.check(*_DECIMALS,
+              error="is not a non-negative decimal number with at most 18 digits before and after the point")
     def decimal_is_canonical(cls, numbers: Series[str]) -> pd.Series[bool]:
         return numbers.str.fullmatch(_CANONICAL_DECIMAL)
 
@@ -133,7 +135,8 @@ class AssetSchema(pa.DataFrameModel):
     def attributes_are_few(cls, attributes: list) -> bool:
         return len(attributes) <= _MAX_ATTRIBUTES
 
-    @pa.check("attributes", element_wise=True, error=f"has an item that is empty, longer than {_MAX_CODE_CHARS} characters or not printable")
+    @pa.check("attributes", element_wise=True,
+              error=f"has an item that is empty, longer than {_MAX_CODE_CHARS} characters or not printable")
     def attributes_are_short_printable(cls, attributes: list) -> bool:
         return all(0 < len(item) <= _MAX_CODE_CHARS and item.isprintable() for item in attributes)
 
@@ -388,7 +391,8 @@ def _warnings(valid: pd.DataFrame, name_warnings: list[str]) -> dict[str, int]:
     counts = collections.Counter(name_warnings)
     counts.update(f"unknown_exchange:{e}" for e in valid.exchange if e not in KNOWN_EXCHANGES)
     counts.update(f"unknown_class:{c}" for c in valid.asset_class if c not in KNOWN_CLASSES)
-    counts.update(f"unknown_attribute:{a}" for attributes in valid.attributes for a in attributes if a not in KNOWN_ATTRIBUTES)
+    counts.update(f"unknown_attribute:{a}" for attributes in valid.attributes for a in attributes
+                  if a not in KNOWN_ATTRIBUTES)
     return dict(counts)
 
 

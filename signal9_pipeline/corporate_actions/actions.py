@@ -30,7 +30,8 @@ import numpy as np
 
 from signal9_pipeline.tables.market_data import actions_series
 
-# Alpaca's groups in `corporate_actions` (alpaca-py `CorporateActionsSet`; docs.alpaca.markets/reference/corporateactions-1).
+# Alpaca's groups in `corporate_actions` (alpaca-py `CorporateActionsSet`;
+# docs.alpaca.markets/reference/corporateactions-1).
 KNOWN_GROUPS = ("forward_splits", "reverse_splits", "unit_splits", "stock_dividends", "cash_dividends", "spin_offs",
                 "cash_mergers", "stock_mergers", "stock_and_cash_mergers", "redemptions", "name_changes",
                 "worthless_removals", "rights_distributions")
@@ -114,7 +115,8 @@ def parse_page(page: Any) -> list[Action]:
     actions = []
     for group, entries in (page.get("corporate_actions") or {}).items():
         if not isinstance(entries, list):
-            raise CorporateActionsResponseError(f"corporate_actions.{group} must be an array, got {type(entries).__name__}")
+            raise CorporateActionsResponseError(f"corporate_actions.{group} must be an array, "
+                                                f"got {type(entries).__name__}")
         for entry in entries:
             if not isinstance(entry, dict):
                 raise CorporateActionsResponseError(f"an entry of corporate_actions.{group} is {type(entry).__name__}, "
@@ -238,7 +240,8 @@ class Factors:
 
 def factors(days: np.ndarray, actions: list[tuple[Action, float | None]], adjustment: str, *,
             today: date) -> Factors:
-    """Per-bar factors for bars traded on `days` (datetime64[D]) under `adjustment` ("raw" | "split" | "dividend" | "all").
+    """Per-bar factors for bars traded on `days` (datetime64[D]) under `adjustment`
+    ("raw" | "split" | "dividend" | "all").
 
     Actions whose ex-date is after `today` are not yet in effect. Raises AdjustmentError for a read
     that a held-back action (or a dividend without its reference close) would make wrong.

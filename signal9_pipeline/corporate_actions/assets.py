@@ -30,8 +30,9 @@ ACTIONS_PARTITIONS = dg.DailyPartitionsDefinition(start_date=settings.get("SIGNA
     metadata=table_metadata("SIGNAL9_MARKET_DATA_TABLE", MARKET_DATA_TABLE_COLUMNS),
     description="Alpaca's corporate actions (splits, dividends, symbol changes, mergers, ...) processed on each New "
                 "York date, for the companies of the assets table, filed per company (the symbol resolved as of the "
-                "action's date) and ex-date in the market-data table (series ALPACA_ID#actions); read_bars(adjustment=...) "
-                "applies them to the raw bars; name changes date the renames in the assets table.",
+                "action's date) and ex-date in the market-data table (series ALPACA_ID#actions); "
+                "read_bars(adjustment=...) applies them to the raw bars; name changes date the renames in the assets "
+                "table.",
     check_specs=[dg.AssetCheckSpec(name, asset="corporate_actions", description=text,
                                    blocking=False) for name, text in CHECKS.items()],
 )
@@ -43,8 +44,9 @@ def corporate_actions(context: dg.AssetExecutionContext, alpaca: AlpacaResource,
     with fail_without_step_retries():
         result = record(alpaca, dynamodb, events, first, last)
     if result.undelivered:
-        raise dg.Failure(description=f"EventBridge did not accept corporateActionRecorded for {sorted(result.undelivered)}; "
-                                     "those actions were not stored, so a rerun publishes them again")
+        raise dg.Failure(description="EventBridge did not accept corporateActionRecorded for "
+                                     f"{sorted(result.undelivered)}; those actions were not stored, so a rerun "
+                                     "publishes them again")
     for line in run_warnings(result):
         context.log.warning(line)
     yield dg.MaterializeResult(metadata=run_metadata(result, alpaca.requests_sent - requests_before),
@@ -55,7 +57,8 @@ corporate_actions_job = dg.define_asset_job(
     "corporate_actions_job", selection=[corporate_actions],
     description="Corporate actions processed on a New York date (or a range, as one run), stored per company.")
 daily_corporate_actions_schedule = dg.build_schedule_from_partitioned_job(
-    corporate_actions_job, name="daily_corporate_actions_schedule", hour_of_day=0, minute_of_hour=30,  # 00:30 New York: after the 04:00 UTC sync in winter and summer
+    corporate_actions_job, name="daily_corporate_actions_schedule",
+    hour_of_day=0, minute_of_hour=30,  # 00:30 New York: after the 04:00 UTC sync in winter and summer
     description="Yesterday's New York process date, once the day has ended and the asset sync has run.",
     default_status=dg.DefaultScheduleStatus.RUNNING)
 

@@ -39,7 +39,8 @@ def run_warnings(result: Recorded) -> list[str]:
                      "until it is recorded")
     held = [a for a in result.actions if a.held_back]
     if held:
-        lines.append(f"{len(held)} action(s) held back: " + "; ".join(f"{a.describe()}: {a.held_back}" for a in held[:20]))
+        lines.append(f"{len(held)} action(s) held back: "
+                     + "; ".join(f"{a.describe()}: {a.held_back}" for a in held[:20]))
     if result.outside:
         lines.append(f"{result.outside} action(s) name no symbol of the assets table and were not stored")
     return lines
@@ -85,12 +86,14 @@ def check_results(result: Recorded) -> list[dg.AssetCheckResult]:
             severity=dg.AssetCheckSeverity.WARN if name in WARN_ONLY else dg.AssetCheckSeverity.ERROR,
             description=(prefix + "; ".join(lines[:5])) if found else None,
             metadata={"count": dg.MetadataValue.int(len(found)),
-                      **({"compared": dg.MetadataValue.int(result.compared)} if name == "agrees_with_alpaca_adjusted" else {}),
+                      **({"compared": dg.MetadataValue.int(result.compared)}
+                         if name == "agrees_with_alpaca_adjusted" else {}),
                       **({"all": dg.MetadataValue.text("\n".join(lines[:200]))} if found else {})}))
     return checks
 
 
 def held_back_table(actions: list[Action], limit: int = 50) -> str:
     rows = ["| id | type | symbols | ex_date | reason |", "|---|---|---|---|---|"]
-    rows += [f"| {a.id} | {a.type} | {', '.join(a.symbols)} | {a.ex_date or '?'} | {a.held_back} |" for a in actions[:limit]]
+    rows += [f"| {a.id} | {a.type} | {', '.join(a.symbols)} | {a.ex_date or '?'} | {a.held_back} |"
+             for a in actions[:limit]]
     return "\n".join(rows)

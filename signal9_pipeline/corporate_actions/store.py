@@ -64,7 +64,8 @@ class Recorded:
     warnings: list[str] = field(default_factory=list)
 
 
-def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsResource, first: date, last: date) -> Recorded:
+def record(alpaca: AlpacaResource, dynamodb: DynamoDBResource, events: EventsResource, first: date,
+           last: date) -> Recorded:
     """Store the actions processed from `first` to `last + LOOKAHEAD` (New York dates) for the assets table's companies.
 
     Alpaca filters by process date, and a cash dividend's process date is its payable date, weeks after
@@ -155,7 +156,8 @@ def _what_changed(result: Recorded, items: dict[str, list[dict]],
     return writes, announce
 
 
-def stored_actions(alpaca_id: str, dynamodb: DynamoDBResource, known_at: str | None = None) -> list[tuple[Action, float | None]]:
+def stored_actions(alpaca_id: str, dynamodb: DynamoDBResource,
+                   known_at: str | None = None) -> list[tuple[Action, float | None]]:
     """The corporate actions stored for the company (recorded by `known_at`, ISO 8601 UTC, when given), each with its
     reference close (cash dividends). An action stored before actions recorded when (`recorded_at`) counts as known."""
     return [from_item(i) for i in MarketDataTable(dynamodb).actions_of(alpaca_id)
@@ -182,7 +184,8 @@ def concerned(action: Action, holders: dict[str, list[Holder]]) -> list[tuple[st
 
 def date_renames(dynamodb: DynamoDBResource, actions: list[Action]) -> int:
     """Give the assets table's renames the effective dates of Alpaca's name changes; how many were dated."""
-    renames = [(*a.rename, a.effective_day) for a in actions if a.rename is not None and a.effective_day and not a.held_back]
+    renames = [(*a.rename, a.effective_day) for a in actions
+               if a.rename is not None and a.effective_day and not a.held_back]
     if not renames:
         return 0
     table, now = AssetsTable(dynamodb), utc_stamp()
@@ -211,7 +214,8 @@ def _session_before(action: Action) -> date:
     return previous_session(action.ex_date)
 
 
-def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustment: str) -> dict[tuple[str, date], float]:
+def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]],
+                   adjustment: str) -> dict[tuple[str, date], float]:
     """(symbol, session) -> its consolidated (SIP) daily close: one multi-symbol request per distinct session, the
     symbols meant as of that session (a company renamed since is still found under the symbol it traded as)."""
     closes = {}
@@ -219,14 +223,16 @@ def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]], adjustm
         start, end = fetch_window(session, session, crypto=False)
         for page in alpaca.iter_bars(sorted(symbols), "1Day", start, end, asset_class=EQUITY, adjustment=adjustment,
                                      feed="sip", asof=session.isoformat()):
-            page = page.loc[~faulty(page) & np.isfinite(page["close"].to_numpy())]  # a malformed bar: no close to compare
+            # a malformed bar: no close to compare
+            page = page.loc[~faulty(page) & np.isfinite(page["close"].to_numpy())]
             for symbol, close in zip(page["symbol"], page["close"]):
                 closes[(symbol, session)] = float(close)
     return closes
 
 
 def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, actions: list[Action],
-                        raw: dict[tuple[str, date], float], companies: dict[tuple[str, date], str], result: Recorded) -> None:
+                        raw: dict[tuple[str, date], float], companies: dict[tuple[str, date], str],
+                        result: Recorded) -> None:
     """Alpaca's `adjustment=all` daily close on the session before each action, against raw x our factor.
 
     Alpaca's adjusted bars are not the truth (its cash-dividend factors have been reported to differ
@@ -241,8 +247,8 @@ def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, acti
         if (symbol, session) not in theirs or (symbol, session) not in companies:
             continue
         try:
-            factor = factors(np.array([session], dtype="datetime64[D]"), stored_actions(companies[(symbol, session)], dynamodb),
-                             "all", today=today).price[0]
+            factor = factors(np.array([session], dtype="datetime64[D]"),
+                             stored_actions(companies[(symbol, session)], dynamodb), "all", today=today).price[0]
         except AdjustmentError as exc:
             result.warnings.append(f"{symbol} {session}: not compared with Alpaca's adjusted close: {exc}")
             continue
@@ -254,7 +260,8 @@ def compare_with_alpaca(alpaca: AlpacaResource, dynamodb: DynamoDBResource, acti
                 f"(raw {close:.4f} x {factor:.6f})")
 
 
-def rename_disagreements(actions: list[Action], holders: dict[str, list[Holder]], companies: dict[str, dict]) -> list[str]:
+def rename_disagreements(actions: list[Action], holders: dict[str, list[Holder]],
+                         companies: dict[str, dict]) -> list[str]:
     """Name changes the assets table contradicts: their new symbol recorded as another company's listing, or a rename
     the daily sync saw on dates that cannot hold the action's effective date (named both)."""
     found = []
@@ -272,8 +279,9 @@ def rename_disagreements(actions: list[Action], holders: dict[str, list[Holder]]
         spans = spans_of(companies.get(before.alpaca_id, {}).get("symbols")) if before else []
         seen = next((b for a, b in zip(spans, spans[1:]) if a.symbol == old and b.symbol == new), None)
         if seen is not None and not sync_dates_agree(seen, day):
-            found.append(f"{what}: the asset sync saw the rename between the syncs of {seen.seen_after or 'its first day'} "
-                         f"(not yet) and {seen.start} (renamed), which cannot hold {day}")
+            found.append(f"{what}: the asset sync saw the rename between the syncs of "
+                         f"{seen.seen_after or 'its first day'} (not yet) and {seen.start} (renamed), "
+                         f"which cannot hold {day}")
     return found
 
 

@@ -1,4 +1,5 @@
-"""OHLC bars: the partitioned `ohlc_bars` asset, its DynamoDB encoding, and `read_bars` / `listed_on` for downstream code.
+"""OHLC bars: the partitioned `ohlc_bars` asset, its DynamoDB encoding, and `read_bars` / `listed_on` for
+downstream code.
 
 `read_bars` and `listed_on` are imported on first use, so the plain modules here (`days`, `codec`) load without
 Dagster or the AWS and Alpaca clients.

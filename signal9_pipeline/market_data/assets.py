@@ -118,11 +118,13 @@ def ingest_timeframe(context: dg.AssetExecutionContext, config: BarsConfig, alpa
             raise dg.Failure(description=f"UnknownSymbolError: {exc}", allow_retries=False) from exc
         ingest(alpaca, dynamodb, timeframe, dates, symbols.listings, config.options(context.run.run_id), tally)
     run.problems_by_timeframe[timeframe] = tally.problems[problems_before:]
-    run.without_bars_now.update({f"{day} {timeframe}": s for day, s in record_manifests(dynamodb, timeframe, dates, tally).items()})
+    run.without_bars_now.update({f"{day} {timeframe}": s
+                                 for day, s in record_manifests(dynamodb, timeframe, dates, tally).items()})
     share, missing = completeness(symbols.listings, symbols.by_day, tally)
     run.count_completeness(share, missing)
     tally.companies_with_bars.clear()
-    context.log.info(f"{timeframe}: {len(dates)} date(s), {len(symbols.listings)} company(ies), completeness {share:.1%}")
+    context.log.info(f"{timeframe}: {len(dates)} date(s), {len(symbols.listings)} company(ies), "
+                     f"completeness {share:.1%}")
 
 
 def announce_restatements(context: dg.AssetExecutionContext, events: EventsResource, tally: RunTally) -> int:
@@ -135,7 +137,8 @@ def announce_restatements(context: dg.AssetExecutionContext, events: EventsResou
     undelivered = events.publish(restatement_events(tally.revisions, context.run.run_id)) if tally.revisions else []
     if undelivered:
         context.log.error(f"{len(undelivered)} marketDataRestated event(s) not delivered after retries: "
-                          + "; ".join(e.event_id for e in undelivered[:10]) + "; the ledger holds the changes they announce")
+                          + "; ".join(e.event_id for e in undelivered[:10])
+                          + "; the ledger holds the changes they announce")
     return len(undelivered)
 
 
@@ -165,7 +168,8 @@ def settle_bars_schedule(context: dg.ScheduleEvaluationContext):
         for day in dates:
             for timeframe in TIMEFRAMES:
                 yield dg.RunRequest(run_key=f"settle|{day}|{timeframe}|{k}", tags={"signal9/settle_sessions": str(k)},
-                                    partition_key=dg.MultiPartitionKey({"date": day.isoformat(), "timeframe": timeframe}))
+                                    partition_key=dg.MultiPartitionKey({"date": day.isoformat(),
+                                                                        "timeframe": timeframe}))
 
 
 daily_bars_job = dg.define_asset_job(

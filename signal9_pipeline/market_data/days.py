@@ -61,7 +61,8 @@ def _days() -> _Days:
     sessions = _sessions()
     position = dates.get_indexer(sessions.index)
     opens, closes = np.full(len(dates), -1, dtype=np.int64), np.full(len(dates), -1, dtype=np.int64)
-    opens[position], closes[position] = seconds(pd.DatetimeIndex(sessions["open"])), seconds(pd.DatetimeIndex(sessions["close"]))
+    opens[position], closes[position] = (seconds(pd.DatetimeIndex(sessions["open"])),
+                                         seconds(pd.DatetimeIndex(sessions["close"])))
     return _Days(dates.strftime("%Y-%m-%d").to_numpy(dtype=object), seconds(dates.tz_localize(NEW_YORK)),
                  seconds(dates.tz_localize(US_CENTRAL)), opens, closes)
 

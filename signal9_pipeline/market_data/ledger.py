@@ -139,10 +139,12 @@ def _rows(stored: Bucket, fetch: Fetch, answered: np.ndarray, at_held: np.ndarra
                                 {c: stored.columns[c][mask] for c in VALUE_COLUMNS}, None))
     if not parts:
         return _frame(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0, dtype=np.int8), None, None)
-    return pd.concat(parts, ignore_index=True).sort_values(["timestamp", "change"], kind="stable").reset_index(drop=True)
+    return (pd.concat(parts, ignore_index=True).sort_values(["timestamp", "change"], kind="stable")
+            .reset_index(drop=True))
 
 
-def _frame(seconds: np.ndarray, days: np.ndarray, change: np.ndarray, old: dict | None, new: dict | None) -> pd.DataFrame:
+def _frame(seconds: np.ndarray, days: np.ndarray, change: np.ndarray, old: dict | None,
+           new: dict | None) -> pd.DataFrame:
     nan = np.full(len(seconds), np.nan)
     return pd.DataFrame({"timestamp": np.asarray(seconds, dtype=np.int64), "day": np.asarray(days, dtype=object),
                          "change": np.asarray(change, dtype=np.int8),
@@ -221,7 +223,8 @@ def summarize(changes: pd.DataFrame, series: str, alpaca_id: str, symbol: str, t
         largest[str(day)] = max(largest.get(str(day), 0.0), float(value))
     beyond = beyond_tolerance(changes)
     return Revision(series, alpaca_id, symbol, timeframe, ledger_key, seen_at, dict(by_day), largest,
-                    [f"{timeframe} {describe(row, symbol)}" for row in beyond.head(MAX_DESCRIBED).itertuples(index=False)],
+                    [f"{timeframe} {describe(row, symbol)}"
+                     for row in beyond.head(MAX_DESCRIBED).itertuples(index=False)],
                     len(beyond))
 
 
@@ -229,7 +232,8 @@ def describe(row, symbol: str) -> str:
     """One ledger row as a person reads it: symbol, time, change, the fields old -> new."""
     fields = [f"{c} {getattr(row, 'old_' + c):g} -> {getattr(row, 'new_' + c):g}" for c in VALUE_COLUMNS
               if not _same(getattr(row, "old_" + c), getattr(row, "new_" + c))]
-    return f"{symbol} {utc_stamp(int(row.timestamp))} {CHANGE_NAMES[int(row.change)]}" + (f": {', '.join(fields)}" if fields else "")
+    return (f"{symbol} {utc_stamp(int(row.timestamp))} {CHANGE_NAMES[int(row.change)]}"
+            + (f": {', '.join(fields)}" if fields else ""))
 
 
 def _same(a: float, b: float) -> bool:
@@ -241,7 +245,8 @@ def encode_changes(changes: pd.DataFrame) -> tuple[bytes, str]:
     """(block, checksum): the changes as a gzipped Arrow IPC stream, like a bars block."""
     arrays = [pa.array(changes["timestamp"].to_numpy(dtype=np.int64)).view(pa.timestamp("s", tz="UTC")),
               pa.array(changes["change"].to_numpy(dtype=np.int8))]
-    arrays += [pa.array(changes[f"{side}_{c}"].to_numpy(dtype=np.float64)) for side in ("old", "new") for c in VALUE_COLUMNS]
+    arrays += [pa.array(changes[f"{side}_{c}"].to_numpy(dtype=np.float64))
+               for side in ("old", "new") for c in VALUE_COLUMNS]
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, _SCHEMA) as writer:
         writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=_SCHEMA))

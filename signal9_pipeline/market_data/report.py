@@ -54,7 +54,8 @@ class BarsRun:
     duration_s: float = 0.0
 
     def count_completeness(self, share: float, missing: int) -> None:
-        self.share_with_bars, self.missing_symbol_days = min(self.share_with_bars, share), self.missing_symbol_days + missing
+        self.share_with_bars, self.missing_symbol_days = (min(self.share_with_bars, share),
+                                                          self.missing_symbol_days + missing)
 
     @property
     def bars_per_request(self) -> float:
@@ -106,7 +107,8 @@ def run_metadata(run: BarsRun) -> dict[str, dg.MetadataValue]:
         "restatement_events_undelivered": dg.MetadataValue.int(run.undelivered),
         "duration_s": dg.MetadataValue.float(round(run.duration_s, 3)),
         "by_date": dg.MetadataValue.md(by_date_table(tally, run.requested)),
-        **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in tally.problems[:200]))} if tally.problems else {}),
+        **({"held_back": dg.MetadataValue.text("\n".join(str(p) for p in tally.problems[:200]))}
+           if tally.problems else {}),
     }
 
 
@@ -132,7 +134,8 @@ def check_results(run: BarsRun, min_completeness: float) -> list[dg.AssetCheckRe
         dg.AssetCheckResult(check_name="restatements_within_tolerance", passed=not tally.beyond_tolerance_count,
                             severity=dg.AssetCheckSeverity.WARN, description="; ".join(named[:5]) or None,
                             metadata={"bars_beyond_tolerance": dg.MetadataValue.int(tally.beyond_tolerance_count),
-                                      **({"beyond_tolerance": dg.MetadataValue.text("\n".join(named))} if named else {})}),
+                                      **({"beyond_tolerance": dg.MetadataValue.text("\n".join(named))}
+                                         if named else {})}),
     ]
 
 
@@ -156,7 +159,8 @@ def per_partition(context: dg.AssetExecutionContext, results: list[dg.AssetCheck
                 target_materialization_data=targets.get(partition))
 
 
-def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+def _materializations(instance: dg.DagsterInstance,
+                      run_id: str) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
     """partition -> this run's materialization of it, as an evaluation names the materialization it checked."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     events = [(r, r.event_log_entry.dagster_event) for r in records]
@@ -209,7 +213,8 @@ def by_date_table(tally: RunTally, requested: dict[str, list[date]], limit: int 
     for day, timeframe in keys[:limit]:
         figures = tally.by_day.get((timeframe, day), {})
         session = "session" if is_session(date.fromisoformat(day)) else "no session (crypto only)"
-        rows.append(f"| {day} | {timeframe} | {session} | " + " | ".join(f"{figures.get(k, 0):,}" for k in DAY_FIGURES) + " |")
+        rows.append(f"| {day} | {timeframe} | {session} | "
+                    + " | ".join(f"{figures.get(k, 0):,}" for k in DAY_FIGURES) + " |")
     if len(keys) > limit:
         rows.append(f"| ... {len(keys) - limit} more, each in its partition's observation | | | "
                     + " | " * (len(DAY_FIGURES) - 1) + " |")

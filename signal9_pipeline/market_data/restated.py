@@ -37,4 +37,5 @@ def restatement_events(revisions: list[Revision], run_id: str) -> list[Event]:
 def _counts(revision: Revision) -> dict[str, int]:
     counts = revision.counts()
     return {"restated": counts["bars_restated"], "addedLate": counts["bars_added_late"],
-            "withdrawn": counts["bars_withdrawn"], "restored": counts["bars_restored"], "refused": counts["bars_refused"]}
+            "withdrawn": counts["bars_withdrawn"], "restored": counts["bars_restored"],
+            "refused": counts["bars_refused"]}

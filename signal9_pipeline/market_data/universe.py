@@ -88,7 +88,8 @@ def watchlist_universe(dynamodb: DynamoDBResource, symbols: list[str], dates: li
     return Universe(listings, {d: set(listings) for d in dates})
 
 
-def companies_named(dynamodb: DynamoDBResource, symbols: list[str], alpaca: AlpacaResource | None = None) -> dict[str, Listing]:
+def companies_named(dynamodb: DynamoDBResource, symbols: list[str],
+                    alpaca: AlpacaResource | None = None) -> dict[str, Listing]:
     """asset id -> Listing of the company each symbol names today: its holder in the assets table, else (a watchlist
     before the first sync) the asset Alpaca lists under it. Raises UnknownSymbolError naming what neither knows."""
     table, today = AssetsTable(dynamodb), observation_day()

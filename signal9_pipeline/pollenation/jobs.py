@@ -39,8 +39,9 @@ from signal9_pipeline.timestamps import utc_stamp
 OP_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 pollenation_events = dg.AssetSpec(
     "pollenation_events", deps=["assets_table"], group_name="pollenation", kinds={"eventbridge"}, owners=OWNERS,
-    description="pollenationNeeded events on SIGNAL9_EVENT_BUS for newly listed (or renamed) companies, one per company "
-                "and pending episode (idempotent id); published by pollenation_job runs, which new_symbols_sensor launches.")
+    description="pollenationNeeded events on SIGNAL9_EVENT_BUS for newly listed (or renamed) companies, one per "
+                "company and pending episode (idempotent id); published by pollenation_job runs, which "
+                "new_symbols_sensor launches.")
 
 
 class PollenationConfig(dg.Config):
@@ -64,7 +65,8 @@ def announce_new_symbols(context: dg.OpExecutionContext, config: PollenationConf
     if skipped:
         context.log.info(f"not pending any more (or unknown), skipped: {', '.join(skipped[:50])}")
     batch = [Event("pollenationNeeded", pollenation_detail(i["symbol"], i["alpaca_id"], _renamed_from(i)),
-                   pollenation_event_id(i["symbol"], i["alpaca_id"], i.get("pollenation_pending_since"))) for i in pending]
+                   pollenation_event_id(i["symbol"], i["alpaca_id"], i.get("pollenation_pending_since")))
+             for i in pending]
     undelivered = {e.detail["alpacaId"] for e in events.publish(batch)}
     delivered = [e for e in batch if e.detail["alpacaId"] not in undelivered]
     shown = ", ".join(f"{e.detail['assetId']} ({e.detail['alpacaId']})" for e in delivered)
@@ -109,10 +111,11 @@ def load_history(context: dg.OpExecutionContext, config: HistoryConfig, announce
         context.log.warning(f"{len(tally.problems)} impossible daily bar(s) held back: "
                             + "; ".join(str(p) for p in tally.problems[:20]))
     for day, figures in _stored_partitions(tally):
-        context.log_event(dg.AssetMaterialization("ohlc_bars", partition=str(dg.MultiPartitionKey({"date": day, "timeframe": "1Day"})),
-                                                  description=f"daily history of {len(companies)} newly listed company(ies)",
-                                                  metadata={"bars_written": dg.MetadataValue.int(figures["bars"]),
-                                                            "source": dg.MetadataValue.text("pollenation")}))
+        context.log_event(dg.AssetMaterialization(
+            "ohlc_bars", partition=str(dg.MultiPartitionKey({"date": day, "timeframe": "1Day"})),
+            description=f"daily history of {len(companies)} newly listed company(ies)",
+            metadata={"bars_written": dg.MetadataValue.int(figures["bars"]),
+                      "source": dg.MetadataValue.text("pollenation")}))
     context.add_output_metadata({"bars_written": dg.MetadataValue.int(tally.bars),
                                  "bars_held_back": dg.MetadataValue.int(len(tally.problems)),
                                  "history_days": dg.MetadataValue.int(config.lookback())})

@@ -55,5 +55,6 @@ def new_symbols_sensor(context: dg.SensorEvaluationContext, dynamodb: DynamoDBRe
             run_config={"ops": {"announce_new_symbols": {"config": {"asset_ids": batch}}}},
             tags={BATCH_TAG: key, COUNT_TAG: str(len(batch))},
         ))
-    context.log.info(f"{len(pending)} pending; launching {len(requests)} run(s) for {sum(len(b) for b in batches)} symbol(s)")
+    context.log.info(f"{len(pending)} pending; launching {len(requests)} run(s) for "
+                     f"{sum(len(b) for b in batches)} symbol(s)")
     return requests

@@ -21,4 +21,5 @@ class AlertsResource(FromSettings, ResourceWithBoto3Configuration):
         return boto3_client(self, "sns").create_topic(Name=self.topic)["TopicArn"]  # idempotent: the existing ARN
 
     def publish(self, subject: str, message: str) -> str:
-        return boto3_client(self, "sns").publish(TopicArn=self.topic_arn(), Subject=subject[:100], Message=message)["MessageId"]
+        return boto3_client(self, "sns").publish(TopicArn=self.topic_arn(), Subject=subject[:100],
+                                                 Message=message)["MessageId"]

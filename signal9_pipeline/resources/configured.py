@@ -59,8 +59,8 @@ class FromSettings:
 AwsService = Literal["dynamodb", "events", "sns"]  # the services resources reach through `boto3_client`
 _shared: dict[tuple, Any] = {}
 _shared_lock = threading.Lock()
-_BOTO3_FIELDS = ("region_name", "max_attempts", "profile_name", "use_ssl", "endpoint_url", "verify", "aws_access_key_id",
-                 "aws_secret_access_key", "aws_session_token")
+_BOTO3_FIELDS = ("region_name", "max_attempts", "profile_name", "use_ssl", "endpoint_url", "verify",
+                 "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 _SESSION_FIELDS = ("profile_name", "region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 
 

@@ -96,7 +96,8 @@ class DynamoDBResource(FromSettings, ResourceWithBoto3Configuration):
         """The process's client, shared by the bars writer's threads (its pool holds a connection for each).
         DynamoDB validates every request itself; botocore's own pass over each item costs a fifth of a put's
         client CPU, and a universe backfill sends 12,062 of them."""
-        return boto3_client(self, "dynamodb", shared=True, retry_mode="adaptive", max_pool_connections=16, parameter_validation=False)
+        return boto3_client(self, "dynamodb", shared=True, retry_mode="adaptive", max_pool_connections=16,
+                            parameter_validation=False)
 
     def scan(self, table: str, *, projection: list[str] | None = None,
              key_prefix: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
@@ -121,7 +122,8 @@ class DynamoDBResource(FromSettings, ResourceWithBoto3Configuration):
             for item in page["Items"]:
                 yield from_dynamo(item)
 
-    def get_items(self, table: str, keys: list[dict[str, Any]], projection: list[str] | None = None) -> list[dict[str, Any]]:
+    def get_items(self, table: str, keys: list[dict[str, Any]],
+                  projection: list[str] | None = None) -> list[dict[str, Any]]:
         """The items with these keys (BatchGetItem, 100 per request, unprocessed keys retried); missing ones omitted."""
         client, found = self.client(), []
         request: dict[str, Any] = {"ConsistentRead": True}
@@ -139,7 +141,8 @@ class DynamoDBResource(FromSettings, ResourceWithBoto3Configuration):
                         if pending:
                             raise Unfinished()
             except Unfinished:
-                raise DynamoWriteError(f"{len(pending)} keys of {table} still unprocessed after {AWS_BATCHES.attempts} attempts") from None
+                raise DynamoWriteError(f"{len(pending)} keys of {table} still unprocessed after "
+                                       f"{AWS_BATCHES.attempts} attempts") from None
         return found
 
     def update_if(self, table: str, key: dict[str, Any], update: str, condition: str, values: dict[str, Any],
@@ -163,7 +166,8 @@ class DynamoDBResource(FromSettings, ResourceWithBoto3Configuration):
         """One conditional PutItem, retried while throttled; False when the condition no longer holds (someone else
         wrote the item first)."""
         request = {"TableName": table, "Item": to_dynamo(item), "ConditionExpression": condition,
-                   "ExpressionAttributeNames": names, **({"ExpressionAttributeValues": to_dynamo(values)} if values else {})}
+                   "ExpressionAttributeNames": names,
+                   **({"ExpressionAttributeValues": to_dynamo(values)} if values else {})}
         try:
             for attempt in AWS_BATCHES.retrying():
                 with attempt:
@@ -222,12 +226,13 @@ def _write_batch(client, table: str, batch: list[dict]) -> int:
                         raise DynamoWriteError(f"writing {len(pending)} items to {table} failed: {exc}") from exc
                     raise Unfinished() from None
                 except BotoCoreError as exc:
-                    raise DynamoWriteError(f"writing {len(pending)} items to {table} failed: {type(exc).__name__}: {exc}") from exc
+                    raise DynamoWriteError(f"writing {len(pending)} items to {table} failed: "
+                                           f"{type(exc).__name__}: {exc}") from exc
                 pending = answer.get("UnprocessedItems", {}).get(table, [])
                 if pending:
                     raise Unfinished()
                 return calls
     except Unfinished:
-        raise DynamoWriteError(f"{len(pending)} items to {table} still unprocessed after {AWS_BATCHES.attempts} attempts; "
-                               "the next run writes them") from None
+        raise DynamoWriteError(f"{len(pending)} items to {table} still unprocessed after "
+                               f"{AWS_BATCHES.attempts} attempts; the next run writes them") from None
     raise AssertionError("unreachable: the last attempt returns or raises")

@@ -79,8 +79,9 @@ class MetricsPublisher:
         if self._client is None:
             try:
                 # Metrics are best effort: a short timeout and few retries keep a CloudWatch outage from slowing runs.
-                self._client = boto3.client("cloudwatch", config=Config(connect_timeout=3, read_timeout=5,
-                                                                        retries={"max_attempts": 2, "mode": "standard"}))
+                self._client = boto3.client("cloudwatch",
+                                            config=Config(connect_timeout=3, read_timeout=5,
+                                                          retries={"max_attempts": 2, "mode": "standard"}))
             except BotoCoreError as exc:
                 logs.event(log, logging.WARNING, f"no CloudWatch client ({type(exc).__name__}): metrics are not sent",
                            "metrics_unconfigured", error=type(exc).__name__)

@@ -49,7 +49,8 @@ def _bucket(url: str, rates: list[Rate]):
             raise RateLimiterError(f"rate limiter URL {url!r}: use sqlite:///ABSOLUTE/PATH")
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return SQLiteBucket.init_from_file(rates, table=BUCKET_NAME, db_path=path, create_new_table=True, use_file_lock=True)
+            return SQLiteBucket.init_from_file(rates, table=BUCKET_NAME, db_path=path, create_new_table=True,
+                                               use_file_lock=True)
         except Exception as exc:  # sqlite3/OSError/filelock errors all mean the same to the operator
             raise RateLimiterError(f"cannot open the rate limiter database {path}: {exc}") from exc
     if parts.scheme in ("redis", "rediss"):
@@ -60,6 +61,8 @@ def _bucket(url: str, rates: list[Rate]):
             client.ping()
             return RedisBucket.init(rates, client, bucket_key=f"signal9:{BUCKET_NAME}")
         except redis.RedisError as exc:
-            raise RateLimiterError(f"the shared rate limiter at {parts.hostname}:{parts.port or 6379} is unreachable "
-                                   f"({type(exc).__name__}); runs wait for it rather than exceed Alpaca's limit") from exc
-    raise RateLimiterError(f"rate limiter URL {url!r}: use sqlite:///PATH (one host) or redis://HOST:PORT/DB (several hosts)")
+            raise RateLimiterError(f"the shared rate limiter at {parts.hostname}:{parts.port or 6379} is "
+                                   f"unreachable ({type(exc).__name__}); runs wait for it rather than exceed "
+                                   "Alpaca's limit") from exc
+    raise RateLimiterError(f"rate limiter URL {url!r}: use sqlite:///PATH (one host) or redis://HOST:PORT/DB "
+                           "(several hosts)")

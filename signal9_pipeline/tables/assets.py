@@ -33,8 +33,8 @@ POLLENATION_INDEX, EVENTS_INDEX = "pollenation-pending", "events-pending"
 INDEXES = {POLLENATION_INDEX: POLLENATION_MARKER, EVENTS_INDEX: EVENTS_MARKER}  # sparse: only items owing something
 POLLENATION_PENDING, POLLENATION_DONE = "pending", "done"
 # What only the company item carries: its symbol history, its pollenation and its outbox.
-COMPANY_ONLY = ("symbols", "revision", "pollenation_status", POLLENATION_MARKER, "pollenation_pending_since", "pollenation_reason",
-                "pollenated_at", "pending_events", EVENTS_MARKER)
+COMPANY_ONLY = ("symbols", "revision", "pollenation_status", POLLENATION_MARKER, "pollenation_pending_since",
+                "pollenation_reason", "pollenated_at", "pending_events", EVENTS_MARKER)
 # The fields of a company that decide what a sync does with it, and what the market-data universe needs.
 COMPANY_DECISION_FIELDS = (KEY, "alpaca_id", "symbol", "status", "tradable", "content_hash", "updated_at", "symbols",
                            "revision")
@@ -132,12 +132,14 @@ class AssetsTable:
         return found[0].get("day") if found else None
 
     def pending_pollenation(self) -> list[dict[str, Any]]:
-        return list(self.dynamodb.query(self.name, IndexName=POLLENATION_INDEX, ProjectionExpression="alpaca_id, symbol",
+        return list(self.dynamodb.query(self.name, IndexName=POLLENATION_INDEX,
+                                        ProjectionExpression="alpaca_id, symbol",
                                         KeyConditionExpression=f"{POLLENATION_MARKER} = :one",
                                         ExpressionAttributeValues={":one": {"S": "1"}}))
 
     def owing_events(self) -> list[dict[str, Any]]:
-        return list(self.dynamodb.query(self.name, IndexName=EVENTS_INDEX, KeyConditionExpression=f"{EVENTS_MARKER} = :one",
+        return list(self.dynamodb.query(self.name, IndexName=EVENTS_INDEX,
+                                        KeyConditionExpression=f"{EVENTS_MARKER} = :one",
                                         ExpressionAttributeValues={":one": {"S": "1"}}))
 
     # writes -----------------------------------------------------------------------------------

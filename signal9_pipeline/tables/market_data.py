@@ -81,16 +81,19 @@ class MarketDataTable:
         self.name = dynamodb.market_data_table_name()
 
     # bars -------------------------------------------------------------------------------------
-    def get(self, keys: Iterable[tuple[str, str]], projection: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    def get(self, keys: Iterable[tuple[str, str]],
+            projection: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
         """Items by (series, day), read consistently; missing ones absent."""
         found = self.dynamodb.get_items(self.name, [{"series": s, "day": d} for s, d in keys], projection=projection)
         return {(i["series"], i["day"]): i for i in found}
 
-    def put_if(self, item: dict[str, Any], condition: str, names: dict[str, str], values: dict[str, Any] | None = None) -> bool:
+    def put_if(self, item: dict[str, Any], condition: str, names: dict[str, str],
+               values: dict[str, Any] | None = None) -> bool:
         return self.dynamodb.put_if(self.name, item, condition, names, values)
 
     def bars_items(self, alpaca_id: str, timeframe: str, first_day: str, last_day: str,
-                   projection: str = "#d, bars, checksum, asset_class, feed, version, withdrawn") -> Iterator[dict[str, Any]]:
+                   projection: str = "#d, bars, checksum, asset_class, feed, version, withdrawn"
+                   ) -> Iterator[dict[str, Any]]:
         """The company's bar items whose bucket starts within [first_day, last_day], one paginated Query."""
         return self.dynamodb.query(self.name, ProjectionExpression=projection,
                                    ExpressionAttributeNames={"#s": "series", "#d": "day"},
