@@ -91,7 +91,8 @@ def sandbox_factory() -> Iterator:
 
 def serving(universe: list[dict]) -> Iterator[SandboxServer]:
     """A sandbox in a thread with `universe` and a generous limit, stopped when the generator closes."""
-    server = start_in_thread(list(universe), api_key=TEST_KEY, secret_key=TEST_SECRET, rate_limit_per_minute=STACK_RATE_LIMIT)
+    server = start_in_thread(list(universe), api_key=TEST_KEY, secret_key=TEST_SECRET,
+                             rate_limit_per_minute=STACK_RATE_LIMIT)
     yield server
     server.shutdown()
     server.server_close()

@@ -16,16 +16,19 @@ def put_universe(env, universe) -> None:
     requests.put(f"{env['SIGNAL9_SANDBOX_URL']}/_sandbox/universe", json=universe, timeout=60).raise_for_status()
 
 
-def run_sync(allow_mass_delisting: bool = False, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+def run_sync(allow_mass_delisting: bool = False,
+             instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     from signal9_pipeline.definitions import defs
 
     config = {"ops": {"validated_assets": {"config": {"allow_mass_delisting": allow_mass_delisting}}}}
-    return defs.resolve_job_def("asset_sync_job").execute_in_process(run_config=config, raise_on_error=False, instance=instance)
+    return defs.resolve_job_def("asset_sync_job").execute_in_process(run_config=config, raise_on_error=False,
+                                                                     instance=instance)
 
 
 def sync_counts(result: dg.ExecuteInProcessResult) -> dict[str, int]:
     metadata = result.asset_materializations_for_node("assets_table")[0].metadata
-    return {k: metadata[k].value for k in ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged", "write_requests")}
+    return {k: metadata[k].value
+            for k in ("new", "updated", "deactivated", "reactivated", "renamed", "unchanged", "write_requests")}
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -49,7 +52,8 @@ class EventTap:
         """Every event delivered since the last drain, as EventBridge envelopes."""
         received = []
         while True:
-            messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10,
+                                                WaitTimeSeconds=0).get("Messages", [])
             if not messages:
                 return received
             for message in messages:
@@ -59,7 +63,8 @@ class EventTap:
 
 def small_universe(default_universe: list[dict], n: int = 300) -> list[dict]:
     """A slice of the default universe: n listed equities, 10 crypto pairs, 50 inactive equities."""
-    listed = [a for a in default_universe if a["status"] == "active" and a["tradable"] and a["class"] == "us_equity"][:n]
+    listed = [a for a in default_universe
+              if a["status"] == "active" and a["tradable"] and a["class"] == "us_equity"][:n]
     crypto = [a for a in default_universe if a["class"] == "crypto"][:10]
     inactive = [a for a in default_universe if a["status"] == "inactive"][:50]
     return listed + crypto + inactive
@@ -106,7 +111,8 @@ def drive_sensor(instance: dg.DagsterInstance, max_ticks: int = 10,
 
     job, results = defs.resolve_job_def("pollenation_job"), []
     for _ in range(max_ticks):
-        requests = new_symbols_sensor(dg.build_sensor_context(instance=instance, resources={"dynamodb": DynamoDBResource.from_settings()}))
+        requests = new_symbols_sensor(dg.build_sensor_context(instance=instance,
+                                                              resources={"dynamodb": DynamoDBResource.from_settings()}))
         if not isinstance(requests, list):
             return results
         results += [job.execute_in_process(run_config=r.run_config, tags={**r.tags, "dagster/run_key": r.run_key},
@@ -120,7 +126,8 @@ def asset_ids(symbols=None) -> dict[str, str]:
     from signal9_pipeline.tables.assets import AssetsTable
 
     table = AssetsTable(DynamoDBResource.from_settings())
-    views = table.get_views(symbols, ["symbol", "alpaca_id"]) if symbols is not None else table.views(["symbol", "alpaca_id"])
+    views = (table.get_views(symbols, ["symbol", "alpaca_id"]) if symbols is not None
+             else table.views(["symbol", "alpaca_id"]))
     return {v["symbol"]: v["alpaca_id"] for v in views}
 
 
@@ -167,7 +174,8 @@ def list_companies(classes: dict[str, str]) -> dict[str, str]:
 
 
 def point_alpaca_at(server, monkeypatch) -> None:
-    """The pipeline's Alpaca settings for a sandbox of the test's own: its URLs and a secret of its own holding its keys.
+    """The pipeline's Alpaca settings for a sandbox of the test's own: its URLs and a secret of its own holding its
+    keys.
 
     Its own URL also gives it a gateway of its own, so its circuit breaker never carries over to other tests.
     """
@@ -178,7 +186,8 @@ def point_alpaca_at(server, monkeypatch) -> None:
     secret_id = f"signal9/tests/{uuid.uuid4().hex[:12]}"
     boto3.client("secretsmanager").create_secret(
         Name=secret_id, SecretString=json.dumps({"apiKey": TEST_KEY, "secretKey": TEST_SECRET, "paper": True}))
-    for name, value in (("ALPACA_TRADING_URL", server.url), ("ALPACA_DATA_URL", server.url), ("ALPACA_SECRET_ID", secret_id)):
+    for name, value in (("ALPACA_TRADING_URL", server.url), ("ALPACA_DATA_URL", server.url),
+                        ("ALPACA_SECRET_ID", secret_id)):
         monkeypatch.setenv(name, value)
 
 

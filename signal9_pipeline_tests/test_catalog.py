@@ -38,7 +38,8 @@ def test_the_tables_carry_their_names_and_schemas():
 
 def test_the_lineage_is_the_data_flow():
     graph = defs.resolve_asset_graph()
-    parents = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()}
+    parents = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+               for key in graph.get_all_asset_keys()}
     assert parents["validated_assets"] == {"alpaca_assets"} and parents["assets_table"] == {"validated_assets"}
     for downstream in ("asset_status_events", "pollenation_events", "ohlc_bars", "corporate_actions"):
         assert parents[downstream] == {"assets_table"}, downstream
@@ -56,5 +57,6 @@ def test_the_table_schemas_name_every_attribute_the_pipeline_writes(bars_env, de
                            (dynamodb.market_data_table_name(), MARKET_DATA_TABLE_COLUMNS)):
         written = {name for item in dynamodb.scan(table) for name in item}
         assert written and written <= {name for name, _, _ in columns}, written - {name for name, _, _ in columns}
-    series = {i["series"].split("#")[-1] for i in dynamodb.scan(dynamodb.market_data_table_name(), projection=["series"])}
+    series = {i["series"].split("#")[-1]
+              for i in dynamodb.scan(dynamodb.market_data_table_name(), projection=["series"])}
     assert {"1Day", "actions"} <= series  # bars and corporate actions both written

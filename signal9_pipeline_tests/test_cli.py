@@ -40,7 +40,8 @@ def test_dg_launch_materializes_alpaca_assets_against_the_local_stack(cli_env):
 
 def test_dg_launch_backfills_a_partition_range_as_one_run(cli_env):
     env = {**cli_env, "SIGNAL9_INTRADAY_WATCHLIST": "SPY,BTC/USD"}
-    done = run([str(VENV_BIN / "dg"), "launch", "--assets", "ohlc_bars", "--partition-range", "2024-06-03|1Hour...2024-06-05|1Hour"], env)
+    done = run([str(VENV_BIN / "dg"), "launch", "--assets", "ohlc_bars",
+                "--partition-range", "2024-06-03|1Hour...2024-06-05|1Hour"], env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()

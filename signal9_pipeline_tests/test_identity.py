@@ -41,7 +41,8 @@ def test_a_symbol_before_its_first_holder_is_a_typed_error_naming_the_holders():
     holders = holders_by_symbol([("newco", [Span("TIC", "2024-05-01", None)])])["TIC"]
     with pytest.raises(UnknownSymbolOnDateError) as caught:
         resolve("TIC", holders, "2024-04-30")
-    assert "TIC" in str(caught.value) and "2024-04-30" in str(caught.value) and "newco from 2024-05-01" in str(caught.value)
+    assert ("TIC" in str(caught.value) and "2024-04-30" in str(caught.value)
+            and "newco from 2024-05-01" in str(caught.value))
     with pytest.raises(UnknownSymbolOnDateError, match="never held it"):
         resolve("NONE", [], "2024-04-30")
 
@@ -80,7 +81,8 @@ def test_the_symbol_item_shows_the_listed_holder_else_the_last():
     holders = [Holder("old", None, "2024-05-01"), Holder("new", "2024-05-01", None)]
     assert current_holder(holders, {"new"}).alpaca_id == "new"
     assert current_holder([Holder("twin", None, None), Holder("listed", None, None)], {"listed"}).alpaca_id == "listed"
-    assert current_holder([Holder("a", None, "2024-01-01"), Holder("b", "2024-01-01", "2024-06-01")], set()).alpaca_id == "b"
+    assert current_holder([Holder("a", None, "2024-01-01"), Holder("b", "2024-01-01", "2024-06-01")],
+                          set()).alpaca_id == "b"
     assert holder_on(holders, "2024-04-30").alpaca_id == "old" and holder_on(holders, "2024-05-01").alpaca_id == "new"
 
 

@@ -41,8 +41,8 @@ WINDOW = datetime(2021, 12, 1), datetime(2022, 6, 21)
 
 
 def asset(template: dict, alpaca_id: str, symbol: str, **fields) -> dict:
-    return {**template, "id": alpaca_id, "symbol": symbol, "name": f"{symbol} Inc.", "status": "active", "tradable": True,
-            **fields}
+    return {**template, "id": alpaca_id, "symbol": symbol, "name": f"{symbol} Inc.", "status": "active",
+            "tradable": True, **fields}
 
 
 def universes(template: dict) -> list[tuple[date, list[dict]]]:
@@ -65,13 +65,15 @@ class Clockwork:
         (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
         self.home = home
         # The shared limiter's window is kept in a file: one of this test's own, so only faked clocks write it.
-        self.env = {**env, "DAGSTER_HOME": str(home), "VIRTUAL_ENV": str(VENV_BIN.parent), "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        self.env = {**env, "DAGSTER_HOME": str(home), "VIRTUAL_ENV": str(VENV_BIN.parent),
+                    "FAKETIME_DONT_FAKE_MONOTONIC": "1",
                     "SIGNAL9_RATE_LIMITER_URL": f"sqlite:///{home / 'rate-limit.sqlite'}"}
 
     def launch(self, at: datetime, *argv: str) -> None:
         log = self.home / "launch.log"
         with log.open("w") as out:  # a file, not a pipe: helpers that outlive the launch would hold a pipe open
-            process = subprocess.Popen(["faketime", "-f", f"@{at:%Y-%m-%d %H:%M:%S}", str(VENV_BIN / "dg"), "launch", *argv],
+            process = subprocess.Popen(["faketime", "-f", f"@{at:%Y-%m-%d %H:%M:%S}", str(VENV_BIN / "dg"), "launch",
+                                        *argv],
                                        cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                        start_new_session=True)
             try:
@@ -121,13 +123,14 @@ def same_bars(stored: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 def stored_buckets(env) -> dict[tuple[str, str], tuple[int, str]]:
-    items = DynamoDBResource.from_settings().scan(env["SIGNAL9_MARKET_DATA_TABLE"], projection=["series", "day", "bar_count", "checksum"])
+    items = DynamoDBResource.from_settings().scan(env["SIGNAL9_MARKET_DATA_TABLE"],
+                                                  projection=["series", "day", "bar_count", "checksum"])
     return {(i["series"], i["day"]): (i["bar_count"], i["checksum"]) for i in items if is_bars(i)}
 
 
 @pytest.mark.slow
-def test_renames_and_a_reused_ticker_day_by_day_keep_one_company_per_history(bars_env, sandbox_factory, default_universe,
-                                                                             monkeypatch, tmp_path):
+def test_renames_and_a_reused_ticker_day_by_day_keep_one_company_per_history(bars_env, sandbox_factory,
+                                                                             default_universe, monkeypatch, tmp_path):
     template = next(a for a in default_universe if a["symbol"] == "AAPL")
     days = universes(template)
     server = sandbox_factory(days[0][1], rate_limit_per_minute=100_000)
@@ -142,10 +145,12 @@ def test_renames_and_a_reused_ticker_day_by_day_keep_one_company_per_history(bar
             server_put(server, universe, day)
         clock.sync(day)
         clock.pollenate(day)
-        clock.bars(fetched_until + timedelta(days=1), day - timedelta(days=1), datetime.combine(day, datetime.min.time()) + timedelta(hours=5))
+        clock.bars(fetched_until + timedelta(days=1), day - timedelta(days=1),
+                   datetime.combine(day, datetime.min.time()) + timedelta(hours=5))
         fetched_until = day - timedelta(days=1)
     last = WINDOW[1].date() - timedelta(days=1)
-    clock.bars(fetched_until + timedelta(days=1), last, datetime.combine(last + timedelta(days=1), datetime.min.time()) + timedelta(hours=5))
+    clock.bars(fetched_until + timedelta(days=1), last,
+               datetime.combine(last + timedelta(days=1), datetime.min.time()) + timedelta(hours=5))
     clock.actions(date(2022, 1, 28), date(2022, 6, 10), datetime(2022, 6, 11, 5, 0))
 
     # No stored series holds two companies: each is exactly its company's history as Alpaca answers it.
@@ -177,11 +182,13 @@ def test_renames_and_a_reused_ticker_day_by_day_keep_one_company_per_history(bar
     assert companies[FACEBOOK]["symbols"][1]["source"] == "name_change"
     views = {v["symbol"]: v for v in table.views()}
     assert views["TICK"]["alpaca_id"] == NEWCO and [h["alpaca_id"] for h in views["TICK"]["holders"]] == [OLDCO, NEWCO]
-    assert views["META"]["alpaca_id"] == FACEBOOK and [h["alpaca_id"] for h in views["META"]["holders"]] == [ETF, FACEBOOK]
+    assert (views["META"]["alpaca_id"] == FACEBOOK
+            and [h["alpaca_id"] for h in views["META"]["holders"]] == [ETF, FACEBOOK])
     with dg.DagsterInstance.from_config(str(clock.home)) as instance:
         checks = instance.get_latest_materialization_event(dg.AssetKey("corporate_actions"))
         assert checks is not None and checks.asset_materialization.metadata["renames_dated"].value == 2
-        records = instance.get_records_for_run(checks.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        records = instance.get_records_for_run(checks.run_id,
+                                               of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
         evaluations = {r.event_log_entry.dagster_event.event_specific_data.check_name:
                        r.event_log_entry.dagster_event.event_specific_data.passed for r in records}
         assert evaluations["names_agree_with_renames"] is True

@@ -20,7 +20,8 @@ DEPLOY = PROJECT_ROOT / "deploy"
 def test_readme_configuration_tables_are_the_registry():
     for scopes in (("run", "local", "external"), ("deploy",)):
         table = settings.markdown(*scopes)
-        assert table in README, f"README's table of {scopes} settings differs from `python -m signal9_pipeline.settings`"
+        assert table in README, (f"README's table of {scopes} settings differs"
+                                 " from `python -m signal9_pipeline.settings`")
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", README, flags=re.MULTILINE))
     assert documented == {s.name for s in settings.REGISTRY}
 
@@ -28,7 +29,8 @@ def test_readme_configuration_tables_are_the_registry():
 def test_the_run_launcher_forwards_exactly_the_registry_forwarded_settings():
     instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     listed = forwarded_env_vars(instance)
-    assert len(listed) == len(set(listed)) and set(listed) == set(settings.forwarded()), sorted(set(listed) ^ set(settings.forwarded()))
+    assert (len(listed) == len(set(listed))
+            and set(listed) == set(settings.forwarded())), sorted(set(listed) ^ set(settings.forwarded()))
     secrets = {s["name"] for s in instance["run_launcher"]["config"]["secrets"]}
     assert secrets == {"DAGSTER_PG_PASSWORD"} and "DAGSTER_PG_PASSWORD" not in settings.forwarded()
 
@@ -76,7 +78,8 @@ def test_a_setting_is_typed_and_defaulted_and_an_unregistered_one_is_refused(mon
 
 def test_preflight_names_every_setting_that_does_not_parse():
     environ = {"ALPACA_MAX_ATTEMPTS": "5x", "ALPACA_PAPER": "maybe", "SIGNAL9_ALARM_OVERRIDES": "[1]",
-               "SIGNAL9_BARS_START_DATE": "2024-13-01", "SIGNAL9_BARS_WORKERS": "4", "DAGSTER_HOME": str(PROJECT_ROOT / "nowhere")}
+               "SIGNAL9_BARS_START_DATE": "2024-13-01", "SIGNAL9_BARS_WORKERS": "4",
+               "DAGSTER_HOME": str(PROJECT_ROOT / "nowhere")}
     found = problems(["true"], environ)
     assert found == ["environment variable ALPACA_PAPER='maybe' must be true or false",
                      "environment variable ALPACA_MAX_ATTEMPTS='5x' must be an integer",

@@ -61,14 +61,17 @@ class AlertTap:
 
 def alert_for(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> None:
     run = instance.get_run_by_id(result.run_id)
-    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE" or e.event_type_value == "RUN_FAILURE")
+    failure = next(e for e in result.all_events
+                   if e.event_type_value == "PIPELINE_FAILURE" or e.event_type_value == "RUN_FAILURE")
     context = dg.build_run_status_sensor_context(
         sensor_name="pipeline_run_failure_alert", dagster_instance=instance, dagster_run=run, dagster_event=failure,
-        resources={"alerts": AlertsResource.from_settings(), "events": EventsResource.from_settings()}).for_run_failure()
+        resources={"alerts": AlertsResource.from_settings(),
+                   "events": EventsResource.from_settings()}).for_run_failure()
     pipeline_run_failure_alert(context)
 
 
-def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_credential(sync_env, default_universe, caplog):
+def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_credential(sync_env, default_universe,
+                                                                                     caplog):
     import logging
 
     from signal9_pipeline.logs import fields_of
@@ -76,7 +79,8 @@ def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_creden
     caplog.set_level(logging.INFO, logger="signal9.alerts")
     put_universe(sync_env, small_universe(default_universe, n=20))
     alerts, events = AlertTap(), EventTap(sync_env["SIGNAL9_EVENT_BUS"], "run-failed-tap", ["pipelineRunFailed"])
-    requests.post(f"{sync_env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"error_rate": 1.0, "error_statuses": [401]}, timeout=10)
+    requests.post(f"{sync_env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults",
+                  json={"error_rate": 1.0, "error_statuses": [401]}, timeout=10)
     with dg.instance_for_test() as instance:
         result = run_sync(instance=instance)
         assert not result.success
@@ -84,21 +88,26 @@ def test_a_sync_refused_by_alpaca_sends_one_alert_naming_the_error_and_no_creden
     received = alerts.drain()
     assert len(received) == 1
     body = json.loads(received[0]["Message"])
-    assert body["errorType"] == "AlpacaAuthError" and body["job"] == "asset_sync_job" and body["step"] == "alpaca_assets"
+    assert (body["errorType"] == "AlpacaAuthError" and body["job"] == "asset_sync_job"
+            and body["step"] == "alpaca_assets")
     assert "AlpacaAuthError" in received[0]["Subject"] and body["runUrl"].endswith(f"/runs/{result.run_id}")
     delivered = events.drain()
     assert len(delivered) == 1 and delivered[0]["detail"]["errorType"] == "AlpacaAuthError"
-    (sent,) = [fields_of(r) for r in caplog.records if getattr(r, "event", None) == "alert_sent"]  # what the tick records
+    # what the tick records
+    (sent,) = [fields_of(r) for r in caplog.records if getattr(r, "event", None) == "alert_sent"]
     assert sent["run_id"] == result.run_id and sent["error_type"] == "AlpacaAuthError" and sent["event_delivered"]
-    assert sent["sns_message_id"] == received[0]["MessageId"] and sent["sns_topic"] == AlertsResource.from_settings().topic_arn()
-    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=sync_env["ALPACA_SECRET_ID"])["SecretString"])
+    assert (sent["sns_message_id"] == received[0]["MessageId"]
+            and sent["sns_topic"] == AlertsResource.from_settings().topic_arn())
+    secret = json.loads(boto3.client("secretsmanager").get_secret_value(
+        SecretId=sync_env["ALPACA_SECRET_ID"])["SecretString"])
     everything = json.dumps(received) + json.dumps(delivered)
     assert secret["apiKey"] not in everything and secret["secretKey"] not in everything
 
 
 def test_a_sync_slowed_past_its_budget_fails_with_the_timeout_metric(sync_env, default_universe):
     put_universe(sync_env, small_universe(default_universe, n=20))
-    requests.post(f"{sync_env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"hang_s": 60, "hang_every": 1}, timeout=10)
+    requests.post(f"{sync_env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"hang_s": 60, "hang_every": 1},
+                  timeout=10)
     from signal9_pipeline.definitions import defs
 
     result = defs.resolve_job_def("asset_sync_job").execute_in_process(

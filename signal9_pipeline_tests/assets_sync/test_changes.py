@@ -56,7 +56,8 @@ def test_first_sync_stores_only_listed_companies_with_pending_pollenation_and_a_
     assert company["asset_id"] == "ID#id-AAA" and company["pollenation_status"] == "pending"
     assert company["pollenation_pending"] == "1" and company["pollenation_reason"] == "new"
     assert company["symbols"] == [{"symbol": "AAA", "source": "sync"}]  # since before the table knew it
-    assert company["first_seen_at"] == company["created_at"] == DAY1.now and company["content_hash"] == content_hash(row("AAA"))
+    assert (company["first_seen_at"] == company["created_at"] == DAY1.now
+            and company["content_hash"] == content_hash(row("AAA")))
     assert view["asset_id"] == "ASSET#AAA" and view["alpaca_id"] == "id-AAA" and view["status"] == "active"
     assert view["holders"] == [{"alpaca_id": "id-AAA"}] and "pollenation_pending" not in view and "symbols" not in view
 
@@ -75,7 +76,8 @@ def test_a_field_change_is_an_update_that_keeps_bookkeeping_and_rewrites_the_sym
     plan = table.sync([row("AAA", name="AAA Holdings")], DAY2)
     assert plan.counts["updated"] == 1 and plan.changes[0].detail == "name"
     company = table.companies["id-AAA"]
-    assert company["pollenation_status"] == "done" and company["created_at"] == DAY1.now and company["updated_at"] == DAY2.now
+    assert (company["pollenation_status"] == "done" and company["created_at"] == DAY1.now
+            and company["updated_at"] == DAY2.now)
     assert table.views["AAA"]["name"] == "AAA Holdings" and table.views["AAA"]["updated_at"] == DAY2.now
 
 
@@ -86,7 +88,8 @@ def test_missing_or_inactive_companies_are_marked_inactive_with_an_event_never_d
     assert plan.counts["deactivated"] == 2 and set(table.views) == {"AAA", "BBB", "CCC"}
     for symbol in ("BBB", "CCC"):
         company = table.company(symbol)
-        assert company["status"] == "inactive" and company["status_changed_at"] == DAY2.now and company["events_pending"] == "1"
+        assert (company["status"] == "inactive" and company["status_changed_at"] == DAY2.now
+                and company["events_pending"] == "1")
         event = company["pending_events"][-1]
         assert event["detail_type"] == "assetStatusChanged" and event["detail"]["oldStatus"] == "active"
         assert event["detail"]["newStatus"] == "inactive" and event["detail"]["alpacaId"] == f"id-{symbol}"
@@ -115,8 +118,10 @@ def test_a_rename_keeps_the_company_and_splits_its_symbol_history_at_the_observa
     plan = table.sync([row("NEW", alpaca_id="X")], DAY2)
     assert plan.counts == {**plan.counts, "renamed": 1, "new": 0, "deactivated": 0}
     company = table.companies["X"]
-    assert spans_of(company["symbols"]) == [Span("OLD", None, "2026-11-24"), Span("NEW", "2026-11-24", None, "sync", "2026-11-23")]
-    assert company["status"] == "active" and company["pollenation_status"] == "pending"  # fundamentals are keyed by symbol
+    assert spans_of(company["symbols"]) == [Span("OLD", None, "2026-11-24"),
+                                            Span("NEW", "2026-11-24", None, "sync", "2026-11-23")]
+    # fundamentals are keyed by symbol
+    assert company["status"] == "active" and company["pollenation_status"] == "pending"
     assert company["pollenation_reason"] == "renamed"
     event = company["pending_events"][-1]["detail"]
     assert event["symbol"] == "OLD" and event["newStatus"] == "inactive" and event["renamedTo"] == "NEW"
@@ -130,7 +135,8 @@ def test_a_reused_ticker_is_a_new_company_and_the_old_one_stays_whole_under_its_
     table.sync([row("TIC", alpaca_id="OLDCO")])
     table.sync([row("TIC", alpaca_id="OLDCO", status="inactive", tradable=False)], DAY2)
     before = dict(table.companies["OLDCO"])
-    plan = table.sync([row("TIC", alpaca_id="OLDCO", status="inactive", tradable=False), row("TIC", alpaca_id="NEWCO")], DAY3)
+    plan = table.sync([row("TIC", alpaca_id="OLDCO", status="inactive", tradable=False), row("TIC", alpaca_id="NEWCO")],
+                      DAY3)
     assert plan.counts["new"] == 1 and plan.counts["reactivated"] == 0
     newco, oldco = table.companies["NEWCO"], table.companies["OLDCO"]
     assert newco["pollenation_status"] == "pending" and newco["pollenation_reason"] == "new"
@@ -140,7 +146,8 @@ def test_a_reused_ticker_is_a_new_company_and_the_old_one_stays_whole_under_its_
     assert oldco["status_history"] == before["status_history"] and oldco["created_at"] == before["created_at"]
     view = table.views["TIC"]
     assert view["alpaca_id"] == "NEWCO" and view["status"] == "active"
-    assert view["holders"] == [{"alpaca_id": "OLDCO", "end": "2026-11-25"}, {"alpaca_id": "NEWCO", "start": "2026-11-25"}]
+    assert view["holders"] == [{"alpaca_id": "OLDCO", "end": "2026-11-25"},
+                               {"alpaca_id": "NEWCO", "start": "2026-11-25"}]
 
 
 def test_quarantined_ids_and_symbols_leave_their_companies_exactly_as_they_are():
@@ -154,7 +161,8 @@ def test_history_is_bounded():
     table = Table()
     table.sync([row("AAA")])
     for day in range(2 * HISTORY_LIMIT):
-        table.sync([] if day % 2 == 0 else [row("AAA")], Observation(f"2026-12-{day + 1:02d}T04:00:00Z", f"2026-12-{day + 1:02d}"))
+        table.sync([] if day % 2 == 0 else [row("AAA")],
+                   Observation(f"2026-12-{day + 1:02d}T04:00:00Z", f"2026-12-{day + 1:02d}"))
     assert len(table.companies["id-AAA"]["status_history"]) == HISTORY_LIMIT
 
 
@@ -183,8 +191,10 @@ def test_a_company_counts_as_listed_on_a_day_by_its_status_history_and_the_start
     item = {"status_history": [{"status": "active", "at": "2024-03-01T04:00:00Z"},
                                {"status": "inactive", "at": "2024-03-10T04:00:00Z"},
                                {"status": "active", "at": "2024-03-20T15:00:00Z"}]}
-    day = lambda d: (d, f"{d}T05:00:00Z", f"{d[:8]}{int(d[8:]) + 1:02d}T05:00:00Z")  # noqa: E731 - a New York winter day
-    assert was_listed_on(item, *day("2024-02-20"))  # before the first record: Alpaca simply has no bars if it did not trade
+    # a New York winter day
+    day = lambda d: (d, f"{d}T05:00:00Z", f"{d[:8]}{int(d[8:]) + 1:02d}T05:00:00Z")  # noqa: E731
+    # before the first record: Alpaca simply has no bars if it did not trade
+    assert was_listed_on(item, *day("2024-02-20"))
     assert was_listed_on(item, *day("2024-03-09"))
     assert not was_listed_on(item, *day("2024-03-15"))  # delisted then
     assert was_listed_on(item, *day("2024-03-20"))  # listed again during the day
@@ -197,7 +207,8 @@ def test_a_name_change_dates_a_rename_the_sync_saw_and_records_one_it_has_not():
     table = Table()
     table.sync([row("OLD", alpaca_id="X"), row("ELSE", alpaca_id="Y")])
     table.sync([row("NEW", alpaca_id="X"), row("ELSE", alpaca_id="Y")], DAY3)  # seen after 11-23, by 11-25
-    plan = plan_name_changes([("OLD", "NEW", "2026-11-24"), ("ELSE", "OTHER", "2026-11-25")], list(table.companies.values()),
+    plan = plan_name_changes([("OLD", "NEW", "2026-11-24"), ("ELSE", "OTHER", "2026-11-25")],
+                             list(table.companies.values()),
                              {s: v["view_of"] for s, v in table.views.items()}, "2026-11-26T05:00:00Z")
     table.apply(plan)
     assert spans_of(table.companies["X"]["symbols"]) == [Span("OLD", None, "2026-11-24"),  # the sync's window is kept
@@ -207,7 +218,8 @@ def test_a_name_change_dates_a_rename_the_sync_saw_and_records_one_it_has_not():
     assert table.companies["Y"]["symbol"] == "ELSE"  # Alpaca's fields stay as the sync saw them
     assert table.views["OTHER"]["alpaca_id"] == "Y" and table.views["ELSE"]["renamed_to"] == "OTHER"
     # the sync then sees Y's rename: its dated history stands
-    table.sync([row("NEW", alpaca_id="X"), row("OTHER", alpaca_id="Y")], Observation("2026-11-27T04:00:00Z", "2026-11-27", "2026-11-25"))
+    table.sync([row("NEW", alpaca_id="X"), row("OTHER", alpaca_id="Y")],
+               Observation("2026-11-27T04:00:00Z", "2026-11-27", "2026-11-25"))
     assert spans_of(table.companies["Y"]["symbols"])[-1] == Span("OTHER", "2026-11-25", None, "name_change")
     again = plan_name_changes([("OLD", "NEW", "2026-11-24")], list(table.companies.values()),
                               {s: v["view_of"] for s, v in table.views.items()}, "2026-11-28T05:00:00Z")
@@ -234,7 +246,8 @@ def test_a_plan_from_the_decision_fields_loading_what_it_copies_is_the_plan_from
         return [table.companies[i] for i in ids if i in table.companies]
 
     cut = [{k: i[k] for k in COMPANY_DECISION_FIELDS if k in i} for i in table.companies.values()]
-    planned = plan_loading_whole(lambda companies: plan_sync(today, companies, views, DAY2, held_back_ids={"id-S050"}), cut, load)
+    planned = plan_loading_whole(lambda companies: plan_sync(today, companies, views, DAY2, held_back_ids={"id-S050"}),
+                                 cut, load)
     assert planned.companies == whole.companies and planned.views == whole.views and planned.counts == whole.counts
     assert planned.changes == whole.changes and planned.listed_after == whole.listed_after
     assert set().union(*loads) == {item["alpaca_id"] for item, read in whole.companies if read is not None}

@@ -21,7 +21,8 @@ def test_daily_schedule_ticks_at_four_utc_and_requests_the_sync():
 
 def test_the_job_holds_the_sync_assets_in_lineage_order():
     job = defs.resolve_job_def("asset_sync_job")
-    assert {n.name for n in job.graph.nodes} == {"alpaca_assets", "validated_assets", "assets_table", "asset_status_events"}
+    assert {n.name for n in job.graph.nodes} == {"alpaca_assets", "validated_assets", "assets_table",
+                                                 "asset_status_events"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("assets_table")).parent_keys == {dg.AssetKey("validated_assets")}
     assert graph.get(dg.AssetKey("validated_assets")).parent_keys == {dg.AssetKey("alpaca_assets")}

@@ -31,11 +31,13 @@ def test_first_sync_loads_every_listed_asset_and_a_second_writes_nothing(sync_en
     assert set(items) == listed
     brk = items["BRK.B"]
     assert brk["asset_id"] == symbol_key("BRK.B") and brk["data_source"] == "alpaca" and brk["status"] == "active"
-    for field in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "status_changed_at", "alpaca_id", "attributes"):
+    for field in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "status_changed_at", "alpaca_id",
+                  "attributes"):
         assert brk[field]
     assert brk["holders"] == [{"alpaca_id": brk["alpaca_id"]}]
     company = companies(sync_env)["BRK.B"]
-    assert company["asset_id"] == f"ID#{brk['alpaca_id']}" and company["symbols"] == [{"symbol": "BRK.B", "source": "sync"}]
+    assert (company["asset_id"] == f"ID#{brk['alpaca_id']}"
+            and company["symbols"] == [{"symbol": "BRK.B", "source": "sync"}])
     assert company["pollenation_status"] == "pending" and company["pollenation_pending"] == "1"
     assert items["BTC/USD"]["min_order_size"] and items["BTC/USD"]["asset_class"] == "crypto"
     assert all(item["name"] == item["name"].strip() and "  " not in item["name"] for item in items.values())
@@ -64,10 +66,12 @@ def test_listings_delistings_reactivations_and_renames_are_exactly_what_changes(
     result = run_sync()
     assert result.success
     assert sync_counts(result) == {"new": 50, "updated": 0, "deactivated": 30, "reactivated": 5, "renamed": 2,
-                                   "unchanged": len(before) - 30 - 5 - 2, "write_requests": sync_counts(result)["write_requests"]}
+                                   "unchanged": len(before) - 30 - 5 - 2,
+                                   "write_requests": sync_counts(result)["write_requests"]}
     after = table_items(sync_env)
     changed = {s for s in after if after[s] != before.get(s)}
-    assert changed == set(day.listed) | set(day.delisted) | set(day.reactivated) | set(day.renamed) | set(day.renamed.values())
+    assert changed == (set(day.listed) | set(day.delisted) | set(day.reactivated) | set(day.renamed)
+                       | set(day.renamed.values()))
     for symbol in day.listed:
         assert after[symbol]["status"] == "active" and companies(sync_env)[symbol]["pollenation_status"] == "pending"
     for symbol in day.delisted:
@@ -100,7 +104,8 @@ def test_an_empty_or_truncated_answer_trips_the_guard_and_writes_nothing(sync_en
     assert check_results(result)["mass_delisting_guard"] is False
     assert not result.asset_materializations_for_node("assets_table")
     assert table_items(sync_env) == before
-    metrics = boto3.client("cloudwatch").list_metrics(Namespace="Signal9/Pipeline", MetricName="MassDelistingGuardTripped")
+    metrics = boto3.client("cloudwatch").list_metrics(Namespace="Signal9/Pipeline",
+                                                      MetricName="MassDelistingGuardTripped")
     assert metrics["Metrics"]
 
 
@@ -150,7 +155,8 @@ def test_alpaca_refusing_the_keys_fails_with_the_typed_error_and_leaves_the_tabl
     put_universe(sync_env, base)
     assert run_sync().success
     before = table_items(sync_env)
-    requests.post(f"{sync_env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"error_rate": 1.0, "error_statuses": [401]}, timeout=10)
+    requests.post(f"{sync_env['SIGNAL9_SANDBOX_URL']}/_sandbox/faults",
+                  json={"error_rate": 1.0, "error_statuses": [401]}, timeout=10)
     result = run_sync()
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)

@@ -26,17 +26,18 @@ def equity(**fields) -> dict:
         "id": str(uuid.uuid4()), "class": "us_equity", "exchange": "NASDAQ", "symbol": "AAPL",
         "name": "Apple Inc. Common Stock", "status": "active", "tradable": True, "marginable": True,
         "maintenance_margin_requirement": 30, "margin_requirement_long": "30", "margin_requirement_short": "30",
-        "shortable": True, "easy_to_borrow": True, "fractionable": True, "attributes": ["fractional_eh_enabled", "has_options"],
+        "shortable": True, "easy_to_borrow": True, "fractionable": True,
+        "attributes": ["fractional_eh_enabled", "has_options"],
     }
     return row | fields
 
 
 def crypto(**fields) -> dict:
     row = equity(**{
-        "class": "crypto", "exchange": "CRYPTO", "symbol": "BTC/USD", "name": "Bitcoin / US Dollar", "marginable": False,
-        "maintenance_margin_requirement": 100, "margin_requirement_long": "100", "margin_requirement_short": "100",
-        "shortable": False, "easy_to_borrow": False, "attributes": [], "min_order_size": "0.000000002",
-        "min_trade_increment": "0.000000001", "price_increment": "1",
+        "class": "crypto", "exchange": "CRYPTO", "symbol": "BTC/USD", "name": "Bitcoin / US Dollar",
+        "marginable": False, "maintenance_margin_requirement": 100, "margin_requirement_long": "100",
+        "margin_requirement_short": "100", "shortable": False, "easy_to_borrow": False, "attributes": [],
+        "min_order_size": "0.000000002", "min_trade_increment": "0.000000001", "price_increment": "1",
     })
     return row | fields
 
@@ -94,7 +95,8 @@ def test_default_universe_is_valid_its_inactive_twins_included(default_universe,
 
 def test_default_universe_keeps_the_symbol_forms_naive_validators_reject(universe_result):
     valid = universe_result.valid.set_index("symbol")
-    for symbol in ("AAPL", "BRK.B", "BF.B", "F.PRB", "FLYX.WS", "GRAF.U", "FACTW", "FATBP", "BTC/USD", "SUSHI/USDT", "ETH/BTC"):
+    for symbol in ("AAPL", "BRK.B", "BF.B", "F.PRB", "FLYX.WS", "GRAF.U", "FACTW", "FATBP", "BTC/USD", "SUSHI/USDT",
+                   "ETH/BTC"):
         assert symbol in valid.index
     assert valid.loc["GLD", "exchange"] == "NYSEARCA"
     assert valid.loc["BTC/USD", "asset_class"] == "crypto"
@@ -130,7 +132,8 @@ def test_missing_optional_fields_take_their_defaults():
     assert record["maintenance_margin_requirement"] is None and record["price_increment"] is None
 
 
-@pytest.mark.parametrize("alpaca_id", ["not-a-uuid", "' OR 1=1 --", "b0b6dd9d8b9b48a9ba46b9d54906e415x", "b0b6dd9d-8b9b-48a9-ba46-b9d54906e41\u0665"])
+@pytest.mark.parametrize("alpaca_id", ["not-a-uuid", "' OR 1=1 --", "b0b6dd9d8b9b48a9ba46b9d54906e415x",
+                                       "b0b6dd9d-8b9b-48a9-ba46-b9d54906e41\u0665"])
 def test_an_id_that_is_no_uuid_is_quarantined(alpaca_id):
     assert rejection(equity(id=alpaca_id)).startswith(f"id {alpaca_id!r} is not a UUID")
 
@@ -140,10 +143,12 @@ def test_an_id_that_is_not_a_string_is_quarantined():
 
 
 def test_an_uppercase_id_is_stored_lowercase():
-    assert accepted(equity(id="B0B6DD9D-8B9B-48A9-BA46-B9D54906E415"))["alpaca_id"] == "b0b6dd9d-8b9b-48a9-ba46-b9d54906e415"
+    assert (accepted(equity(id="B0B6DD9D-8B9B-48A9-BA46-B9D54906E415"))["alpaca_id"]
+            == "b0b6dd9d-8b9b-48a9-ba46-b9d54906e415")
 
 
-@pytest.mark.parametrize("symbol", ["BRK.B", "F.PRB", "FLYX.WS", "GRAF.U", "FACTW", "PJWEF", "A", "ABCDEFG.ABCD", "BTC/USD", "SUSHI/USDT", "PEPE/USD", "1INCH/USD"])
+@pytest.mark.parametrize("symbol", ["BRK.B", "F.PRB", "FLYX.WS", "GRAF.U", "FACTW", "PJWEF", "A", "ABCDEFG.ABCD",
+                                    "BTC/USD", "SUSHI/USDT", "PEPE/USD", "1INCH/USD"])
 def test_real_symbol_forms_are_valid(symbol):
     assert accepted(equity(symbol=symbol))["symbol"] == symbol
 
@@ -159,7 +164,8 @@ def test_a_symbol_outside_the_listed_forms_is_quarantined(symbol):
 
 def test_a_symbol_reason_names_the_field_and_the_problem():
     assert rejection(equity(symbol="AB$C")) == "symbol 'AB$C' has characters outside A-Z 0-9 . /"
-    assert rejection(equity(symbol="BRK.BBBBB")) == "symbol 'BRK.BBBBB' is neither an equity symbol like BRK.B nor a crypto pair like BTC/USD"
+    assert rejection(equity(symbol="BRK.BBBBB")) == ("symbol 'BRK.BBBBB' is neither an equity symbol like BRK.B"
+                                                     " nor a crypto pair like BTC/USD")
 
 
 def test_a_symbol_that_is_not_a_string_is_quarantined():
@@ -222,11 +228,13 @@ def test_a_listing_with_a_soft_hyphen_in_its_name_is_kept_with_the_hyphen_remove
         "id": "4f5baf1e-0e9b-4d85-b88a-d874dc4a3c42", "class": "us_equity", "exchange": "NASDAQ", "symbol": "XYZ",
         "name": "Foo\u00adbar Inc. Common Stock", "status": "active", "tradable": True, "marginable": True,
         "maintenance_margin_requirement": 30, "margin_requirement_long": "30", "margin_requirement_short": "30",
-        "shortable": True, "easy_to_borrow": True, "fractionable": True, "attributes": ["fractional_eh_enabled", "has_options"],
+        "shortable": True, "easy_to_borrow": True, "fractionable": True,
+        "attributes": ["fractional_eh_enabled", "has_options"],
     }
     result = validate_assets([listing])
     assert result.quarantined == []
-    assert result.valid.iloc[0][["symbol", "name", "status", "tradable"]].to_list() == ["XYZ", "Foobar Inc. Common Stock", "active", True]
+    assert (result.valid.iloc[0][["symbol", "name", "status", "tradable"]].to_list()
+            == ["XYZ", "Foobar Inc. Common Stock", "active", True])
     assert result.warnings == {"name:control_or_format_characters": 1}
 
 
@@ -247,7 +255,8 @@ def test_an_empty_name_is_kept_with_a_warning(name):
 
 
 def test_a_name_is_stored_composed_to_nfc():
-    assert kept_name("Soci\u0065\u0301t\u0065\u0301 G\u0065\u0301n\u0065\u0301rale") == ("Soci\u00e9t\u00e9 G\u00e9n\u00e9rale", {"name:not_nfc": 1})
+    assert (kept_name("Soci\u0065\u0301t\u0065\u0301 G\u0065\u0301n\u0065\u0301rale")
+            == ("Soci\u00e9t\u00e9 G\u00e9n\u00e9rale", {"name:not_nfc": 1}))
 
 
 def test_a_name_is_data_so_injection_text_in_it_is_kept_verbatim():
@@ -266,7 +275,8 @@ def test_a_name_that_is_not_a_string_is_kept_empty_with_a_warning(name):
 
 
 def test_a_bad_symbol_or_id_is_quarantined_whatever_the_name_and_its_name_is_not_counted():
-    result = validate_assets([equity(symbol="AA PL", name="Foo\u00adbar"), equity(symbol="MSFT", id="not-a-uuid", name="\x00"),
+    result = validate_assets([equity(symbol="AA PL", name="Foo\u00adbar"),
+                              equity(symbol="MSFT", id="not-a-uuid", name="\x00"),
                               equity(symbol="GOOG", name="Alpha\u200bbet")])
     assert list(result.valid.symbol) == ["GOOG"]
     assert [q.reason for q in result.quarantined] == ["symbol 'AA PL' has characters outside A-Z 0-9 . /",
@@ -276,10 +286,12 @@ def test_a_bad_symbol_or_id_is_quarantined_whatever_the_name_and_its_name_is_not
 
 def test_a_cleaned_name_is_stored_so_the_next_day_plans_no_change():
     raw = [equity(symbol="XYZ", name="Foo\u00adbar\u200b  Inc.\tCommon Stock")]
-    first = plan_sync(validate_assets(raw).valid.to_dict("records"), [], {}, Observation("2024-06-03T04:00:00Z", "2024-06-03"))
+    first = plan_sync(validate_assets(raw).valid.to_dict("records"), [], {},
+                      Observation("2024-06-03T04:00:00Z", "2024-06-03"))
     assert [item["name"] for item, _ in first.companies] == ["Foobar Inc. Common Stock"]
     again = plan_sync(validate_assets(raw).valid.to_dict("records"), [item for item, _ in first.companies],
-                      {v["symbol"]: v["view_of"] for v in first.views}, Observation("2024-06-04T04:00:00Z", "2024-06-04"))
+                      {v["symbol"]: v["view_of"] for v in first.views},
+                      Observation("2024-06-04T04:00:00Z", "2024-06-04"))
     assert again.companies == [] and again.views == [] and again.counts["unchanged"] == 1
 
 
@@ -292,7 +304,8 @@ def stored_names(names: list[object]) -> tuple[list[str], dict[str, int]]:
 
 # Any text at all, lone surrogates included: every row is kept, with its name in the stored form.
 @settings(PROPERTY_SETTINGS, max_examples=25)
-@given(st.lists(st.text(st.characters(exclude_categories=()), max_size=300) | st.sampled_from(HOSTILE_STRINGS), min_size=1, max_size=30))
+@given(st.lists(st.text(st.characters(exclude_categories=()), max_size=300) | st.sampled_from(HOSTILE_STRINGS),
+                min_size=1, max_size=30))
 def test_any_text_name_is_kept_in_a_stored_form_that_normalises_to_itself(names):
     stored, _ = stored_names(names)
     for name in stored:
@@ -312,8 +325,8 @@ def test_decimals_are_stored_as_canonical_strings(value, canonical):
 
 
 @pytest.mark.parametrize("value", [
-    float("nan"), float("inf"), float("-inf"), 1e400, "1e400", "NaN", "Infinity", -5, -0.5, "-5", "abc", "30 ", "3_0", "",
-    "\u0663\u0660", 10**40, "1" * 19, "0." + "0" * 18 + "1",
+    float("nan"), float("inf"), float("-inf"), 1e400, "1e400", "NaN", "Infinity", -5, -0.5, "-5", "abc", "30 ", "3_0",
+    "", "\u0663\u0660", 10**40, "1" * 19, "0." + "0" * 18 + "1",
 ])
 def test_a_decimal_that_is_not_a_plain_non_negative_number_is_quarantined(value):
     assert rejection(equity(margin_requirement_long=value)).startswith("margin_requirement_long ")
@@ -321,19 +334,23 @@ def test_a_decimal_that_is_not_a_plain_non_negative_number_is_quarantined(value)
 
 @pytest.mark.parametrize("value", [True, False, [30], {"$gt": 0}])
 def test_a_decimal_of_the_wrong_type_is_quarantined(value):
-    assert rejection(equity(price_increment=value)) == f"price_increment must be a number or a numeric string, got {type(value).__name__}"
+    assert rejection(equity(price_increment=value)) == ("price_increment must be a number or a numeric string,"
+                                                        f" got {type(value).__name__}")
 
 
 def test_an_overflowing_json_number_is_quarantined():
-    row = json.loads(json.dumps(equity()).replace('"maintenance_margin_requirement": 30', '"maintenance_margin_requirement": 1e400'))
-    assert rejection(row) == "maintenance_margin_requirement 'Infinity' is not a non-negative decimal number with at most 18 digits before and after the point"
+    row = json.loads(json.dumps(equity()).replace('"maintenance_margin_requirement": 30',
+                                                  '"maintenance_margin_requirement": 1e400'))
+    assert rejection(row) == ("maintenance_margin_requirement 'Infinity' is not a non-negative decimal number"
+                              " with at most 18 digits before and after the point")
 
 
 def test_attributes_are_sorted_and_deduplicated():
     assert accepted(equity(attributes=["has_options", "ipo", "has_options"]))["attributes"] == ["has_options", "ipo"]
 
 
-@pytest.mark.parametrize("attributes", ["has_options", {"has_options": True}, ["ipo", 3], [["ipo"]], ["x" * 65], ["ipo\x00"], [""], [f"a{n}" for n in range(33)]])
+@pytest.mark.parametrize("attributes", ["has_options", {"has_options": True}, ["ipo", 3], [["ipo"]], ["x" * 65],
+                                        ["ipo\x00"], [""], [f"a{n}" for n in range(33)]])
 def test_attributes_that_are_not_a_short_list_of_short_printable_strings_are_quarantined(attributes):
     assert rejection(equity(attributes=attributes)).startswith("attributes ")
 
@@ -381,7 +398,8 @@ def test_the_schema_refuses_two_listed_companies_under_one_symbol():
 
 def test_an_id_listed_with_two_symbols_is_quarantined_twice():
     shared = str(uuid.uuid4())
-    result = validate_assets([equity(id=shared, symbol="AAPL"), equity(id=shared, symbol="APPL"), equity(symbol="MSFT")])
+    result = validate_assets([equity(id=shared, symbol="AAPL"), equity(id=shared, symbol="APPL"),
+                              equity(symbol="MSFT")])
     assert list(result.valid.symbol) == ["MSFT"]
     assert [q.row for q in result.quarantined] == [0, 1]
     assert all(q.reason.startswith(f"duplicate id '{shared}'") for q in result.quarantined)

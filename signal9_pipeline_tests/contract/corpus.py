@@ -67,7 +67,8 @@ class Entry:
         """Bars of the endpoints the pipeline uses (v2 stocks; crypto v1beta3, or v1beta2 of the same shape), in a
         timeframe it stores; latest bars too (minute bars). Left out: the legacy v1beta1 crypto bodies, whose
         per-exchange bars and unslashed symbols the current endpoint no longer serves, and timeframes like 2Hour."""
-        current = self.path.startswith("/v2/stocks/") or self.path.startswith(("/v1beta3/crypto/us/", "/v1beta2/crypto/"))
+        current = (self.path.startswith("/v2/stocks/")
+                   or self.path.startswith(("/v1beta3/crypto/us/", "/v1beta2/crypto/")))
         bars = self.kind in LATEST_KINDS or (self.kind in BARS_KINDS and self.recorded_timeframe in _ALIASES)
         return bars and self.status == 200 and current and bool(self.bars_by_symbol())
 
@@ -98,7 +99,8 @@ def bars_from_dataframe_csv(text: str) -> dict:
             raise ValueError(f"bars CSV row of {row['symbol']} has a time not in UTC: {stamp!r}")
         bars.setdefault(row["symbol"], []).append({
             "t": stamp[:-6].replace(" ", "T") + "Z",
-            **{key: json.loads(row[column]) for key, column in (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"))},
+            **{key: json.loads(row[column])
+               for key, column in (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"))},
             "v": _whole(row["volume"]), "n": _whole(row["trade_count"]), "vw": json.loads(row["vwap"])})
     return {"bars": bars, "next_page_token": None}
 

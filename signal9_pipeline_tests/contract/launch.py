@@ -43,20 +43,22 @@ class Launcher:
         home.mkdir(exist_ok=True)
         (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
         self.home = home
-        self.env = {**os.environ, "DAGSTER_HOME": str(home), "VIRTUAL_ENV": str(VENV_BIN.parent), "ALPACA_DATA_URL": replay_url,
-                    "SIGNAL9_BARS_START_DATE": first_partition.isoformat()}
+        self.env = {**os.environ, "DAGSTER_HOME": str(home), "VIRTUAL_ENV": str(VENV_BIN.parent),
+                    "ALPACA_DATA_URL": replay_url, "SIGNAL9_BARS_START_DATE": first_partition.isoformat()}
 
     def launch(self, timeframe: str, first: date, last: date, watchlist: str = "SPY") -> Outcome:
         """One run over first..last, which must succeed; what it recorded."""
         partition_range = f"{first.isoformat()}|{timeframe}...{last.isoformat()}|{timeframe}"
-        done = subprocess.run([str(VENV_BIN / "dg"), "launch", "--assets", "ohlc_bars", "--partition-range", partition_range],
+        done = subprocess.run([str(VENV_BIN / "dg"), "launch", "--assets", "ohlc_bars",
+                               "--partition-range", partition_range],
                               cwd=PROJECT_ROOT, env={**self.env, "SIGNAL9_INTRADAY_WATCHLIST": watchlist},
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
             assert {r.status for r in instance.get_runs()} == {dg.DagsterRunStatus.SUCCESS}
             event = instance.get_latest_materialization_event(dg.AssetKey("ohlc_bars"))
-            records = instance.get_records_for_run(event.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+            records = instance.get_records_for_run(event.run_id,
+                                                   of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
             checks = {e.check_name: e for e in (r.event_log_entry.dagster_event.event_specific_data for r in records)}
             observed = instance.fetch_observations(dg.AssetKey("ohlc_bars"), limit=10_000, ascending=True).records
             return Outcome(event.asset_materialization.metadata, checks,

@@ -124,7 +124,8 @@ def test_each_recording_has_the_envelope_and_each_types_fields(entry: corpus.Ent
                     assert kind == "string" and value, (field, value)
 
 
-CURRENT_SHAPE = [e for e in RECORDINGS if all("id" in a for actions in corpus.actions_by_type(e).values() for a in actions)]
+CURRENT_SHAPE = [e for e in RECORDINGS
+                 if all("id" in a for actions in corpus.actions_by_type(e).values() for a in actions)]
 
 
 @pytest.mark.parametrize("entry", CURRENT_SHAPE, ids=[e.name for e in CURRENT_SHAPE])

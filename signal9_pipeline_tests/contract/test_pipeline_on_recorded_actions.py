@@ -113,7 +113,8 @@ def test_recorded_and_hostile_actions_through_the_asset(bars_env, replay, defaul
     evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
                    if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert "bad-ratio" in evaluations["ratios_valid"].description
-    assert "TPG 2026-02-18: Alpaca's all-adjusted close 47.2900, ours 47.3300" in evaluations["agrees_with_alpaca_adjusted"].description
+    assert ("TPG 2026-02-18: Alpaca's all-adjusted close 47.2900, ours 47.3300"
+            in evaluations["agrees_with_alpaca_adjusted"].description)
     metadata = result.asset_materializations_for_node("corporate_actions")[0].metadata
     assert (metadata["cash_dividends"].value, metadata["reverse_splits"].value) == (1, 2)
     assert (metadata["unknown_types"].value, metadata["held_back"].value) == (1, 1)

@@ -61,7 +61,8 @@ class Run:
         it ends by the open, post-market otherwise; crypto and daily bars are regular."""
         figures = dict.fromkeys(("pre_market", "regular", "post_market", "zero_trade"), 0)
         present: dict[date, set[str]] = {}
-        step = pd.Timedelta(minutes={"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60}.get(self.timeframe, 0))
+        step = pd.Timedelta(minutes={"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30,
+                                     "1Hour": 60}.get(self.timeframe, 0))
         for symbol, (asset_class, bars) in self.bars.items():
             for stamp, bar in bars.items():
                 t = pd.Timestamp(stamp)
@@ -74,7 +75,8 @@ class Run:
                 figures["pre_market" if t + step <= session["open"] else
                         "regular" if t < session["close"] else "post_market"] += 1
         days = pd.date_range(self.days()[0], self.days()[-1]).date
-        expected = {d: {s for s, (c, _) in self.bars.items() if c == CRYPTO or XNYS.is_session(pd.Timestamp(d))} for d in days}
+        expected = {d: {s for s, (c, _) in self.bars.items() if c == CRYPTO or XNYS.is_session(pd.Timestamp(d))}
+                    for d in days}
         figures["missing_symbol_days"] = sum(len(symbols - present.get(d, set())) for d, symbols in expected.items())
         return figures
 

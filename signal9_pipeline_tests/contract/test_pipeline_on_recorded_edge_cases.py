@@ -31,16 +31,19 @@ AAPL_DAY = "sebstefenel_aapl_1min_2024-07-01_alpacapy_df"
 
 @pytest.fixture
 def cli(bars_env, replay, tmp_path):
-    """Alpaca's market-data host is the replay server, the trading host (asset list) the sandbox; partitions from 2021."""
+    """Alpaca's market-data host is the replay server, the trading host (asset list) the sandbox; partitions from
+    2021."""
     replay.clear()
     return Launcher(tmp_path / "dagster", replay.url, date(2021, 1, 1))
 
 
 def stored_item(env: dict, series: str, bucket: str) -> dict:
-    return DynamoDBResource.from_settings().get_items(env["SIGNAL9_MARKET_DATA_TABLE"], [{"series": series, "day": bucket}])[0]
+    return DynamoDBResource.from_settings().get_items(env["SIGNAL9_MARKET_DATA_TABLE"],
+                                                      [{"series": series, "day": bucket}])[0]
 
 
-def test_an_impossible_bar_of_a_real_day_is_held_back_alone_and_the_corrected_one_stored_on_rerun(cli, bars_env, replay):
+def test_an_impossible_bar_of_a_real_day_is_held_back_alone_and_the_corrected_one_stored_on_rerun(cli, bars_env,
+                                                                                                  replay):
     day = corpus.entry(AAPL_DAY).bars_by_symbol()["AAPL"]
     spoiled = copy.deepcopy(day)
     victim = spoiled[400]
@@ -59,7 +62,8 @@ def test_an_impossible_bar_of_a_real_day_is_held_back_alone_and_the_corrected_on
     assert f"AAPL {stamp} h:" in first.observations["2024-07-01|1Min"]["held_back"].value  # the partition's own record
     stored = read_bars("AAPL", "1Min", *window)
     assert len(stored) == len(day) - 1 and pd.Timestamp(victim["t"]) not in set(stored["timestamp"])
-    assert [(h["t"], h["field"]) for h in stored_item(bars_env, f"{aapl}#1Min", "2024-07-01")["held_back"]] == [(stamp, "h")]
+    assert ([(h["t"], h["field"]) for h in stored_item(bars_env, f"{aapl}#1Min", "2024-07-01")["held_back"]]
+            == [(stamp, "h")])
 
     replay.load(PATHS["stock_bars"], "1Min", {"AAPL": day})  # Alpaca corrects the bar
     rerun = cli.launch("1Min", day_of, day_of, "AAPL")
@@ -73,12 +77,14 @@ def test_an_impossible_bar_of_a_real_day_is_held_back_alone_and_the_corrected_on
 CENTRAL_STAMPED = ["issue_btcusd_1day_2022-01_csv_converted", "docs_btcusd_1day_2022-09_converted"]  # 06:00Z, 05:00Z
 
 
-def test_a_crypto_day_stored_with_the_us_central_stamp_keeps_one_bar_when_alpaca_answers_utc_midnight(cli, bars_env, replay):
+def test_a_crypto_day_stored_with_the_us_central_stamp_keeps_one_bar_when_alpaca_answers_utc_midnight(cli, bars_env,
+                                                                                                      replay):
     list_assets(bars_env, {"BTC/USD": CRYPTO})
     recorded = [b for name in CENTRAL_STAMPED for b in corpus.entry(name).bars_by_symbol()["BTC/USD"]]
     assert {b["t"][11:] for b in recorded} == {"06:00:00Z", "05:00:00Z"}  # winter and summer, both sides of DST
     ranges = [(min(days), max(days)) for days in (
-        [date.fromisoformat(b["t"][:10]) for b in corpus.entry(n).bars_by_symbol()["BTC/USD"]] for n in CENTRAL_STAMPED)]
+        [date.fromisoformat(b["t"][:10]) for b in corpus.entry(n).bars_by_symbol()["BTC/USD"]]
+        for n in CENTRAL_STAMPED)]
     year = datetime(2022, 1, 1), datetime(2023, 1, 1)
 
     def materialize_all():

@@ -27,7 +27,8 @@ EXPECTED = {  # recording -> [(status, typed error)], the status where the sourc
     "faq_data_subscription_sip_recent": [(403, AlpacaSubscriptionError), (422, AlpacaSubscriptionError)],
     "issue_data_422_invalid_timeframe": [(422, AlpacaRequestError)],
     "issue_data_message_only_timeframe_too_large": [(422, AlpacaRequestError), (400, AlpacaRequestError)],
-    "issue_data_subscription_past_15_minutes_converted": [(422, AlpacaSubscriptionError), (403, AlpacaSubscriptionError)],
+    "issue_data_subscription_past_15_minutes_converted": [(422, AlpacaSubscriptionError),
+                                                          (403, AlpacaSubscriptionError)],
     "issue_trading_429_rate_limit_message_converted": [(429, AlpacaRateLimitError)],
     "learn_trading_401_unauthorized": [(401, AlpacaAuthError)],
     "alpacapy_broker_401_request_not_authorized": [(401, AlpacaAuthError)],
@@ -35,7 +36,8 @@ EXPECTED = {  # recording -> [(status, typed error)], the status where the sourc
     "ccxt_forbidden_message_only": [(403, AlpacaAuthError)],
     "ccxt_trading_429_rate_limit_exceeded": [(429, AlpacaRateLimitError)],
 }
-CASES = [(e, status, error) for e in corpus.of_kind("error") if e.name in EXPECTED for status, error in EXPECTED[e.name]]
+CASES = [(e, status, error) for e in corpus.of_kind("error") if e.name in EXPECTED
+         for status, error in EXPECTED[e.name]]
 
 
 @pytest.fixture

@@ -161,7 +161,8 @@ def test_crypto_bars_without_trades_come_as_the_recorded_ones(server):
     assert len(recorded) == 3 and all((b["v"], b["n"], b["vw"]) == (0, 0, 0) for b in recorded)
     assert any(b["o"] != b["c"] for b in recorded)  # quote-priced: the prices still move without trades
     page = sandbox_get(server, "/v1beta3/crypto/us/bars", {"symbols": "AAVE/USD", "timeframe": "1Min", "limit": 10_000,
-                                                          "start": "2024-06-03T00:00:00Z", "end": "2024-06-03T23:59:00Z"}).json()
+                                                          "start": "2024-06-03T00:00:00Z",
+                                                          "end": "2024-06-03T23:59:00Z"}).json()
     quiet = [b for b in page["bars"]["AAVE/USD"] if b["n"] == 0]
     assert quiet and all(set(b) == set(recorded[0]) and b["v"] == 0 and b["vw"] == 0 for b in quiet)
     assert all(b["l"] <= min(b["o"], b["c"]) and b["h"] >= max(b["o"], b["c"]) for b in quiet)
@@ -180,7 +181,8 @@ def test_an_unknown_symbol_is_answered_as_recorded(server, name, path, params):
 
 def test_a_malformed_crypto_pair_is_refused_with_the_recorded_body(server):
     recorded = corpus.entry("ccxt_data_invalid_crypto_symbol")
-    answer = sandbox_get(server, recorded.path, recorded.params | {"timeframe": "1Day", "start": "2024-06-03T00:00:00Z"})
+    answer = sandbox_get(server, recorded.path,
+                         recorded.params | {"timeframe": "1Day", "start": "2024-06-03T00:00:00Z"})
     assert answer.status_code == 400 and answer.json() == recorded.body
 
 
@@ -193,7 +195,8 @@ def test_the_recent_sip_refusal_is_the_recorded_body_with_its_status(server, set
     settings(plan="free")
     end = pd.Timestamp.now(tz="UTC").floor("min")
     answer = sandbox_get(server, "/v2/stocks/bars", {"symbols": "AAPL", "timeframe": "1Min", "feed": "sip",
-                                                    "start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()})
+                                                    "start": (end - timedelta(hours=1)).isoformat(),
+                                                    "end": end.isoformat()})
     assert answer.status_code == 403  # Alpaca's FAQ files it under "Why am I getting HTTP 403"
     assert answer.json() == recorded_error("faq_data_subscription_sip_recent")
     older = end - timedelta(minutes=20)
@@ -231,7 +234,8 @@ def test_assets_have_the_recorded_fields_and_types(server):
     recorded_equity = [e.body for e in corpus.of_kind("asset") if e.body["class"] == "us_equity"]
     for recorded in [*recorded_crypto[:10], *recorded_equity]:
         mine = next(a for a in served.values() if a["class"] == recorded["class"] and set(recorded) <= set(a))
-        assert {k: json_type(mine[k]) for k in recorded} == {k: json_type(v) for k, v in recorded.items()}, recorded["symbol"]
+        assert ({k: json_type(mine[k]) for k in recorded}
+                == {k: json_type(v) for k, v in recorded.items()}), recorded["symbol"]
     for recorded in recorded_crypto:
         if recorded["symbol"] in served:
             assert set(recorded) <= set(served[recorded["symbol"]])
@@ -252,7 +256,8 @@ def test_rate_limit_answers_are_the_recorded_ones(sandbox_factory):
     data = sandbox_get(server, "/v2/stocks/bars", {"symbols": "AAPL", "timeframe": "1Day"})
     # The data API's own 429 text has no recording with a source to name; its shape is that of the recorded
     # data-API errors: a message only.
-    assert data.status_code == 429 and set(data.json()) == set(recorded_error("issue_data_message_only_timeframe_too_large"))
+    assert data.status_code == 429 and set(data.json()) == set(recorded_error(
+        "issue_data_message_only_timeframe_too_large"))
 
 
 # Facebook's Alpaca id, recorded as "FB" in 2021 asset responses and as "META" in 2025 order and position responses.
@@ -261,9 +266,11 @@ METAVERSE_ETF_ID = "1f1a3f4e-6b59-4f63-9d3b-7c2b2f6c5a10"  # the sandbox's own i
 
 
 def meta_history(sandbox_factory, default_universe):
-    """A sandbox whose list went through issue 526's sequence: the ETF META -> METV (2022-01-31), FB -> META (2022-06-09)."""
+    """A sandbox whose list went through issue 526's sequence: the ETF META -> METV (2022-01-31), FB -> META
+    (2022-06-09)."""
     template = next(a for a in default_universe if a["symbol"] == "AAPL")
-    etf, facebook = {**template, "id": METAVERSE_ETF_ID, "symbol": "META"}, {**template, "id": FACEBOOK_ID, "symbol": "FB"}
+    etf, facebook = ({**template, "id": METAVERSE_ETF_ID, "symbol": "META"},
+                     {**template, "id": FACEBOOK_ID, "symbol": "FB"})
     server = sandbox_factory([etf, facebook])
     for universe, effective in (([{**etf, "symbol": "METV"}, facebook], "2022-01-31"),
                                 ([{**etf, "symbol": "METV"}, {**facebook, "symbol": "META"}], "2022-06-09")):
@@ -277,7 +284,8 @@ def daily_stamps(server, symbol: str, **params) -> list[str]:
     return [b["t"] for b in page["bars"].get(symbol, [])]
 
 
-def test_a_symbol_asked_as_of_a_date_answers_its_company_then_as_the_recorded_meta_pages_show(sandbox_factory, default_universe):
+def test_a_symbol_asked_as_of_a_date_answers_its_company_then_as_the_recorded_meta_pages_show(sandbox_factory,
+                                                                                              default_universe):
     """The recorded pages (asof 2022-06-09, limit 2) carry Facebook's pre-rename bar of 2022-06-08 under META."""
     server = meta_history(sandbox_factory, default_universe)
     pages = [corpus.entry(f"go_meta_1day_asof_single_page{n}") for n in (1, 2)]

@@ -69,7 +69,8 @@ def test_an_action_not_yet_in_effect_changes_nothing():
     assert got.price.tolist() == [1.0]
 
 
-@pytest.mark.parametrize("new, old", [(0, 1), (-4, 1), (4, 0), (float("inf"), 1), (float("nan"), 1), ("4", 1), (True, 1)])
+@pytest.mark.parametrize("new, old", [(0, 1), (-4, 1), (4, 0), (float("inf"), 1), (float("nan"), 1), ("4", 1),
+                                      (True, 1)])
 def test_an_impossible_ratio_is_held_back_and_an_adjusted_read_across_it_is_refused(new, old):
     bad = split(new, old)
     assert bad.held_back and any(what == "ratio" for what, _ in bad.problems)
@@ -88,7 +89,8 @@ def test_an_impossible_ratio_is_held_back_and_an_adjusted_read_across_it_is_refu
 ])
 def test_an_impossible_or_disordered_date_is_held_back_with_its_reason(fields, reason):
     base = {"id": "d", "symbol": "AAA", "cusip": "C", "rate": 0.5, "special": False, "foreign": False,
-            "process_date": "2026-11-05", "ex_date": "2026-10-20", "record_date": "2026-10-20", "payable_date": "2026-11-05"}
+            "process_date": "2026-11-05", "ex_date": "2026-10-20", "record_date": "2026-10-20",
+            "payable_date": "2026-11-05"}
     action = parse_action("cash_dividends", {**base, **fields})
     assert reason in action.held_back and any(what == "date" for what, _ in action.problems)
 
@@ -132,7 +134,8 @@ def test_pages_that_are_not_alpacas_shape_are_typed_errors():
 
 
 def test_adjusting_a_frame_uses_each_bars_new_york_trading_day():
-    stamps = pd.to_datetime(["2026-10-02T23:30:00Z", "2026-10-05T08:00:00Z"], utc=True)  # post-market Fri, pre-market Mon
+    # post-market Fri, pre-market Mon
+    stamps = pd.to_datetime(["2026-10-02T23:30:00Z", "2026-10-05T08:00:00Z"], utc=True)
     bars = pd.DataFrame({"timestamp": stamps, "open": [400.0, 100.0], "high": [404.0, 101.0], "low": [396.0, 99.0],
                          "close": [400.0, 100.0], "volume": [10, 40], "trade_count": [3, 9], "vwap": [400.0, 100.0]})
     out = adjusted(bars, [(split(4, 1, ex="2026-10-05"), None)], "split")

@@ -83,12 +83,14 @@ def stored(bars_env, default_universe):
     assert set(found) == {"split", "reverse", "dividend"}, [a.describe() for a in actions]
     result = materialize_bars("1Day", first.isoformat(), last.isoformat())
     assert result.success
-    return bars_env, first, last, found, [a["symbol"] for a in universe if a["class"] == "us_equity" and a["status"] == "active"]
+    return bars_env, first, last, found, [a["symbol"] for a in universe
+                                          if a["class"] == "us_equity" and a["status"] == "active"]
 
 
 def test_adjusted_reads_follow_the_documented_method_to_the_cent_and_raw_stays_raw(stored):
     env, first, last, found, listed = stored
-    start, end = datetime.combine(first, datetime.min.time()), datetime.combine(last + timedelta(days=1), datetime.min.time())
+    start, end = (datetime.combine(first, datetime.min.time()),
+                  datetime.combine(last + timedelta(days=1), datetime.min.time()))
     raw = {k: read_bars(a.symbols[0], "1Day", start, end) for k, a in found.items()}
     split = found["split"]
     before = raw["split"][raw["split"]["timestamp"].dt.tz_convert("America/New_York").dt.date < split.ex_date]
@@ -128,12 +130,14 @@ def test_adjusted_reads_follow_the_documented_method_to_the_cent_and_raw_stays_r
     assert split.id in announced and reverse.id in announced and dividend.id not in announced
     assert announced[split.id]["ratio"] == 4 and announced[split.id]["symbols"] == list(split.symbols)
 
-    # A many-symbol read fetches every company's actions in bulk and equals the one-symbol reads, adjustment by adjustment.
+    # A many-symbol read fetches every company's actions in bulk and equals the one-symbol reads, adjustment by
+    # adjustment.
     symbols = list(dict.fromkeys([a.symbols[0] for a in found.values()] + listed[:12]))
     for adjustment in ("raw", "split", "dividend", "all"):
         one = pd.concat([read_bars(s, "1Day", start, end, adjustment=adjustment).assign(symbol=s) for s in symbols],
                         ignore_index=True)[["symbol", *COLUMNS]]
-        pd.testing.assert_frame_equal(read_bars(symbols, "1Day", start, end, adjustment=adjustment), one, obj=adjustment)
+        pd.testing.assert_frame_equal(read_bars(symbols, "1Day", start, end, adjustment=adjustment), one,
+                                      obj=adjustment)
 
     again = materialize_actions(first, last)  # idempotent: nothing new, nothing announced twice
     again_metadata = again.asset_materializations_for_node("corporate_actions")[0].metadata
@@ -175,9 +179,11 @@ def test_name_changes_agree_with_the_renames_the_sync_records_and_are_announced(
     result = materialize_actions(yesterday, yesterday)
     assert result.success and check_results(result)["names_agree_with_renames"] is True
     company = next(c for c in AssetsTable(DynamoDBResource.from_settings()).companies() if c["symbol"] == stale_old)
-    assert [s["symbol"] for s in company["symbols"]] == [stale_old, stale_new] and company["symbols"][1]["source"] == "name_change"
+    assert ([s["symbol"] for s in company["symbols"]] == [stale_old, stale_new]
+            and company["symbols"][1]["source"] == "name_change")
     assert run_sync().success
-    again = next(c for c in AssetsTable(DynamoDBResource.from_settings()).companies() if c["alpaca_id"] == company["alpaca_id"])
+    again = next(c for c in AssetsTable(DynamoDBResource.from_settings()).companies()
+                 if c["alpaca_id"] == company["alpaca_id"])
     assert again["symbol"] == stale_new and again["symbols"] == company["symbols"]
 
 
@@ -190,7 +196,8 @@ def test_a_name_change_dated_outside_the_syncs_window_is_a_warning_naming_both_d
     assert run_sync().success
     renamed = next(a for a in base if a["class"] == "us_equity" and a["status"] == "active" and a["tradable"])
     moved = [{**a, "symbol": "NEWSYM"} if a is renamed else a for a in base]
-    requests.put(f"{server.url}/_sandbox/universe", params={"effective": "2026-11-20"}, json=moved, timeout=30).raise_for_status()
+    requests.put(f"{server.url}/_sandbox/universe", params={"effective": "2026-11-20"}, json=moved,
+                 timeout=30).raise_for_status()
     assert run_sync().success  # it sees the rename only now
     result = materialize_actions(date(2026, 11, 20), date(2026, 11, 20))
     evaluation = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
@@ -198,5 +205,6 @@ def test_a_name_change_dated_outside_the_syncs_window_is_a_warning_naming_both_d
     assert result.success and evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
     seen = next(c for c in AssetsTable(DynamoDBResource.from_settings()).companies() if c["alpaca_id"] == renamed["id"])
     assert f"{renamed['symbol']} -> NEWSYM effective 2026-11-20" in evaluation.description
-    assert "2026-11-20" in evaluation.description and seen["symbols"][1]["start"] == "2026-11-20"  # the action's date stands
+    # the action's date stands
+    assert "2026-11-20" in evaluation.description and seen["symbols"][1]["start"] == "2026-11-20"
     assert f"between the syncs of {seen['symbols'][1]['seen_after']} (not yet) and " in evaluation.description

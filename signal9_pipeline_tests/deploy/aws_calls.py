@@ -41,7 +41,8 @@ def main(bars_date: str) -> None:
         actions = defs.resolve_job_def("corporate_actions_job").execute_in_process(
             instance=instance, partition_key=bars_date, raise_on_error=False)
         assert actions.success
-    AlertsResource.from_settings().publish("signal9 policy check", "the alerting path, as pipeline_run_failure_alert uses it")
+    AlertsResource.from_settings().publish("signal9 policy check",
+                                           "the alerting path, as pipeline_run_failure_alert uses it")
     metrics.flush()
     for call in CALLS:
         print(json.dumps(call))

@@ -86,7 +86,8 @@ class Deployment:
             with (self.logs / f"{name}.log").open("w") as out:
                 # A session of its own: stopping the group stops the runs a service started too.
                 self.processes[name] = subprocess.Popen(_local(entrypoint) + _local(command), env=self.env, stdout=out,
-                                                        stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
+                                                        stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                                                        start_new_session=True)
             if name == "code-server":
                 self.wait_for(self._code_server_ready, 120, "the code server to listen")
         self.wait_for(self._location_loaded, 180, "the webserver to load the code location")
@@ -104,7 +105,8 @@ class Deployment:
                 process.wait(timeout=10)
 
     def log_tails(self, chars: int = 3000) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-chars:]}"
+                         for p in sorted(self.logs.glob("*.log")))
 
     def wait_for(self, condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 1.0) -> Any:
         deadline = time.monotonic() + timeout_s
@@ -151,14 +153,16 @@ class Deployment:
     def launch_job(self, job: str, run_config: dict | None = None) -> str:
         data = self.graphql("""mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
             __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } } }""",
-                            {"params": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+                            {"params": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
+                                                     "jobName": job},
                                         "runConfigData": run_config or {}}})["launchRun"]
         if data["__typename"] != "LaunchRunSuccess":
             raise DeploymentError(f"launching {job} failed: {data}")
         return data["run"]["runId"]
 
     def launch_backfill(self, asset: str, partition_keys: list[str]) -> str:
-        data = self.graphql("""mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+        data = self.graphql("""mutation($params: LaunchBackfillParams!) {"""
+                            """ launchPartitionBackfill(backfillParams: $params) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }""",
                             {"params": {"assetSelection": [{"path": [asset]}], "partitionNames": partition_keys}})
         result = data["launchPartitionBackfill"]
@@ -188,6 +192,8 @@ class Deployment:
 
     def run_failure_text(self, run_id: str) -> str:
         data = self.graphql("""query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
-            __typename ... on MessageEvent { message } ... on ExecutionStepFailureEvent { error { message } } } } } }""", {"id": run_id})
+            __typename ... on MessageEvent { message }"""
+                            """ ... on ExecutionStepFailureEvent { error { message } } } } } }""", {"id": run_id})
         events = data["logsForRun"].get("events") or []
-        return "\n".join(str(e.get("error") or e.get("message")) for e in events if "FAILURE" in e["__typename"].upper())[-4000:]
+        return "\n".join(str(e.get("error") or e.get("message"))
+                         for e in events if "FAILURE" in e["__typename"].upper())[-4000:]

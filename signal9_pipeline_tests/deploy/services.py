@@ -36,7 +36,8 @@ class Service:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM if self.name != "postgres" else signal.SIGINT)  # SIGINT: fast shutdown
+            # SIGINT: fast shutdown
+            self.process.send_signal(signal.SIGTERM if self.name != "postgres" else signal.SIGINT)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -61,7 +62,8 @@ def _wait(service: Service, ready: Callable[[], bool], timeout_s: float = 60) ->
 def _postgres_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
-        raise ServiceError(f"PostgreSQL's {name} is not installed: run scripts/install-services.sh (apt-get install postgresql)")
+        raise ServiceError(f"PostgreSQL's {name} is not installed:"
+                           " run scripts/install-services.sh (apt-get install postgresql)")
     return found[-1]
 
 
@@ -89,7 +91,8 @@ def start_postgres(user: str, password: str, db_name: str) -> Service:
         import psycopg2
 
         try:
-            conn = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname="postgres", connect_timeout=2)
+            conn = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname="postgres",
+                                    connect_timeout=2)
         except psycopg2.OperationalError:
             return False
         conn.autocommit = True
@@ -106,11 +109,13 @@ def start_postgres(user: str, password: str, db_name: str) -> Service:
 def start_redis() -> Service:
     binary = shutil.which("redis-server")
     if not binary:
-        raise ServiceError("redis-server is not installed: run scripts/install-services.sh (apt-get install redis-server)")
+        raise ServiceError("redis-server is not installed:"
+                           " run scripts/install-services.sh (apt-get install redis-server)")
     base = Path(tempfile.mkdtemp(prefix="signal9-redis-"))
     port, log = free_port(), base / "redis.log"
     process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(base), "--logfile", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                "--dir", str(base), "--logfile", str(log)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     service = Service("redis", process, port, log, base)
 
     def ready() -> bool:

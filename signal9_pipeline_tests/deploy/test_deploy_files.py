@@ -95,4 +95,5 @@ def test_iam_policy_is_valid_json_scoped_to_named_resources():
         assert statement["Effect"] == "Allow"
         assert not any(a.endswith("*") for a in statement["Action"]), statement["Sid"]
         if statement["Resource"] == ["*"]:  # PutMetricData has no resource ARN; the namespace condition scopes it
-            assert statement["Action"] == ["cloudwatch:PutMetricData"] and "cloudwatch:namespace" in json.dumps(statement["Condition"])
+            assert (statement["Action"] == ["cloudwatch:PutMetricData"]
+                    and "cloudwatch:namespace" in json.dumps(statement["Condition"]))

@@ -37,7 +37,8 @@ S3_ACTIONS = {"HeadObject": "GetObject", "ListObjectsV2": "ListBucket", "ListObj
 def _policy(env: dict[str, str]) -> dict:
     template = string.Template((DEPLOY / "iam" / "run-task-policy.json").read_text())
     settings = Settings.from_env()
-    return json.loads(template.substitute({**env, "AWS_REGION": REGION, "AWS_ACCOUNT_ID": ACCOUNT, "ALPACA_SECRET_ID": settings.alpaca_secret_id,
+    return json.loads(template.substitute({**env, "AWS_REGION": REGION, "AWS_ACCOUNT_ID": ACCOUNT,
+                                           "ALPACA_SECRET_ID": settings.alpaca_secret_id,
                                            "SIGNAL9_METRICS_NAMESPACE": settings.metrics_namespace}))
 
 
@@ -55,9 +56,11 @@ def _resources(call: dict) -> list[str]:
         suffix = f"/index/{params['IndexName']}" if "IndexName" in params else ""
         return [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{t}{suffix}" for t in tables]
     if service == "secretsmanager":
-        return [f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['SecretId']}-AbCdEf"]  # AWS appends 6 characters
+        # AWS appends 6 characters
+        return [f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['SecretId']}-AbCdEf"]
     if service == "events":
-        return [f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{e.get('EventBusName', 'default')}" for e in params["Entries"]]
+        return [f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{e.get('EventBusName', 'default')}"
+                for e in params["Entries"]]
     if service == "sns":
         return [params["TopicArn"]]
     if service == "s3":
@@ -70,7 +73,8 @@ def _allowed(policy: dict, call: dict) -> bool:
     for statement in policy["Statement"]:
         if action not in statement["Action"]:
             continue
-        if not all(any(fnmatch.fnmatchcase(arn, pattern) for pattern in statement["Resource"]) for arn in _resources(call)):
+        if not all(any(fnmatch.fnmatchcase(arn, pattern) for pattern in statement["Resource"])
+                   for arn in _resources(call)):
             continue
         namespace = statement.get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace")
         if namespace is None or call["params"].get("Namespace") == namespace:
@@ -83,10 +87,12 @@ def test_policy_allows_exactly_what_the_pipeline_calls(bars_env, default_univers
     bucket = "signal9-policy-check"
     boto3.client("s3").create_bucket(Bucket=bucket)
     topic_arn = boto3.client("sns").create_topic(Name=bars_env["SIGNAL9_ALERTS_TOPIC"])["TopicArn"]
-    env = {**os.environ, "SIGNAL9_IO_MANAGER_BUCKET": bucket, "DAGSTER_S3_BUCKET": bucket, "SIGNAL9_ALERTS_TOPIC": topic_arn}
-    day = xcals.get_calendar("XNYS").date_to_session(date.today() - timedelta(days=30), direction="previous").strftime("%Y-%m-%d")
-    done = subprocess.run([sys.executable, "-m", "signal9_pipeline_tests.deploy.aws_calls", day], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "SIGNAL9_IO_MANAGER_BUCKET": bucket, "DAGSTER_S3_BUCKET": bucket,
+           "SIGNAL9_ALERTS_TOPIC": topic_arn}
+    day = xcals.get_calendar("XNYS").date_to_session(date.today() - timedelta(days=30),
+                                                     direction="previous").strftime("%Y-%m-%d")
+    done = subprocess.run([sys.executable, "-m", "signal9_pipeline_tests.deploy.aws_calls", day], env=env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     calls = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 

@@ -24,18 +24,20 @@ def production_env(tmp_path, postgres_env, redis_server) -> dict[str, str]:
     (home / "dagster.yaml").write_text((DEPLOY / "dagster.yaml").read_text())
     instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     forwarded = {name: "x" for name in instance["run_launcher"]["config"]["env_vars"]}
-    return {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "SIGNAL9_", "ALPACA_"))}, **forwarded,
-            **postgres_env, "DAGSTER_HOME": str(home), "DAGSTER_S3_BUCKET": "b", "DAGSTER_PG_PASSWORD_SECRET_ARN": "arn:x",
-            "SIGNAL9_RUN_TASK_ROLE_ARN": "arn:r", "SIGNAL9_RUN_EXECUTION_ROLE_ARN": "arn:e", "SIGNAL9_RUN_LOG_GROUP": "/signal9/runs",
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "SIGNAL9_", "ALPACA_"))},
+            **forwarded, **postgres_env, "DAGSTER_HOME": str(home), "DAGSTER_S3_BUCKET": "b",
+            "DAGSTER_PG_PASSWORD_SECRET_ARN": "arn:x", "SIGNAL9_RUN_TASK_ROLE_ARN": "arn:r",
+            "SIGNAL9_RUN_EXECUTION_ROLE_ARN": "arn:e", "SIGNAL9_RUN_LOG_GROUP": "/signal9/runs",
             "ALPACA_RATE_LIMIT_PER_MINUTE": "200", "ALPACA_REQUEST_TIMEOUT_S": "30", "ALPACA_MAX_ATTEMPTS": "5",
-            "SIGNAL9_BARS_WORKERS": "4", "SIGNAL9_POLLENATION_HISTORY_DAYS": "1825", "SIGNAL9_POLLENATION_BATCH_SIZE": "100",
-            "SIGNAL9_POLLENATION_MAX_RUNS": "2", "ALPACA_PAPER": "true", "ALPACA_FEED": "iex", "SIGNAL9_BARS_START_DATE": "2024-01-02",
+            "SIGNAL9_BARS_WORKERS": "4", "SIGNAL9_POLLENATION_HISTORY_DAYS": "1825",
+            "SIGNAL9_POLLENATION_BATCH_SIZE": "100", "SIGNAL9_POLLENATION_MAX_RUNS": "2", "ALPACA_PAPER": "true",
+            "ALPACA_FEED": "iex", "SIGNAL9_BARS_START_DATE": "2024-01-02",
             "SIGNAL9_RATE_LIMITER_URL": f"redis://127.0.0.1:{redis_server.port}/0"}
 
 
 def preflight(env: dict[str, str], *command: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "signal9_pipeline.preflight", "--", *command], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "signal9_pipeline.preflight", "--", *command], env=env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_a_complete_configuration_starts_the_command(production_env):
@@ -50,7 +52,8 @@ def test_every_missing_variable_is_named_at_once(production_env):
     workspace_env = {k: v for k, v in production_env.items() if not k.startswith("SIGNAL9_CODE_SERVER")}
     done = preflight(workspace_env, "dagster-daemon", "run", "-w", str(DEPLOY / "workspace.yaml"))
     assert done.returncode == 2
-    for name in ("DAGSTER_PG_PASSWORD", "SIGNAL9_RUN_TASK_ROLE_ARN", "SIGNAL9_EVENT_BUS", "SIGNAL9_CODE_SERVER_HOST", "SIGNAL9_CODE_SERVER_PORT"):
+    for name in ("DAGSTER_PG_PASSWORD", "SIGNAL9_RUN_TASK_ROLE_ARN", "SIGNAL9_EVENT_BUS", "SIGNAL9_CODE_SERVER_HOST",
+                 "SIGNAL9_CODE_SERVER_PORT"):
         assert name in done.stderr, name
     assert "run task" in done.stderr  # SIGNAL9_EVENT_BUS: forwarded by the launcher, not read by dagster.yaml
 

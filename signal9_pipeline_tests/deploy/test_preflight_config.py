@@ -22,7 +22,8 @@ def test_every_env_reference_of_the_deployed_files_is_found():
 
 def test_missing_variables_are_all_named_with_the_file_that_reads_them():
     path = Path("/etc/dagster.yaml")
-    config = {"storage": {"postgres": {"postgres_db": {"hostname": {"env": "PG_HOST"}, "password": {"env": "PG_PASSWORD"}}}},
+    config = {"storage": {"postgres": {"postgres_db": {"hostname": {"env": "PG_HOST"},
+                                                       "password": {"env": "PG_PASSWORD"}}}},
               "run_launcher": {"class": "EcsRunLauncher", "config": {"env_vars": ["TABLE", "FIXED=1"]}}}
     problems = missing_variables({path: config}, {"PG_HOST": "db"}, path)
     assert problems == ["PG_PASSWORD is not set (/etc/dagster.yaml reads it)",

@@ -116,7 +116,8 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
     assert finished["status"] == "SUCCESS", deployed.run_failure_text(sync_run)
     dynamodb = DynamoDBResource.from_settings()
     items = list(AssetsTable(dynamodb).companies())
-    assert sorted(i["symbol"] for i in items) == sorted(a["symbol"] for a in listed)  # inactive, never-seen assets are not stored
+    # inactive, never-seen assets are not stored
+    assert sorted(i["symbol"] for i in items) == sorted(a["symbol"] for a in listed)
 
     # The daemon's sensor sees the new symbols and launches pollenation runs until none is pending.
     def pollenated() -> list[dict] | None:
@@ -124,7 +125,8 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
         done = runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
         return runs if done and not pending_companies(dynamodb) else None
     synced = time.monotonic()
-    pollenation_runs = deployed.wait_for(pollenated, 300, "the sensor's pollenation runs to leave no symbol pending", every_s=3)
+    pollenation_runs = deployed.wait_for(pollenated, 300, "the sensor's pollenation runs to leave no symbol pending",
+                                         every_s=3)
     pollenation_done = time.monotonic()
     assert {r["status"] for r in pollenation_runs} == {"SUCCESS"}
     assert len(pollenation_runs) >= math.ceil(len(listed) / 100)
@@ -134,7 +136,8 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
     sandbox_stats_before = len(_sandbox_requests(sandbox))
     launched_at = time.time()
     backfill = deployed.launch_backfill("ohlc_bars", [f"{d}|{tf}" for d in dates for tf in TIMEFRAMES])
-    runs = deployed.wait_for(lambda: _backfill_finished(deployed, backfill), 600, f"backfill {backfill} to finish", every_s=3)
+    runs = deployed.wait_for(lambda: _backfill_finished(deployed, backfill), 600, f"backfill {backfill} to finish",
+                             every_s=3)
     backfilled = time.monotonic()
     failures = {r["runId"]: deployed.run_failure_text(r["runId"]) for r in runs if r["status"] != "SUCCESS"}
     in_flight = _max_overlap(runs)
@@ -145,9 +148,11 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
     statuses = {r["status"] for r in requests_made}
     with capsys.disabled():
         print(f"\nproduction-like backfill: {len(runs)} runs, at most {in_flight} in flight at once; "
-              f"{len(backfill_requests)} Alpaca requests; busiest 60 s window {busiest} of {LIMIT_PER_MINUTE} allowed; "
-              f"statuses {sorted(statuses)}; sync {synced - started:.0f} s, pollenation {pollenation_done - synced:.0f} s, "
-              f"backfill {backfilled - pollenation_done:.0f} s; runs started {min(r['startTime'] for r in runs) - launched_at:.0f} s "
+              f"{len(backfill_requests)} Alpaca requests; "
+              f"busiest 60 s window {busiest} of {LIMIT_PER_MINUTE} allowed; "
+              f"statuses {sorted(statuses)}; sync {synced - started:.0f} s, "
+              f"pollenation {pollenation_done - synced:.0f} s, backfill {backfilled - pollenation_done:.0f} s; "
+              f"runs started {min(r['startTime'] for r in runs) - launched_at:.0f} s "
               f"to {max(r['startTime'] for r in runs) - launched_at:.0f} s after the backfill was launched")
     assert not failures, failures
     assert len(runs) == len(dates)
@@ -170,7 +175,8 @@ def test_production_deployment_syncs_pollenates_and_backfills_under_one_shared_l
         assert listed_ids <= stored.get((day, "1Min"), set()), day
 
     # Step outputs and compute logs went to S3, where a run task on another host finds them.
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=deployed.env["DAGSTER_S3_BUCKET"]).get("Contents", [])]
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=deployed.env["DAGSTER_S3_BUCKET"]).get(
+        "Contents", [])]
     assert any(k.startswith("dagster/io/") for k in keys)
     assert any(k.startswith("dagster/compute-logs/") for k in keys)
 
@@ -179,13 +185,15 @@ def _healthy_daemons(deployed: Deployment) -> set[str] | None:
     statuses = deployed.graphql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }")
     daemons = statuses["instance"]["daemonHealth"]["allDaemonStatuses"]
     required = [d for d in daemons if d["required"]]
-    return {d["daemonType"] for d in daemons if d["healthy"]} if required and all(d["healthy"] for d in required) else None
+    return ({d["daemonType"] for d in daemons if d["healthy"]} if required and all(d["healthy"] for d in required)
+            else None)
 
 
 def _sensor_status(deployed: Deployment, name: str) -> str:
     data = deployed.graphql("""query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
         __typename ... on Sensor { sensorState { status } } } }""",
-                            {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}})
+                            {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
+                                          "sensorName": name}})
     return data["sensorOrError"]["sensorState"]["status"]
 
 

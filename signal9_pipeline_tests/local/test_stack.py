@@ -13,17 +13,21 @@ from signal9_pipeline.settings import Settings
 
 
 def test_up_writes_every_setting_and_provisions(stack_env):
-    for key in ("ALPACA_TRADING_URL", "ALPACA_DATA_URL", "ALPACA_SECRET_ID", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB",
-                "AWS_DEFAULT_REGION", "SIGNAL9_ASSETS_TABLE", "SIGNAL9_MARKET_DATA_TABLE", "SIGNAL9_EVENT_BUS", "DAGSTER_HOME"):
+    for key in ("ALPACA_TRADING_URL", "ALPACA_DATA_URL", "ALPACA_SECRET_ID", "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_DYNAMODB", "AWS_DEFAULT_REGION", "SIGNAL9_ASSETS_TABLE", "SIGNAL9_MARKET_DATA_TABLE",
+                "SIGNAL9_EVENT_BUS", "DAGSTER_HOME"):
         assert stack_env[key].startswith("http://127.0.0.1:") or key not in ("ALPACA_TRADING_URL", "AWS_ENDPOINT_URL")
     assert stack.read_env(stack.Path(stack_env["SIGNAL9_HOME"])) == stack_env
     dynamodb = boto3.client("dynamodb")
     assets = dynamodb.describe_table(TableName=stack_env["SIGNAL9_ASSETS_TABLE"])["Table"]
     assert assets["KeySchema"] == [{"AttributeName": "asset_id", "KeyType": "HASH"}]
     bars = dynamodb.describe_table(TableName=stack_env["SIGNAL9_MARKET_DATA_TABLE"])["Table"]
-    assert bars["KeySchema"] == [{"AttributeName": "series", "KeyType": "HASH"}, {"AttributeName": "day", "KeyType": "RANGE"}]
-    assert boto3.client("events").describe_event_bus(Name=stack_env["SIGNAL9_EVENT_BUS"])["Name"] == stack_env["SIGNAL9_EVENT_BUS"]
-    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=stack_env["ALPACA_SECRET_ID"])["SecretString"])
+    assert bars["KeySchema"] == [{"AttributeName": "series", "KeyType": "HASH"},
+                                 {"AttributeName": "day", "KeyType": "RANGE"}]
+    assert (boto3.client("events").describe_event_bus(Name=stack_env["SIGNAL9_EVENT_BUS"])["Name"]
+            == stack_env["SIGNAL9_EVENT_BUS"])
+    secret = json.loads(boto3.client("secretsmanager").get_secret_value(
+        SecretId=stack_env["ALPACA_SECRET_ID"])["SecretString"])
     assert set(secret) == {"apiKey", "secretKey", "paper"} and secret["paper"] is True
     # The sandbox keys live only in the secret, never in the settings file.
     env_file = (stack.Path(stack_env["SIGNAL9_HOME"]) / "local.env").read_text()
@@ -32,10 +36,13 @@ def test_up_writes_every_setting_and_provisions(stack_env):
 
 def test_provision_is_idempotent(stack_env):
     lines = provision(Settings.from_env())
-    assert lines[:4] == [f"table {stack_env['SIGNAL9_ASSETS_TABLE']}: exists", f"table {stack_env['SIGNAL9_MARKET_DATA_TABLE']}: exists",
-                         f"event bus {stack_env['SIGNAL9_EVENT_BUS']}: exists", f"secret {stack_env['ALPACA_SECRET_ID']}: exists"]
+    assert lines[:4] == [f"table {stack_env['SIGNAL9_ASSETS_TABLE']}: exists",
+                         f"table {stack_env['SIGNAL9_MARKET_DATA_TABLE']}: exists",
+                         f"event bus {stack_env['SIGNAL9_EVENT_BUS']}: exists",
+                         f"secret {stack_env['ALPACA_SECRET_ID']}: exists"]
     names = boto3.client("dynamodb").list_tables()["TableNames"]
-    assert names.count(stack_env["SIGNAL9_ASSETS_TABLE"]) == 1 and names.count(stack_env["SIGNAL9_MARKET_DATA_TABLE"]) == 1
+    assert (names.count(stack_env["SIGNAL9_ASSETS_TABLE"]) == 1
+            and names.count(stack_env["SIGNAL9_MARKET_DATA_TABLE"]) == 1)
 
 
 def test_a_missing_secret_without_credentials_is_a_clear_error(stack_env):
@@ -66,7 +73,8 @@ def test_down_stops_only_its_own_processes_and_dynamodb_data_persists(tmp_path, 
     env = stack.up(tmp_path)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", env["AWS_ENDPOINT_URL_DYNAMODB"])
-        item = boto3.client("dynamodb").get_item(TableName=env["SIGNAL9_ASSETS_TABLE"], Key={"asset_id": {"S": "ASSET#KEEP"}})
+        item = boto3.client("dynamodb").get_item(TableName=env["SIGNAL9_ASSETS_TABLE"],
+                                                 Key={"asset_id": {"S": "ASSET#KEEP"}})
         assert item["Item"]["asset_id"]["S"] == "ASSET#KEEP"
     finally:
         stack.down(tmp_path)

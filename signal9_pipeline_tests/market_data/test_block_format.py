@@ -144,8 +144,8 @@ def test_the_block_is_exactly_the_stream_a_pyarrow_ipc_writer_emits():
     block, _ = encode_columns(seconds, columns)
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, SCHEMA) as writer:
-        writer.write_batch(pa.Table.from_pydict({"timestamp": pa.array(seconds, SCHEMA.field("timestamp").type), **columns},
-                                                schema=SCHEMA).to_batches()[0])
+        writer.write_batch(pa.Table.from_pydict({"timestamp": pa.array(seconds, SCHEMA.field("timestamp").type),
+                                                 **columns}, schema=SCHEMA).to_batches()[0])
     assert gzip.decompress(block) == sink.getvalue().to_pybytes()
 
 

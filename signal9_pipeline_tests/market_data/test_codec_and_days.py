@@ -162,7 +162,8 @@ def test_duplicate_timestamps_hold_back_the_copy_and_every_conflicting_bar():
     frame.loc[3, "timestamp"] = frame.loc[2, "timestamp"]
     verdict = screen(with_days(frame, crypto=False), "1Min", crypto=False)
     assert verdict.held_back.tolist() == [False, True, True, True, False]
-    assert [p.reason for p in verdict.problems] == ["duplicate of the bar before it", "two different bars at one timestamp",
+    assert [p.reason for p in verdict.problems] == ["duplicate of the bar before it",
+                                                    "two different bars at one timestamp",
                                                     "two different bars at one timestamp"]
 
 

@@ -54,7 +54,8 @@ def test_a_first_fetch_is_no_revision_and_records_when_each_day_was_stored():
 
 def test_a_refetch_records_restated_late_withdrawn_restored_and_refused_bars_and_keeps_every_stored_bar():
     stored = first_write((T1, DAY1, 100), (T2, DAY1, 200), (T3, DAY1, 300)).bucket
-    held = [{"day": DAY1, "t": pd.Timestamp(T3, unit="s", tz="UTC").isoformat(), "field": "l", "reason": "price not positive"}]
+    held = [{"day": DAY1, "t": pd.Timestamp(T3, unit="s", tz="UTC").isoformat(), "field": "l",
+             "reason": "price not positive"}]
     second = merge(stored, fetch((T1, DAY1, 110), held=held), "2024-06-05T12:30:00Z")  # T2 gone, T3 refused
     changes = dict(zip(second.changes["timestamp"], second.changes["change"]))
     assert changes == {T1: RESTATED, T2: WITHDRAWN, T3: REFUSED}
@@ -103,7 +104,8 @@ def test_changes_round_trip_and_a_corrupt_block_is_a_typed_error():
     changes = merge(stored, fetch((T1, DAY1, 150)), "2024-06-05T12:30:00Z").changes
     block, checksum = encode_changes(changes)
     again = decode_changes(block, checksum)
-    assert again["timestamp"].tolist() == [T1] and again["old_volume"].tolist() == [100] and again["new_volume"].tolist() == [150]
+    assert (again["timestamp"].tolist() == [T1] and again["old_volume"].tolist() == [100]
+            and again["new_volume"].tolist() == [150])
     with pytest.raises(LedgerError, match="checksum"):
         decode_changes(block[:-1] + b"x", checksum)
 

@@ -76,7 +76,8 @@ def test_read_bars_equals_what_the_sandbox_serves_across_day_edges_dst_and_early
     extended = read_bars("SPY", "1Min", datetime(2024, 11, 29), datetime(2024, 11, 30), session="extended")
     assert pd.Timestamp("2024-11-29T14:30:00Z") <= regular["timestamp"].iloc[0] < pd.Timestamp("2024-11-29T15:00:00Z")
     assert pd.Timestamp("2024-11-29T17:30:00Z") < regular["timestamp"].iloc[-1] <= pd.Timestamp("2024-11-29T17:59:00Z")
-    assert spy["timestamp"].iloc[0] < regular["timestamp"].iloc[0] < regular["timestamp"].iloc[-1] < spy["timestamp"].iloc[-1]
+    assert (spy["timestamp"].iloc[0] < regular["timestamp"].iloc[0] < regular["timestamp"].iloc[-1]
+            < spy["timestamp"].iloc[-1])
     assert len(regular) + len(extended) == len(spy) and not set(regular["timestamp"]) & set(extended["timestamp"])
     with pytest.raises(ValueError, match="crypto"):
         read_bars("BTC/USD", "1Min", datetime(2024, 11, 29), datetime(2024, 11, 30), session="regular")
@@ -90,24 +91,28 @@ def one_by_one(symbols, timeframe, start, end, **kwargs) -> pd.DataFrame:
     return pd.concat([f for f in frames if len(f)], ignore_index=True)[["symbol", *COLUMNS]]
 
 
-def test_a_many_symbol_read_is_the_one_symbol_reads_concatenated_and_names_every_unknown_symbol(loaded, default_universe):
+def test_a_many_symbol_read_is_the_one_symbol_reads_concatenated_and_names_every_unknown_symbol(loaded,
+                                                                                                 default_universe):
     listed = [a["symbol"] for a in small_universe(default_universe, n=40) if a["class"] == "us_equity"][:40]
     equities = [s for s in WATCHLIST if s not in CRYPTO]
-    cases = [(["SPY", "BTC/USD", "AAPL", "ETH/BTC", "BRK.B"], "1Min", datetime(2024, 3, 7), datetime(2024, 3, 12, 23), {}),
+    cases = [(["SPY", "BTC/USD", "AAPL", "ETH/BTC", "BRK.B"], "1Min", datetime(2024, 3, 7), datetime(2024, 3, 12, 23),
+              {}),
              (equities, "1Min", datetime(2024, 11, 27), datetime(2024, 12, 2, 23), {"session": "regular"}),
              (equities, "1Hour", datetime(2024, 11, 27), datetime(2024, 12, 2, 23), {"session": "extended"}),
              (WATCHLIST + listed, "1Day", datetime(2024, 3, 1), datetime(2024, 12, 31), {}),
              (list(reversed(WATCHLIST)), "1Hour", datetime(2024, 3, 8, 13, 30), datetime(2024, 3, 11, 2), {})]
     for symbols, timeframe, start, end, kwargs in cases:
         many = read_bars(symbols, timeframe, start, end, **kwargs)
-        pd.testing.assert_frame_equal(many, one_by_one(symbols, timeframe, start, end, **kwargs), obj=f"{timeframe} {kwargs}")
+        pd.testing.assert_frame_equal(many, one_by_one(symbols, timeframe, start, end, **kwargs),
+                                      obj=f"{timeframe} {kwargs}")
         assert set(many["symbol"]) == {s for s in symbols if len(read_bars(s, timeframe, start, end, **kwargs))}
     with pytest.raises(UnknownSymbolsError, match=r"2 symbol\(s\) name no company.*NOPE1, NOPE2") as unknown:
         read_bars(["SPY", "NOPE1", "AAPL", "NOPE2"], "1Day", datetime(2024, 3, 1), datetime(2024, 3, 31))
     assert unknown.value.symbols == ["NOPE1", "NOPE2"]
     skipped = read_bars(["SPY", "NOPE1", "AAPL"], "1Day", datetime(2024, 3, 1), datetime(2024, 3, 31), missing="skip")
     assert skipped.attrs["missing_symbols"] == ["NOPE1"]
-    pd.testing.assert_frame_equal(skipped, one_by_one(["SPY", "AAPL"], "1Day", datetime(2024, 3, 1), datetime(2024, 3, 31)))
+    pd.testing.assert_frame_equal(skipped,
+                                  one_by_one(["SPY", "AAPL"], "1Day", datetime(2024, 3, 1), datetime(2024, 3, 31)))
     with pytest.raises(ValueError, match="crypto"):
         read_bars(["SPY", "BTC/USD"], "1Min", datetime(2024, 3, 7), datetime(2024, 3, 8), session="regular")
     # The universe of a date is the 1Day partition's, and reads as a cross-section.
@@ -125,17 +130,20 @@ def test_a_many_symbol_read_is_the_one_symbol_reads_concatenated_and_names_every
 def table_manifest(env, timeframe: str, day: date) -> set[str]:
     from signal9_pipeline.tables.market_data import MarketDataTable
 
-    return MarketDataTable(DynamoDBResource.from_settings()).manifests(timeframe, [day.isoformat()]).get(day.isoformat(), set())
+    return MarketDataTable(DynamoDBResource.from_settings()).manifests(timeframe, [day.isoformat()]).get(
+        day.isoformat(), set())
 
 
 def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, default_universe):
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
-    items = list(DynamoDBResource.from_settings().scan(table, projection=["series", "day", "bar_count", "checksum", "feed", "asset_class"]))
+    items = list(DynamoDBResource.from_settings().scan(table, projection=["series", "day", "bar_count", "checksum",
+                                                                          "feed", "asset_class"]))
     keys = [(i["series"], i["day"]) for i in items]
     assert len(keys) == len(set(keys))
     spy, btc = series_of("SPY", "1Min"), series_of("BTC/USD", "1Min")
     spy_days = sorted(i["day"] for i in items if i["series"] == spy)
-    assert spy_days == ["2024-03-07", "2024-03-08", "2024-03-11", "2024-03-12", "2024-11-27", "2024-11-29", "2024-12-02"]
+    assert spy_days == ["2024-03-07", "2024-03-08", "2024-03-11", "2024-03-12", "2024-11-27", "2024-11-29",
+                        "2024-12-02"]
     bars = {i["series"]: i for i in items if not i["series"].startswith("#PARTITION")}
     assert {(bars[spy]["feed"], bars[spy]["asset_class"])} == {("iex", "us_equity")}
     assert (bars[btc]["feed"], bars[btc]["asset_class"]) == ("us", "crypto")
@@ -143,10 +151,13 @@ def test_one_item_per_symbol_day_and_a_shrunk_watchlist_deletes_nothing(loaded, 
     # The watchlist shrinks: the dropped symbols keep their history, the others are rewritten identically.
     result = materialize_bars("1Min", "2024-03-07", "2024-03-12", "SPY,BTC/USD")
     assert result.success
-    after = {(i["series"], i["day"]): i for i in DynamoDBResource.from_settings().scan(table, projection=["series", "day", "bar_count", "checksum"])}
+    after = {(i["series"], i["day"]): i
+             for i in DynamoDBResource.from_settings().scan(table,
+                                                            projection=["series", "day", "bar_count", "checksum"])}
     assert set(after) == set(before)
     assert all(after[k]["checksum"] == before[k]["checksum"] for k in before if not k[0].startswith("#PARTITION"))
-    manifest = DynamoDBResource.from_settings().get_items(table, [{"series": "#PARTITION#1Min", "day": "2024-03-07"}])[0]
+    manifest = DynamoDBResource.from_settings().get_items(table,
+                                                          [{"series": "#PARTITION#1Min", "day": "2024-03-07"}])[0]
     assert unpack_ids(manifest["asset_ids"]) == set(asset_ids(WATCHLIST).values())  # a manifest only gains companies
 
 
@@ -171,10 +182,12 @@ def test_daily_backfill_uses_full_pages_and_the_whole_listed_universe(loaded):
 
 def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_it_stores_it(loaded):
     table = loaded["SIGNAL9_MARKET_DATA_TABLE"]
-    key = [{"series": series_of("AAPL", "1Hour"), "day": "2024-03-01"}]  # 1Hour bars are stored a company-month per item
+    # 1Hour bars are stored a company-month per item
+    key = [{"series": series_of("AAPL", "1Hour"), "day": "2024-03-01"}]
     before = DynamoDBResource.from_settings().get_items(table, key)[0]
     first_bar = read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0]
-    requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]}, timeout=10)
+    requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={"invalid_bar_symbols": ["AAPL"]},
+                  timeout=10)
     result = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
     assert result.success  # an impossible bar costs a check, not the run or the rest of the day
     checks = check_results(result)
@@ -185,7 +198,8 @@ def test_an_impossible_bar_is_held_back_alone_and_a_rerun_after_alpaca_corrects_
     after = DynamoDBResource.from_settings().get_items(table, key)[0]
     assert after["bar_count"] == before["bar_count"]  # the earlier sound bar was kept
     assert [(h["t"], h["field"]) for h in after["held_back"]] == [(first_bar["timestamp"].isoformat(), "l")]
-    pd.testing.assert_series_equal(read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0], first_bar)
+    pd.testing.assert_series_equal(read_bars("AAPL", "1Hour", datetime(2024, 3, 7), datetime(2024, 3, 8)).iloc[0],
+                                   first_bar)
     requests.post(f"{loaded['SIGNAL9_SANDBOX_URL']}/_sandbox/faults", json={}, timeout=10)
     rerun = materialize_bars("1Hour", "2024-03-07", "2024-03-07", ",".join(WATCHLIST))
     assert rerun.success and all(check_results(rerun).values())
@@ -294,12 +308,14 @@ def test_two_processes_writing_the_same_buckets_at_once_lose_no_bars(bars_env, d
     universe = small_universe(default_universe, n=150)
     put_universe(bars_env, universe)
     assert run_sync().success
-    symbols = sorted(a["symbol"] for a in universe if a["class"] == "us_equity" and a["status"] == "active" and a["tradable"])
+    symbols = sorted(a["symbol"] for a in universe
+                     if a["class"] == "us_equity" and a["status"] == "active" and a["tradable"])
     days = {"A": ["2024-03-04", "2024-03-06", "2024-03-08", "2024-03-12"],
             "B": ["2024-03-05", "2024-03-07", "2024-03-11", "2024-03-13"]}
     start = time.time() + 15  # both have imported and wait by then
-    workers = [subprocess.Popen([sys.executable, "-m", "signal9_pipeline_tests.market_data.bucket_race_worker", str(start),
-                                 ",".join(symbols), ",".join(d)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [subprocess.Popen([sys.executable, "-m", "signal9_pipeline_tests.market_data.bucket_race_worker",
+                                 str(start), ",".join(symbols), ",".join(d)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for d in days.values()]
     outputs = [w.communicate(timeout=300) for w in workers]
     assert all(w.returncode == 0 for w in workers), [err[-3000:] for _, err in outputs]
@@ -311,10 +327,12 @@ def test_two_processes_writing_the_same_buckets_at_once_lose_no_bars(bars_env, d
         assert len(stored) == len(expected), symbol
         if len(expected):
             pd.testing.assert_frame_equal(stored, expected[stored.columns.tolist()], check_dtype=False)
-    items = [i for i in DynamoDBResource.from_settings().scan(bars_env["SIGNAL9_MARKET_DATA_TABLE"]) if i["series"].endswith("#1Day")]
+    items = [i for i in DynamoDBResource.from_settings().scan(bars_env["SIGNAL9_MARKET_DATA_TABLE"])
+             if i["series"].endswith("#1Day")]
     assert {i["day"] for i in items} == {"2024-01-01"} and len(items) == len(symbols)  # one year bucket per symbol
     assert all(i["version"] == len(every_day) for i in items if i["bar_count"] == len(every_day))
-    print(f"bucket race: {sum(t['write_conflicts'] for t in tallies)} conditional puts lost a race and were merged again")
+    print(f"bucket race: {sum(t['write_conflicts'] for t in tallies)} conditional puts lost a race"
+          " and were merged again")
     assert sum(t["write_conflicts"] for t in tallies) > 0  # the processes did collide on the same buckets
 
 
@@ -334,8 +352,9 @@ def test_the_day_that_just_ended_is_fetched_from_the_sip_feed_on_a_free_plan(bar
     monkeypatch.setenv("ALPACA_FEED", "sip")
     today = datetime.now(NEW_YORK).date()  # its window ends at the coming midnight: inside the last 15 minutes
     tally = RunTally()
-    ingest(AlpacaResource.from_settings(), DynamoDBResource.from_settings(), "1Day", [today - timedelta(days=1), today], listings,
-           IngestOptions(), tally)
-    refused = [r for r in requests.get(f"{bars_env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=10).json()["requests"]
+    ingest(AlpacaResource.from_settings(), DynamoDBResource.from_settings(), "1Day", [today - timedelta(days=1), today],
+           listings, IngestOptions(), tally)
+    refused = [r for r in requests.get(f"{bars_env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats",
+                                       timeout=10).json()["requests"]
                if "/bars" in r["path"] and r["status"] == 403]
     assert refused == []

@@ -30,7 +30,8 @@ from signal9_pipeline.tables.market_data import LEDGER_PREFIX, MarketDataTable
 from signal9_pipeline_tests.support import EventTap, check_results, put_universe, run_sync, small_universe
 
 DAY = date(2024, 6, 3)  # a Monday; its first session after is 06-04, its fifth 06-10
-FETCH, SETTLE_1, SETTLE_5 = (datetime(2024, 6, 4, 5, tzinfo=timezone.utc), datetime(2024, 6, 4, 12, 30, tzinfo=timezone.utc),
+FETCH, SETTLE_1, SETTLE_5 = (datetime(2024, 6, 4, 5, tzinfo=timezone.utc),
+                             datetime(2024, 6, 4, 12, 30, tzinfo=timezone.utc),
                              datetime(2024, 6, 10, 12, 30, tzinfo=timezone.utc))
 FIXED = ["AAPL", "MSFT", "SPY", "GLD"]
 TIMEFRAMES = ("1Day", "1Min")
@@ -69,11 +70,14 @@ def tick(schedule, moment: datetime, instance: dg.DagsterInstance, env,
     sandbox(env, "clock", {"now": moment.isoformat()})
     asked = list(schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)))
     ours = [r for r in asked if r.partition_key.split("|")[0] == DAY.isoformat()]
-    assert sorted(r.partition_key.split("|")[1] for r in ours) == sorted(("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"))
-    job, config = defs.resolve_job_def("daily_bars_job"), {"ops": {"ohlc_bars": {"config": {"intraday_watchlist": ",".join(watchlist)}}}}
+    assert (sorted(r.partition_key.split("|")[1] for r in ours)
+            == sorted(("1Min", "5Min", "15Min", "30Min", "1Hour", "1Day")))
+    job, config = (defs.resolve_job_def("daily_bars_job"),
+                   {"ops": {"ohlc_bars": {"config": {"intraday_watchlist": ",".join(watchlist)}}}})
     results = {r.partition_key.split("|")[1]: job.execute_in_process(
-        partition_key=r.partition_key, run_config=config, instance=instance, tags={**r.tags, "dagster/run_key": r.run_key},
-        raise_on_error=False) for r in ours if r.partition_key.split("|")[1] in TIMEFRAMES}
+        partition_key=r.partition_key, run_config=config, instance=instance,
+        tags={**r.tags, "dagster/run_key": r.run_key}, raise_on_error=False)
+               for r in ours if r.partition_key.split("|")[1] in TIMEFRAMES}
     assert all(r.success for r in results.values())
     after = datetime.now(timezone.utc)
     time.sleep(1.1)
@@ -81,7 +85,8 @@ def tick(schedule, moment: datetime, instance: dg.DagsterInstance, env,
 
 
 def ledger(env) -> list[dict]:
-    return [i for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_MARKET_DATA_TABLE"]) if i["series"].startswith(LEDGER_PREFIX)]
+    return [i for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_MARKET_DATA_TABLE"])
+            if i["series"].startswith(LEDGER_PREFIX)]
 
 
 def restated_series(events: list[dict]) -> list[tuple[str, str]]:
@@ -91,12 +96,15 @@ def restated_series(events: list[dict]) -> list[tuple[str, str]]:
 def late_only(universe: list[dict], count: int) -> list[str]:
     """Listed stocks with a minute of DAY whose trades were all reported late, in the feed the pipeline asks for (the
     sandbox's model picks them)."""
-    first, last = int(START.replace(tzinfo=timezone.utc).timestamp()) // 60, int(END.replace(tzinfo=timezone.utc).timestamp()) // 60
+    first, last = (int(START.replace(tzinfo=timezone.utc).timestamp()) // 60,
+                   int(END.replace(tzinfo=timezone.utc).timestamp()) // 60)
     found, named = [], collections.Counter(a["symbol"] for a in universe)
     for asset in universe:
-        if asset["class"] == "us_equity" and asset["status"] == "active" and asset["tradable"] and named[asset["symbol"]] == 1:
+        if (asset["class"] == "us_equity" and asset["status"] == "active" and asset["tradable"]
+                and named[asset["symbol"]] == 1):
             generator, feed = BarGenerator(asset["symbol"], crypto=False), AlpacaResource.from_settings().data_feed()
-            reported = sum(len(b) for b in generator.bars("1Min", first, last, feed=feed, reported_by=int(FETCH.timestamp()) // 60))
+            reported = sum(len(b) for b in generator.bars("1Min", first, last, feed=feed,
+                                                          reported_by=int(FETCH.timestamp()) // 60))
             if reported < sum(len(b) for b in generator.bars("1Min", first, last, feed=feed)):
                 found.append(asset["symbol"])
                 if len(found) == count:
@@ -147,18 +155,21 @@ def test_a_day_fetched_then_settled_twice_keeps_every_revision_and_reproduces_ev
         beyond[tf] = False
         for symbol in symbols[tf]:
             before, after = answers["fetch"][tf][symbol], answers["settle 1"][tf][symbol]
-            found = [e for e in entries if e["symbol"] == symbol and e["timeframe"] == tf and e["seen_at"] <= first_settle]
+            found = [e for e in entries
+                     if e["symbol"] == symbol and e["timeframe"] == tf and e["seen_at"] <= first_settle]
             changes = decode_changes(bytes(found[0]["changes"]), found[0]["checksum"]) if found else pd.DataFrame(
                 {"timestamp": [], "change": []})
             assert len(found) <= 1, (symbol, tf)
             merged = before.merge(after, on="timestamp", how="outer", suffixes=("_old", "_new"), indicator=True)
             differs = merged.loc[(merged["_merge"] != "both") | (merged["volume_old"] != merged["volume_new"])
-                                 | (merged["trade_count_old"] != merged["trade_count_new"]) | (merged["vwap_old"] != merged["vwap_new"])]
+                                 | (merged["trade_count_old"] != merged["trade_count_new"])
+                                 | (merged["vwap_old"] != merged["vwap_new"])]
             assert sorted(changes["timestamp"]) == sorted(differs["timestamp"].astype("int64") // 10**9), (symbol, tf)
             assert (differs["_merge"] != "left_only").all()  # late reports add, never take away
             row = changes.merge(differs.assign(timestamp=differs["timestamp"].astype("int64") // 10**9), on="timestamp")
             late = row["change"].map(CHANGE_NAMES) == "added_late"
-            assert (late == (row["_merge"] == "right_only")).all() and set(row["change"].map(CHANGE_NAMES)) <= {"restated", "added_late"}
+            assert ((late == (row["_merge"] == "right_only")).all()
+                    and set(row["change"].map(CHANGE_NAMES)) <= {"restated", "added_late"})
             for column in ("volume", "trade_count", "vwap", "close", "high"):
                 assert (row.loc[~late, f"old_{column}"] == row.loc[~late, f"{column}_old"]).all(), (symbol, tf, column)
                 assert (row[f"new_{column}"] == row[f"{column}_new"]).all(), (symbol, tf, column)
@@ -173,13 +184,14 @@ def test_a_day_fetched_then_settled_twice_keeps_every_revision_and_reproduces_ev
             assert_same(stored(symbols[tf], tf, known_at=moments[name]), answers[name][tf], f"known at {name} {tf}")
     assert all(frame.empty for frame in stored(watchlist, "1Day", known_at=FETCH).values())  # nothing stored yet then
     split = parse_action("forward_splits", {"id": "split-aapl-test", "symbol": "AAPL", "new_rate": 4, "old_rate": 1,
-                                            "ex_date": "2024-06-05", "process_date": "2024-06-05", "cusip": "037833100"})
+                                            "ex_date": "2024-06-05", "process_date": "2024-06-05",
+                                            "cusip": "037833100"})
     item = to_item(split, resolve_symbol("AAPL", None, DynamoDBResource.from_settings()), "AAPL")
     MarketDataTable(DynamoDBResource.from_settings()).put([{**item, "recorded_at": moments["settle 1"].strftime(
         "%Y-%m-%dT%H:%M:%SZ")}])  # recorded between the first and the second settle
     raw, later = (read_bars("AAPL", "1Day", START, END, known_at=m) for m in (moments["fetch"], moments["settle 5"]))
-    pd.testing.assert_frame_equal(read_bars("AAPL", "1Day", START, END, adjustment="split", known_at=moments["fetch"]), raw,
-                                  check_dtype=False)  # the split was not known yet
+    pd.testing.assert_frame_equal(read_bars("AAPL", "1Day", START, END, adjustment="split", known_at=moments["fetch"]),
+                                  raw, check_dtype=False)  # the split was not known yet
     adjusted = read_bars("AAPL", "1Day", START, END, adjustment="split", known_at=moments["settle 5"])
     assert (adjusted["close"] == later["close"] / 4).all() and (adjusted["volume"] == later["volume"] * 4).all()
 
@@ -198,7 +210,8 @@ def test_a_withdrawn_bar_is_kept_and_flagged_a_broken_revision_refused_and_a_los
     instance, symbols = dg.DagsterInstance.ephemeral(), {"1Day": ["AAPL"], "1Min": watchlist}
     _, at = tick(settle_bars_schedule, SETTLE_5, instance, env, watchlist)  # first stored settled, late reports in
     settled = {tf: served(symbols[tf], tf) for tf in TIMEFRAMES}
-    tick(daily_bars_schedule, FETCH, instance, env, watchlist)  # Alpaca answers an earlier state again (issue 209: "missing again")
+    # Alpaca answers an earlier state again (issue 209: "missing again")
+    tick(daily_bars_schedule, FETCH, instance, env, watchlist)
     earlier = {tf: served(symbols[tf], tf) for tf in TIMEFRAMES}
     withdrawn = {s: set(settled["1Min"][s]["timestamp"]) - set(earlier["1Min"][s]["timestamp"]) for s in watchlist}
     assert sum(map(len, withdrawn.values())) > 0
@@ -206,8 +219,8 @@ def test_a_withdrawn_bar_is_kept_and_flagged_a_broken_revision_refused_and_a_los
         now, then = read_bars(symbol, "1Min", START, END), read_bars(symbol, "1Min", START, END, known_at=at)
         assert not set(now["timestamp"]) & withdrawn[symbol] and withdrawn[symbol] <= set(then["timestamp"])
         assert_same({symbol: then}, {symbol: settled["1Min"][symbol]}, "known before the withdrawal")
-    items = [i for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_MARKET_DATA_TABLE"]) if i["series"].endswith("#1Min")
-             and i.get("withdrawn")]
+    items = [i for i in DynamoDBResource.from_settings().scan(env["SIGNAL9_MARKET_DATA_TABLE"])
+             if i["series"].endswith("#1Min") and i.get("withdrawn")]
     assert sum(len(i["withdrawn"]) for i in items) == sum(map(len, withdrawn.values()))
 
     # A revision that breaks a bar is held back: the stored bar stays, the ledger records the refusal.
@@ -223,6 +236,7 @@ def test_a_withdrawn_bar_is_kept_and_flagged_a_broken_revision_refused_and_a_los
     # A ledger entry that is gone makes known_at reads fail, naming the series and the fix; never the latest values.
     entry = next(e for e in ledger(env) if e["symbol"] == "AAPL" and e["timeframe"] == "1Min")
     DynamoDBResource.from_settings().client().delete_item(TableName=env["SIGNAL9_MARKET_DATA_TABLE"],
-                                                          Key={"series": {"S": entry["series"]}, "day": {"S": entry["day"]}})
+                                                          Key={"series": {"S": entry["series"]},
+                                                               "day": {"S": entry["day"]}})
     with pytest.raises(LedgerError, match=r"series .*#1Min.*lacks its entry.*point-in-time recovery"):
         read_bars("AAPL", "1Min", START, END, known_at=at)

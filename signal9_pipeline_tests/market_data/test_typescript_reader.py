@@ -31,7 +31,8 @@ OLDCO, NEWCO, STAY = ("6a1b3c5d-7e9f-4a0b-8c1d-2e3f4a5b6c7d", "9d8c7b6a-5f4e-4d3
 
 def read_by_node(symbol: str, timeframe: str, start: datetime, end: datetime, as_of: date | None = None) -> dict:
     assert shutil.which("node"), "node not found: install Node.js 20+ and run `make install` (npm ci)"
-    assert (PROJECT_ROOT / "node_modules" / "@aws-sdk" / "client-dynamodb").is_dir(), "AWS SDK missing: run `make install`"
+    assert (PROJECT_ROOT / "node_modules" / "@aws-sdk" / "client-dynamodb").is_dir(), (
+        "AWS SDK missing: run `make install`")
     argv = ["node", str(READER), symbol, timeframe, f"{start.isoformat()}Z", f"{end.isoformat()}Z",
             *([as_of.isoformat()] if as_of else [])]
     done = subprocess.run(argv, cwd=PROJECT_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
@@ -56,8 +57,10 @@ def reused_ticker(bars_env, sandbox_factory, default_universe, monkeypatch):
     sync_rows(list(rows.values()), "2024-01-03T04:00:00Z", "2024-01-03")
     delisted = [{**oldco, "status": "inactive", "tradable": False}, stay]
     newco = {**template, "id": NEWCO, "symbol": "TICK"}
-    for universe, day, before in ((delisted, "2024-03-01", "2024-01-03"), (delisted + [newco], "2024-04-01", "2024-03-01")):
-        requests.put(f"{server.url}/_sandbox/universe", params={"effective": day}, json=universe, timeout=30).raise_for_status()
+    for universe, day, before in ((delisted, "2024-03-01", "2024-01-03"),
+                                  (delisted + [newco], "2024-04-01", "2024-03-01")):
+        requests.put(f"{server.url}/_sandbox/universe", params={"effective": day}, json=universe,
+                     timeout=30).raise_for_status()
         rows["oldco"] = company_row("TICK", alpaca_id=OLDCO, status="inactive", tradable=False)
         if day == "2024-04-01":
             rows["newco"] = company_row("TICK", alpaca_id=NEWCO)
@@ -75,7 +78,8 @@ def test_node_resolves_a_reused_ticker_as_of_a_date_and_reads_that_companys_seri
         assert len(expected) > 0
         pd.testing.assert_frame_equal(as_frame(by_node["bars"])[expected.columns.tolist()], expected, check_dtype=False)
     old, new = (as_frame(read_by_node("TICK", "1Day", *window, d)["bars"]) for d in (date(2024, 2, 1), None))
-    assert old["timestamp"].max() < pd.Timestamp("2024-03-01", tz="UTC") <= pd.Timestamp("2024-04-01", tz="UTC") <= new["timestamp"].min()
+    assert (old["timestamp"].max() < pd.Timestamp("2024-03-01", tz="UTC") <= pd.Timestamp("2024-04-01", tz="UTC")
+            <= new["timestamp"].min())
     done = subprocess.run(["node", str(READER), "NOPE", "1Day", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"],
                           cwd=PROJECT_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "no company held NOPE" in done.stderr  # a symbol nobody held: an error, not no bars

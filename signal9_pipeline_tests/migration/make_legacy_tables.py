@@ -38,14 +38,16 @@ def main(out: str) -> None:
     facebook = {**template, "id": FACEBOOK_ID, "symbol": "FB", "name": "Meta Platforms, Inc. Class A Common Stock"}
     oldco = {**template, "id": OLDCO_ID, "symbol": "TICK", "name": "OldCo Inc."}
     day0 = listed + crypto + [facebook, oldco]
-    secret = json.loads(os.environ.get("LEGACY_SANDBOX_KEYS", '["PKLEGACY0000000000", "legacy-secret-000000000000000000000000"]'))
+    secret = json.loads(os.environ.get("LEGACY_SANDBOX_KEYS",
+                                       '["PKLEGACY0000000000", "legacy-secret-000000000000000000000000"]'))
     server = start_in_thread(day0, api_key=secret[0], secret_key=secret[1], rate_limit_per_minute=100_000)
     _point_at(server, secret)
     from signal9_pipeline.definitions import defs
 
     def run(job: str, **kwargs) -> None:
         result = defs.resolve_job_def(job).execute_in_process(raise_on_error=False, **kwargs)
-        assert result.success, (job, [e.event_specific_data.error.message[:600] for e in result.all_events if e.is_step_failure])
+        assert result.success, (job, [e.event_specific_data.error.message[:600] for e in result.all_events
+                                      if e.is_step_failure])
 
     def bars(timeframe: str, first: str, last: str, watchlist: str = "FB,TICK") -> None:
         run("daily_bars_job", run_config={"ops": {"ohlc_bars": {"config": {"intraday_watchlist": watchlist}}}},
@@ -82,7 +84,8 @@ def main(out: str) -> None:
     dynamodb = DynamoDBResource.from_settings()
     dump = {"source": "signal9_pipeline at commit 94cb54c, by signal9_pipeline_tests/migration/make_legacy_tables.py",
             "alpaca_assets": listed + crypto + [meta, delisted, newco],
-            "assets": [_plain(i) for i in dynamodb.scan(assets)], "market_data": [_plain(i) for i in dynamodb.scan(market)]}
+            "assets": [_plain(i) for i in dynamodb.scan(assets)],
+            "market_data": [_plain(i) for i in dynamodb.scan(market)]}
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(dump, fh, indent=0, sort_keys=True)
     server.shutdown()

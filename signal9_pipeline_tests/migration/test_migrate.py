@@ -35,7 +35,8 @@ FACEBOOK, OLDCO, NEWCO = ("fc6a5dcd-4a70-4b8d-b64f-d83a6dae9ba4", "6a1b3c5d-7e9f
 
 
 def restored(item: dict) -> dict:
-    return {k: base64.b64decode(v["base64"]) if isinstance(v, dict) and set(v) == {"base64"} else v for k, v in item.items()}
+    return {k: base64.b64decode(v["base64"]) if isinstance(v, dict) and set(v) == {"base64"} else v
+            for k, v in item.items()}
 
 
 def migrate_command(env: dict[str, str]) -> str:
@@ -71,7 +72,8 @@ def test_the_migration_gives_each_company_one_history_and_loses_no_bar(legacy_ta
     renamed_on = next(h["at"] for h in views["META"]["status_history"] if h["status"] == "active")[:10]
     assert [(s["symbol"], s.get("start"), s.get("end")) for s in companies[FACEBOOK]["symbols"]] == [
         ("FB", None, renamed_on), ("META", renamed_on, None)]
-    assert views["FB"]["status"] == "inactive" and views["FB"]["renamed_to"] == "META" and views["META"]["alpaca_id"] == FACEBOOK
+    assert (views["FB"]["status"] == "inactive" and views["FB"]["renamed_to"] == "META"
+            and views["META"]["alpaca_id"] == FACEBOOK)
     # The reused ticker: OldCo has its id and history back; NewCo starts at its listing, to be pollenated.
     oldco, newco = companies[OLDCO], companies[NEWCO]
     assert [h["status"] for h in oldco["status_history"]] == ["active", "inactive"] and oldco["status"] == "inactive"
@@ -91,14 +93,16 @@ def test_the_migration_gives_each_company_one_history_and_loses_no_bar(legacy_ta
     expected = pd.concat([before["FB#1Day"], before["META#1Day"]]).sort_values("timestamp").reset_index(drop=True)
     pd.testing.assert_frame_equal(facebook, expected[facebook.columns.tolist()], check_dtype=False)
     pd.testing.assert_frame_equal(read_asset_bars(OLDCO, "1Day", *window).reset_index(drop=True),
-                                  before["TICK#1Day"][facebook.columns.tolist()], check_dtype=False)  # bars of 2024: OldCo's
+                                  before["TICK#1Day"][facebook.columns.tolist()],
+                                  check_dtype=False)  # bars of 2024: OldCo's
     assert read_asset_bars(NEWCO, "1Day", *window).empty
     assert len(read_bars("FB", "1Min", datetime(2024, 6, 5), datetime(2024, 6, 6))) == len(before["FB#1Min"])
     moved = sum(i.get("bar_count", 0) for i in stored if "bars" in i)
     assert moved == sum(len(f) for f in before.values())
     actions = [i for i in stored if i["series"].endswith("#actions")]
     legacy_action = next(i for i in LEGACY["market_data"] if i["series"].endswith("#actions"))
-    assert len(actions) == 1 and actions[0]["day"] == legacy_action["day"] and actions[0]["fields"] == legacy_action["fields"]
+    assert (len(actions) == 1 and actions[0]["day"] == legacy_action["day"]
+            and actions[0]["fields"] == legacy_action["fields"])
     manifest = next(i for i in stored if (i["series"], i["day"]) == ("#PARTITION#1Day", "2024-06-10"))
     assert unpack_ids(manifest["asset_ids"]) == {FACEBOOK, OLDCO} | {c for c, i in companies.items()
                                                                       if i["symbol"] not in ("META", "TICK")}

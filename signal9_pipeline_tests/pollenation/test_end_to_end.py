@@ -47,20 +47,23 @@ def test_listings_and_delistings_deliver_each_event_exactly_once(sync_env, defau
         assert all(d["alpacaId"] == listed_ids[d["assetId"]] for d in needed)
         changed = delivered["assetStatusChanged"]
         assert sorted(d["symbol"] for d in changed) == sorted(day.delisted)
-        assert all(d["oldStatus"] == "active" and d["newStatus"] == "inactive" and d["alpacaId"] and d["timestamp"] for d in changed)
+        assert all(d["oldStatus"] == "active" and d["newStatus"] == "inactive" and d["alpacaId"] and d["timestamp"]
+                   for d in changed)
 
         assert run_sync(instance=instance).success  # all of it again
         assert drive_sensor(instance) == []
         assert tap.drain() == []
         items = {i["symbol"]: i for i in AssetsTable(DynamoDBResource.from_settings()).companies()}
-        assert not any("pending_events" in i or "events_pending" in i or "pollenation_pending" in i for i in items.values())
+        assert not any("pending_events" in i or "events_pending" in i or "pollenation_pending" in i
+                       for i in items.values())
         assert {items[s]["pollenation_status"] for s in day.listed} == {"done"}
         from datetime import datetime, timedelta
 
         from signal9_pipeline.market_data import read_bars
 
         history = read_bars(day.listed[0], "1Day", datetime.now() - timedelta(days=31), datetime.now())
-        assert 15 <= len(history) <= 23  # the month of daily bars pollenation loaded (SIGNAL9_POLLENATION_HISTORY_DAYS=30)
+        # the month of daily bars pollenation loaded (SIGNAL9_POLLENATION_HISTORY_DAYS=30)
+        assert 15 <= len(history) <= 23
         # What pollenation stored shows in the catalog: its events, and the ohlc_bars partitions its history covers.
         assert instance.get_latest_materialization_event(dg.AssetKey("pollenation_events")) is not None
         partitions = instance.get_materialized_partitions(dg.AssetKey("ohlc_bars"))
@@ -81,7 +84,8 @@ def test_a_run_killed_after_sending_its_events_is_repaired_by_the_next_run(sync_
                                 env={**os.environ, "SIGNAL9_FAILPOINT": "pollenation.after_publish"})
         assert killed.returncode == -signal.SIGKILL
         first = tap.drain()
-        assert len(first) == 30 and pending_companies(DynamoDBResource.from_settings()) == symbols  # sent, not yet marked
+        # sent, not yet marked
+        assert len(first) == 30 and pending_companies(DynamoDBResource.from_settings()) == symbols
         assert len(drive_sensor(instance)) == 1
         second = tap.drain()
         ids = collections.Counter(e["detail"]["eventId"] for e in first + second)

@@ -40,7 +40,8 @@ def test_250_new_symbols_become_three_runs_and_a_second_tick_adds_none(sync_env,
         assert [int(r.tags["signal9/symbol_count"]) for r in requests] == [100, 100, 50]
         covered = [i for r in requests for i in r.run_config["ops"]["announce_new_symbols"]["config"]["asset_ids"]]
         assert sorted(covered) == symbols
-        assert all(set(r.tags) == {BATCH_TAG, COUNT_TAG} and all(len(v) <= 64 for v in r.tags.values()) for r in requests)
+        assert all(set(r.tags) == {BATCH_TAG, COUNT_TAG} and all(len(v) <= 64 for v in r.tags.values())
+                   for r in requests)
         # Evaluated again before the daemon created the runs: the same run keys, which Dagster drops.
         assert {r.run_key for r in tick(instance)} == {r.run_key for r in requests}
         submit(instance, requests)

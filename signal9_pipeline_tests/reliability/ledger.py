@@ -18,7 +18,8 @@ from pathlib import Path
 class Trial:
     area: str  # "crash", "alpaca", "aws", "hostile input", "secrets", "soak"
     fault: str  # what was done to the pipeline, e.g. "SIGKILL during BatchWriteItem of the asset sync"
-    outcome: str  # what the user sees, e.g. "rerun equals uninterrupted run" or "AlpacaRateLimitError, tables untouched"
+    # what the user sees, e.g. "rerun equals uninterrupted run" or "AlpacaRateLimitError, tables untouched"
+    outcome: str
     lost: int  # items, bars or events lost; the goal is 0
     test: str = ""
 

@@ -99,7 +99,8 @@ def items_lost(expected: Tables, actual: Tables) -> int:
 
 
 def sandbox_keys(sandbox_url: str) -> dict[str, str]:
-    """Alpaca id -> the key the sandbox derives that company's bars from (its first symbol; a reused ticker's is its own)."""
+    """Alpaca id -> the key the sandbox derives that company's bars from (its first symbol; a reused ticker's is its
+    own)."""
     entities = requests.get(f"{sandbox_url}/_sandbox/history", timeout=60).json()["entities"]
     return {e["id"]: e["key"] for e in entities}
 

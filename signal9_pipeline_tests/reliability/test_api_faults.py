@@ -53,8 +53,10 @@ def test_the_sandbox_cuts_a_body_short_of_its_content_length_and_hangs_up(sandbo
     announced = int(answer.headers["Content-Length"])
     assert answer.status == 200 and len(cut.value.partial) == announced // 2 > 0
     requests.post(f"{server.url}/_sandbox/reset", timeout=10).raise_for_status()
-    whole = requests.get(f"{server.url}/v2/calendar?start=2024-03-04&end=2024-03-29", headers=auth_headers(), timeout=10)
-    assert len(whole.content) == announced and len(whole.json()) == 19  # March 4-29, 2024: 19 sessions (Good Friday closed)
+    whole = requests.get(f"{server.url}/v2/calendar?start=2024-03-04&end=2024-03-29", headers=auth_headers(),
+                         timeout=10)
+    # March 4-29, 2024: 19 sessions (Good Friday closed)
+    assert len(whole.content) == announced and len(whole.json()) == 19
 
 
 # --- transient faults: the retries absorb them, the tables equal a fault-free run's ------------------
@@ -128,7 +130,8 @@ def test_a_persistent_bars_fault_fails_typed_and_leaves_the_tables(case: Persist
     after, faulted_requests = scan_tables(), access_log.requests_to(BARS_PATHS) - clean_requests
     error, message = failure_cause(result) if not result.success else ("none", "")
     failed_typed = error == case.error and case.names in message
-    ledger.record("alpaca", case.name, f"{case.error}, tables untouched" if failed_typed and after == before else "not as expected",
+    ledger.record("alpaca", case.name,
+                  f"{case.error}, tables untouched" if failed_typed and after == before else "not as expected",
                   lost=items_lost(before, after), times=faulted_requests)
     assert not result.success
     assert (error, case.names in message) == (case.error, True), message
@@ -145,7 +148,8 @@ def test_a_persistent_outage_of_the_asset_list_fails_the_sync_without_step_retri
     alpaca.set_faults(error_rate=1.0, error_statuses=[503], paths=["/v2/assets"])
     result = run_sync()
     error, message = failure_cause(result)
-    ledger.record("alpaca", "503 outage of /v2/assets", f"{error} after {access_log.requests_to(['/v2/assets'])} request(s)",
+    ledger.record("alpaca", "503 outage of /v2/assets",
+                  f"{error} after {access_log.requests_to(['/v2/assets'])} request(s)",
                   lost=items_lost(before, scan_tables()), times=access_log.requests_to(["/v2/assets"]))
     assert not result.success and error == "AlpacaUnavailableError" and "503 on /v2/assets" in message
     assert access_log.requests_to(["/v2/assets"]) == 3  # one step's attempts, no step retry on top
@@ -165,11 +169,13 @@ def test_an_empty_or_shrunken_asset_list_writes_nothing(keep_fraction, name, alp
     after = scan_tables()
     guard = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
                  and e.event_specific_data.check_name == "mass_delisting_guard")
-    ledger.record("alpaca", name, "mass_delisting_guard fails the run, nothing written" if not result.success else "written",
+    ledger.record("alpaca", name,
+                  "mass_delisting_guard fails the run, nothing written" if not result.success else "written",
                   lost=items_lost(before, after), times=1)
     assert not result.success and check_results(result)["mass_delisting_guard"] is False
     assert guard.description.startswith("drop of ") and guard.metadata["drop_fraction"].value >= 0.3
     failure = step_failure(result)
-    assert failure.step_key == "validated_assets" and "mass_delisting_guard" in failure.event_specific_data.error.message
+    assert (failure.step_key == "validated_assets"
+            and "mass_delisting_guard" in failure.event_specific_data.error.message)
     assert not result.asset_materializations_for_node("assets_table")
     assert after == before

@@ -144,12 +144,14 @@ class Throttled:
     """
 
     def __init__(self, code: str, calls: int, after_sdk_retries: bool, operation: str):
-        self.code, self.budget, self.after_sdk_retries, self.operation = code, Budget(calls), after_sdk_retries, operation
+        self.code, self.budget, self.after_sdk_retries, self.operation = (code, Budget(calls), after_sdk_retries,
+                                                                          operation)
 
     def throttle_call(self, **_: Any) -> tuple[AWSResponse, dict] | None:
         if not self.budget.take():
             return None
-        return fabricated(400, {"Error": {"Code": self.code, "Message": "Rate of requests exceeds the allowed throughput."}})
+        return fabricated(400, {"Error": {"Code": self.code,
+                                          "Message": "Rate of requests exceeds the allowed throughput."}})
 
     def throttle_send(self, request: Any, **_: Any) -> AWSResponse | None:
         if not self.budget.take():
@@ -164,11 +166,13 @@ class Throttled:
             register(f"before-send.dynamodb.{self.operation}", self.throttle_send)
 
 
-def assert_equals_fault_free(results: list[dg.ExecuteInProcessResult], reference: dict, ledger, fault: str, times: int) -> None:
+def assert_equals_fault_free(results: list[dg.ExecuteInProcessResult], reference: dict, ledger, fault: str,
+                             times: int) -> None:
     tables = comparable(scan_tables())
     lost = items_lost(reference, tables)
     ok = all(r.success for r in results) and tables == reference
-    ledger.record("aws", fault, "tables equal a fault-free run" if ok else "differs from a fault-free run", lost=lost, times=times)
+    ledger.record("aws", fault, "tables equal a fault-free run" if ok else "differs from a fault-free run", lost=lost,
+                  times=times)
     assert [r.success for r in results] == [True, True, True]
     assert times >= 1  # the fault really happened
     assert tables == reference and lost == 0
@@ -180,7 +184,8 @@ def test_unprocessed_items_are_written_on_retry(botocore_hooks, reference, ledge
     results = run_pipeline()
     # The sync's writer; bars buckets go out as conditional PutItems, their few manifests in one short batch.
     assert set(fault.items) == {Settings.from_env().assets_table}
-    assert_equals_fault_free(results, reference, ledger, "BatchWriteItem returns half of every full batch as UnprocessedItems",
+    assert_equals_fault_free(results, reference, ledger,
+                             "BatchWriteItem returns half of every full batch as UnprocessedItems",
                              sum(fault.items.values()))
 
 
@@ -229,7 +234,8 @@ def test_secrets_manager_unavailable_fails_typed_and_the_next_run_catches_up(alp
                   f"{error}, tables untouched" if after == before else "tables changed", lost=items_lost(before, after),
                   times=outage.refused)
     assert not failed.success and step_failure(failed).step_key == "alpaca_assets"
-    assert error == "CredentialsError" and "Secrets Manager unreachable" in message and "EndpointConnectionError" in message
+    assert (error == "CredentialsError" and "Secrets Manager unreachable" in message
+            and "EndpointConnectionError" in message)
     assert outage.refused == 1  # a permanent failure: no step retries hammering Secrets Manager
     assert after == before
     outage.down = False
@@ -253,7 +259,8 @@ class RejectedEntries:
 
     def _rejects(self, entry: dict) -> bool:
         detail = json.loads(entry["Detail"])
-        symbol = detail.get("alpacaId") if detail.get("assetId") else detail.get("symbol")  # a company; a symbol's status
+        # a company; a symbol's status
+        symbol = detail.get("alpacaId") if detail.get("assetId") else detail.get("symbol")
         with self._lock:
             if symbol not in self.symbols or self.rejections[symbol] >= self.times:
                 return False

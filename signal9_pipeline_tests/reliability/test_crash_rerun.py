@@ -86,7 +86,8 @@ def must_succeed(outcome: RunOutcome, what: str) -> RunOutcome:
 def killed_at(server: ForkServer, steps: list[Step], point: str, batch_size: int) -> str:
     """Run `steps` armed to die at `point`; a problem when the process was not killed there."""
     outcome = server.run(steps, {"SIGNAL9_FAILPOINT": point}, batch_size=batch_size)
-    return "" if outcome.killed else f"{point}: the run was not killed (exit {outcome.exit_code}, {outcome.error[-300:]})"
+    return "" if outcome.killed else (f"{point}: the run was not killed"
+                                      f" (exit {outcome.exit_code}, {outcome.error[-300:]})")
 
 
 def table_problems(actual: tables.Snapshot, expected: tables.Snapshot, kind: str) -> tuple[list[str], int]:
@@ -182,7 +183,8 @@ def test_asset_sync_killed_at_random_writes_converges_on_rerun(bars_env, default
              "bars": tables.scan(bars_env["SIGNAL9_MARKET_DATA_TABLE"], "market_data")}
     put_universe(bars_env, day)
     tap = EventTap(bars_env["SIGNAL9_EVENT_BUS"], f"crash-sync-{uuid.uuid4().hex[:8]}", WATCHED_EVENTS)
-    uninterrupted = must_succeed(fork_server.run(SYNC_AND_POLLENATE, COUNT_WRITES, batch_size=SYNC_BATCH_SIZE), "uninterrupted sync")
+    uninterrupted = must_succeed(fork_server.run(SYNC_AND_POLLENATE, COUNT_WRITES, batch_size=SYNC_BATCH_SIZE),
+                                 "uninterrupted sync")
     reference = {"assets": tables.scan(bars_env["SIGNAL9_ASSETS_TABLE"], "assets"),
                  "bars": tables.scan(bars_env["SIGNAL9_MARKET_DATA_TABLE"], "market_data"), "events": tap.drain()}
     assert not markers_left(reference["assets"]) and len(reference["events"]) == 4 + 8 + 4 + 2 + 8
@@ -195,7 +197,8 @@ def test_asset_sync_killed_at_random_writes_converges_on_rerun(bars_env, default
 
 
 def check_against_sandbox(bars: tables.Snapshot, companies: dict[str, tuple[str, str]]) -> None:
-    """The uninterrupted run itself: every company-day the sandbox has a bar for, in its bucket, the manifest naming them.
+    """The uninterrupted run itself: every company-day the sandbox has a bar for, in its bucket, the manifest naming
+    them.
 
     `companies`: asset id -> (the key the sandbox derives its bars from, asset class).
     """
@@ -207,7 +210,8 @@ def check_against_sandbox(bars: tables.Snapshot, companies: dict[str, tuple[str,
         decoded = decode(item["bars"])[0]
         assert decoded["timestamp"].is_unique and item["bar_count"] == len(decoded)
         assert series == f"{item['alpaca_id']}#1Day"
-        stored.update((item["alpaca_id"], d) for d in trading_days(decoded["timestamp"], crypto=item["asset_class"] == "crypto"))
+        stored.update((item["alpaca_id"], d)
+                      for d in trading_days(decoded["timestamp"], crypto=item["asset_class"] == "crypto"))
     expected = {(i, d): n for i, (key, c) in companies.items() for d in days
                 if (n := tables.sandbox_daily_bars(key, date.fromisoformat(d), crypto=c == "crypto"))}
     assert dict(stored) == expected
@@ -215,7 +219,8 @@ def check_against_sandbox(bars: tables.Snapshot, companies: dict[str, tuple[str,
         assert unpack_ids(bars[("#PARTITION#1Day", day)]["asset_ids"]) == {i for i, d in stored if d == day}
 
 
-def bars_chain(server: ForkServer, table: str, points: list[str], start: tables.Snapshot, reference: tables.Snapshot) -> Cycle:
+def bars_chain(server: ForkServer, table: str, points: list[str], start: tables.Snapshot,
+               reference: tables.Snapshot) -> Cycle:
     """Kill the run at each point in turn (every run rewrites the same items), then let one finish."""
     tables.restore(table, "market_data", start)
     cycle = Cycle(points)
@@ -229,7 +234,8 @@ def bars_chain(server: ForkServer, table: str, points: list[str], start: tables.
 
 
 def chains(points: list[str], writes: int) -> list[list[str]]:
-    """Pairs of kill points. A run killed after its last write (the manifest) leaves a rerun fewer writes: it goes second."""
+    """Pairs of kill points. A run killed after its last write (the manifest) leaves a rerun fewer writes: it goes
+    second."""
     last = f"{WRITE_ANSWERED}#{writes}"
     ordered = [p for p in points if p != last] + [p for p in points if p == last]
     return [ordered[i : i + 2] for i in range(0, len(ordered), 2)]
@@ -255,7 +261,8 @@ def test_ohlc_bars_killed_at_random_writes_converges_on_rerun(bars_env, default_
     delisted = {i for i, c in companies.items() if c["symbol"] in day.delisted}
     assert {f"{i}#1Day" for i in delisted} <= {s for (s, _) in reference}  # their history stays and is refreshed
     cycles = [bars_chain(fork_server, table, pair, start, reference)
-              for pair in chains(kill_points(uninterrupted.dynamodb_writes, KILL_POINTS, rng), uninterrupted.dynamodb_writes)]
+              for pair in chains(kill_points(uninterrupted.dynamodb_writes, KILL_POINTS, rng),
+                                 uninterrupted.dynamodb_writes)]
     record_and_assert(ledger, "ohlc_bars", uninterrupted.dynamodb_writes, cycles)
 
 

@@ -74,7 +74,8 @@ PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, 
 
 
 def names_field(reason: str, field: str) -> bool:
-    """The reason's first problem is about `field` (reasons start with the field, duplicates with 'duplicate <field>')."""
+    """The reason's first problem is about `field` (reasons start with the field, duplicates with
+    'duplicate <field>')."""
     return reason.startswith((f"{field} ", f"duplicate {field} "))
 
 
@@ -139,7 +140,8 @@ def test_every_hostile_name_is_kept_stored_normalised_with_a_warning(ledger):
 
 
 HOSTILE_VALUES = st.sampled_from(
-    [*INJECTION, *PATHS, *CONFUSABLES, *CONTROL, *NUL, *HUGE_NUMBERS, *NON_FINITE, *WRONG_TYPES, None, "", " ", "A" * 300]
+    [*INJECTION, *PATHS, *CONFUSABLES, *CONTROL, *NUL, *HUGE_NUMBERS, *NON_FINITE, *WRONG_TYPES, None, "", " ",
+     "A" * 300]
 )
 JSON_VALUES = st.recursive(
     HOSTILE_VALUES | st.text() | st.floats() | st.integers() | st.booleans() | st.none(),
@@ -176,7 +178,8 @@ def test_hostile_fields_never_raise_and_never_reach_a_key(spoils, ledger):
     for key in planned_keys(result.valid.to_dict("records")):
         assert safe_key(key) and len(key.encode("utf-8")) <= 2048
     ledger.record("hostile input", "generated asset rows with one hostile or random field each (validator)",
-                  "quarantined naming the field, or accepted with a key-safe symbol; the sound row kept", times=len(spoils))
+                  "quarantined naming the field, or accepted with a key-safe symbol; the sound row kept",
+                  times=len(spoils))
 
 
 def hostile_units() -> list[list[object]]:
@@ -217,7 +220,8 @@ def run_sync_tolerating(quarantine_fraction: float, instance: dg.DagsterInstance
     from signal9_pipeline.definitions import defs
 
     config = {"ops": {"validated_assets": {"config": {"max_quarantine_fraction": quarantine_fraction}}}}
-    return defs.resolve_job_def("asset_sync_job").execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    return defs.resolve_job_def("asset_sync_job").execute_in_process(run_config=config, instance=instance,
+                                                                     raise_on_error=False)
 
 
 def test_a_hostile_universe_synced_into_dynalite_leaves_only_safe_keys(sync_env, default_universe, ledger):
@@ -237,7 +241,8 @@ def test_a_hostile_universe_synced_into_dynalite_leaves_only_safe_keys(sync_env,
     assert result.success
     quarantined = result.asset_materializations_for_node("validated_assets")[0].metadata["quarantined"].value
     assert quarantined == len(corpus) + len(validate_assets(sound).quarantined)
-    assert all(safe_key(i["asset_id"]) for i in DynamoDBResource.from_settings().scan(table) if i["asset_id"] != "SYNC#observed")
+    assert all(safe_key(i["asset_id"]) for i in DynamoDBResource.from_settings().scan(table)
+               if i["asset_id"] != "SYNC#observed")
     items = list(AssetsTable(DynamoDBResource.from_settings()).views())
     assert all(key_safe(i["symbol"]) for i in items)
     listed = {a["symbol"] for a in sound if a["status"] == "active" and a["tradable"]}
@@ -245,9 +250,11 @@ def test_a_hostile_universe_synced_into_dynalite_leaves_only_safe_keys(sync_env,
     names = {i["symbol"]: i["name"] for i in items}
     assert all(names[r["symbol"]] == r["name"] for r in accepted_as_data())
     assert all(safe_stored_name(names[r["symbol"]]) for r in named)
-    ledger.record("hostile input", f"{len(corpus)} hostile asset rows mixed into a {len(sound)}-row universe (end to end)",
-                  "default run blocked by quarantine_rate, nothing written; tolerant run wrote every listed sound asset, "
-                  "only ASSET#<safe symbol> and ID#<UUID> keys", lost=0, times=len(corpus))
+    ledger.record("hostile input",
+                  f"{len(corpus)} hostile asset rows mixed into a {len(sound)}-row universe (end to end)",
+                  "default run blocked by quarantine_rate, nothing written; "
+                  "tolerant run wrote every listed sound asset, only ASSET#<safe symbol> and ID#<UUID> keys",
+                  lost=0, times=len(corpus))
 
 
 # --- bars, pure ----------------------------------------------------------------------------------
@@ -288,7 +295,8 @@ def stored_series(page: dict, symbols: list[str]) -> tuple[set[str], RunTally]:
 
 @pytest.mark.parametrize("bar", UNSOUND_BARS, ids=lambda b: f"{b.field}={b.value!r}")
 def test_an_unsound_bar_is_held_back_naming_symbol_time_and_field(bar: HostileBar, ledger):
-    page = {"bars": {"AAPL": [daily_bar() | {bar.field: bar.value}], "MSFT": [daily_bar(400.0)]}, "next_page_token": None}
+    page = {"bars": {"AAPL": [daily_bar() | {bar.field: bar.value}], "MSFT": [daily_bar(400.0)]},
+            "next_page_token": None}
     stored, tally = stored_series(page, ["AAPL", "MSFT"])
     assert stored == {"MSFT#1Day"}
     assert [(p.symbol, p.timestamp) for p in tally.problems] == [("AAPL", "2024-06-03T04:00:00+00:00")]
@@ -322,7 +330,8 @@ def test_a_mistyped_bar_is_held_back_naming_its_field_and_the_page_stored(bar: H
 
 
 def test_a_bar_that_is_not_an_object_or_lacks_a_field_is_held_back(ledger):
-    page = {"bars": {"AAPL": [None, {k: v for k, v in daily_bar().items() if k != "o"}, daily_bar() | {"t": "2024-06-04T04:00:00Z"}]},
+    page = {"bars": {"AAPL": [None, {k: v for k, v in daily_bar().items() if k != "o"},
+                              daily_bar() | {"t": "2024-06-04T04:00:00Z"}]},
             "next_page_token": None}
     frame, _ = bars_page_frame(page, "/v2/stocks/bars", requested=["AAPL"])
     assert frame["fault"].tolist()[:2] == ["bar: a JSON null, not an object", "o: missing"]
@@ -330,7 +339,8 @@ def test_a_bar_that_is_not_an_object_or_lacks_a_field_is_held_back(ledger):
     assert stored == set()  # the only sound bar is of 2024-06-04, not the partition's day
     assert [(p.field, p.reason) for p in tally.problems] == [("bar", "a JSON null, not an object"), ("o", "missing")]
     assert tally.outside_window == 1
-    ledger.record("hostile input", "bars that are null or lack a price (pure)", "each held back naming its fault", lost=0)
+    ledger.record("hostile input", "bars that are null or lack a price (pure)", "each held back naming its fault",
+                  lost=0)
 
 
 @pytest.mark.parametrize("bars", [{"AAPL": {"t": DAILY_STAMP}}, {"AAPL": "bars"}])
@@ -358,7 +368,8 @@ BAR_FIELDS = ("o", "h", "l", "c", "v", "vw")
 def bars_maybe_spoiled(draw) -> dict:
     """A sound daily bar, or one with any of its numbers replaced by any float or int (NaN, inf, huge, negative)."""
     low, o, c, h = sorted(draw(st.lists(st.floats(0.01, 1e6), min_size=4, max_size=4)))
-    bar = {"t": DAILY_STAMP, "o": o, "h": h, "l": low, "c": c, "v": draw(st.floats(0, 1e9)), "n": 1, "vw": (low + h) / 2}
+    bar = {"t": DAILY_STAMP, "o": o, "h": h, "l": low, "c": c, "v": draw(st.floats(0, 1e9)), "n": 1,
+           "vw": (low + h) / 2}
     for field in draw(st.sets(st.sampled_from(BAR_FIELDS))):
         bar[field] = draw(PRICES | st.none()) if field == "vw" else draw(PRICES)
     return bar
@@ -469,7 +480,8 @@ def test_hostile_bars_served_over_http_are_refused_before_dynalite(spoiling_prox
     first = materialize_bars(TIMEFRAME, DAY, DAY)
     assert first.success and check_results(first)["ohlc_consistent"] is False
     stored = market_data_items(bars_env)
-    assert all(series == f"#PARTITION#{TIMEFRAME}" or (series.endswith(f"#{TIMEFRAME}") and CANONICAL_UUID.fullmatch(series[:-5]))
+    assert all(series == f"#PARTITION#{TIMEFRAME}"
+               or (series.endswith(f"#{TIMEFRAME}") and CANONICAL_UUID.fullmatch(series[:-5]))
                for series, _ in stored)  # keys are the companies' ids, whatever the bars held
     assert {s for s in equities if (f"{companies[s]}#1Day", BUCKET) in stored} == set(equities) - set(unsound)
     assert held_back_symbols(first) == set(unsound)  # the run names every held-back bar's symbol, and only those

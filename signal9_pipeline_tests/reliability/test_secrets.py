@@ -86,7 +86,8 @@ def findings(needles: dict[str, str], channels: dict[str, bytes]) -> list[tuple[
     lambda v: f"0x{('ab' + v).encode().hex()}".encode(),
     *[lambda v, pad=pad: base64.b64encode(f"{pad}{v}{pad}".encode()) for pad in ("", "a", "ab", "abc")],
     lambda v: base64.urlsafe_b64encode(f"xy{v}".encode()),
-], ids=["plain", "url", "url-lowercase", "form", "json", "hex", "base64+0", "base64+1", "base64+2", "base64+3", "urlsafe-base64"])
+], ids=["plain", "url", "url-lowercase", "form", "json", "hex", "base64+0", "base64+1", "base64+2", "base64+3",
+        "urlsafe-base64"])
 def test_the_search_finds_a_secret_in_each_encoding(embed):
     assert findings({"secret": SECRET_KEY}, {"buffer": embed(SECRET_KEY)}) != []
     assert findings({"secret": SECRET_KEY}, {"buffer": embed(CANARY)}) == []
@@ -133,8 +134,10 @@ def leak_probe_env(stack_env, sandbox_factory, default_universe, monkeypatch, tm
     probe = uuid.uuid4().hex[:10]
     env = {"ALPACA_TRADING_URL": server.url, "ALPACA_DATA_URL": server.url, "SIGNAL9_SANDBOX_URL": server.url,
            "ALPACA_SECRET_ID": f"signal9/leak-probe-{probe}", "SIGNAL9_METRICS_NAMESPACE": f"Signal9/LeakProbe{probe}",
-           "SIGNAL9_ASSETS_TABLE": f"signal9-assets-leak-{probe}", "SIGNAL9_MARKET_DATA_TABLE": f"signal9-bars-leak-{probe}",
-           "SIGNAL9_RATE_LIMITER_URL": f"sqlite:///{tmp_path / 'limiter.sqlite'}", "SIGNAL9_POLLENATION_HISTORY_DAYS": "10"}
+           "SIGNAL9_ASSETS_TABLE": f"signal9-assets-leak-{probe}",
+           "SIGNAL9_MARKET_DATA_TABLE": f"signal9-bars-leak-{probe}",
+           "SIGNAL9_RATE_LIMITER_URL": f"sqlite:///{tmp_path / 'limiter.sqlite'}",
+           "SIGNAL9_POLLENATION_HISTORY_DAYS": "10"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     ensure_table(env["SIGNAL9_ASSETS_TABLE"], *TABLE_KEYS["assets"], indexes=ASSETS_INDEXES)
@@ -150,7 +153,8 @@ def alert_for(instance: dg.DagsterInstance, run_id: str) -> None:
     context = dg.build_run_status_sensor_context(
         sensor_name="pipeline_run_failure_alert", dagster_instance=instance,
         dagster_run=instance.get_run_by_id(run_id), dagster_event=failure,
-        resources={"alerts": AlertsResource.from_settings(), "events": EventsResource.from_settings()}).for_run_failure()
+        resources={"alerts": AlertsResource.from_settings(),
+                   "events": EventsResource.from_settings()}).for_run_failure()
     pipeline_run_failure_alert(context)
 
 
@@ -159,7 +163,8 @@ def error_texts(results: list[dg.ExecuteInProcessResult]) -> list[str]:
 
 
 def run_with_a_wrong_secret(env: dict[str, str], instance: dg.DagsterInstance, monkeypatch) -> tuple[str, str]:
-    """A sync whose secret holds the right key with a wrong secret key: its run id, its exception as Python prints it."""
+    """A sync whose secret holds the right key with a wrong secret key: its run id, its exception as Python prints
+    it."""
     from signal9_pipeline.definitions import defs
 
     monkeypatch.setenv("ALPACA_SECRET_ID", env["ALPACA_SECRET_ID"] + "-wrong")
@@ -169,7 +174,8 @@ def run_with_a_wrong_secret(env: dict[str, str], instance: dg.DagsterInstance, m
             defs.resolve_job_def("asset_sync_job").execute_in_process(instance=instance)
     finally:
         monkeypatch.setenv("ALPACA_SECRET_ID", env["ALPACA_SECRET_ID"])
-    run = instance.get_runs(dg.RunsFilter(job_name="asset_sync_job", statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)[0]
+    run = instance.get_runs(dg.RunsFilter(job_name="asset_sync_job", statuses=[dg.DagsterRunStatus.FAILURE]),
+                            limit=1)[0]
     return run.run_id, "".join(traceback.format_exception(raised.value))
 
 
@@ -181,7 +187,8 @@ def plant_canaries(instance: dg.DagsterInstance, run_id: str, env: dict[str, str
     publisher = publisher_for(env["SIGNAL9_METRICS_NAMESPACE"])
     publisher.put("SecretScanProbe", 1, Probe=CANARY)
     assert publisher.flush() == 1
-    assert EventsResource.from_settings().publish([Event("secretScanProbe", {"probe": CANARY}, f"probe-{uuid.uuid4()}")]) == []
+    assert EventsResource.from_settings().publish([Event("secretScanProbe", {"probe": CANARY},
+                                                         f"probe-{uuid.uuid4()}")]) == []
 
 
 def instance_files(root: Path) -> bytes:
@@ -227,7 +234,8 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
         delivered = tap.drain()
         channels = {
             "stdout and stderr": "".join(capfd.readouterr()).encode(),
-            "log records (DEBUG, botocore included)": "\n".join(logging.Formatter().format(r) for r in caplog.records).encode(),
+            "log records (DEBUG, botocore included)": "\n".join(logging.Formatter().format(r)
+                                                                for r in caplog.records).encode(),
             "Dagster event log": event_log(instance),
             "Dagster instance files": instance_files(tmp_path / "dagster"),
             "AWS request bodies (CloudWatch, EventBridge, SNS, Secrets Manager, ...)": aws_requests.bodies(),
@@ -236,8 +244,8 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
         }
         errors = "\n".join([wrong_secret, *error_texts([refused_bar])]).encode()
     assert {e["detail-type"] for e in delivered} >= {"assetSyncComplete", "pollenationNeeded", "pipelineRunFailed"}
-    assert {e["detail"]["errorType"] for e in delivered if e["detail-type"] == "pipelineRunFailed"} == {"UnknownSymbolError",
-                                                                                                  "AlpacaAuthError"}
+    assert ({e["detail"]["errorType"] for e in delivered if e["detail-type"] == "pipelineRunFailed"}
+            == {"UnknownSymbolError", "AlpacaAuthError"})
     sent_to_aws = channels["AWS request bodies (CloudWatch, EventBridge, SNS, Secrets Manager, ...)"]
     assert b"PutMetricData" in sent_to_aws and b"AlpacaApiCalls" in sent_to_aws  # the runs' own metrics were captured
     assert b"UnknownSymbolError" in errors and b"AlpacaAuthError" in errors  # the failures really are in it
@@ -249,4 +257,5 @@ def test_no_credential_reaches_any_output_of_the_whole_pipeline(leak_probe_env, 
                 "exception texts of failed runs": "the failures' own texts are in it"}
     for channel, data in {**channels, "exception texts of failed runs": errors}.items():
         ledger.record("secrets", f"{channel} scanned for the Alpaca key and secret ({len(data):,} bytes, "
-                      f"{len(encoded_forms(SECRET_KEY))} encodings)", f"no credential found; {controls[channel]}", lost=0)
+                      f"{len(encoded_forms(SECRET_KEY))} encodings)", f"no credential found; {controls[channel]}",
+                      lost=0)

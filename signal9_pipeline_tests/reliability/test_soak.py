@@ -31,8 +31,10 @@ def test_consecutive_trading_days_keep_the_tables_equal_to_the_model(bars_env, d
     problems = [f"day {d.day} ({d.trading_date}): {p}" for d in [first, *days] for p in d.problems]
     growth = rss_growth_mb([d.peak_rss_mb for d in days])
     ledger.record("soak", f"{DAYS} trading days of churn, sync, pollenation and daily bars",
-                  "tables equal the model every day" if not problems else f"{len(problems)} divergence(s) from the model",
+                  "tables equal the model every day" if not problems
+                  else f"{len(problems)} divergence(s) from the model",
                   lost=len(problems), times=DAYS)
     assert not problems, "\n".join(problems)
     assert all(d.api_requests > 0 and d.dynamodb_writes > 0 and d.pollenation_runs >= 1 for d in days)
-    assert growth < MAX_RSS_GROWTH_MB, f"peak RSS grew by {growth:.1f} MB over {DAYS} days: {[d.peak_rss_mb for d in days]}"
+    assert growth < MAX_RSS_GROWTH_MB, (f"peak RSS grew by {growth:.1f} MB over {DAYS} days:"
+                                        f" {[d.peak_rss_mb for d in days]}")

@@ -95,7 +95,8 @@ class TradingDays:
         (workdir / "dagster").mkdir(parents=True, exist_ok=True)
         self.dagster_home = str(workdir / "dagster")
         self.server = ForkServer({**env, **SETTINGS}, workdir / "runs.log")
-        self.tap = EventTap(env["SIGNAL9_EVENT_BUS"], f"soak-{uuid.uuid4().hex[:8]}", ["pollenationNeeded", "assetStatusChanged"])
+        self.tap = EventTap(env["SIGNAL9_EVENT_BUS"], f"soak-{uuid.uuid4().hex[:8]}",
+                            ["pollenationNeeded", "assetStatusChanged"])
 
     def close(self) -> None:
         self.server.close()
@@ -131,10 +132,12 @@ class TradingDays:
     def _run(self, trading_date: date) -> RunOutcome:
         requests.post(f"{self.env['SIGNAL9_SANDBOX_URL']}/_sandbox/reset", timeout=10).raise_for_status()
         day = trading_date.isoformat()
-        steps = [("sync", {}), ("pollenate", {})] + ([("bars", {"first": day, "last": day})] if is_session(trading_date) else [])
+        steps = [("sync", {}), ("pollenate", {})] + ([("bars", {"first": day, "last": day})]
+                                                     if is_session(trading_date) else [])
         return self.server.run(steps, dagster_home=self.dagster_home, timeout_s=900)
 
-    def _figures(self, number: int, trading_date: date, changes: str, outcome: RunOutcome, problems: list[str]) -> DayFigures:
+    def _figures(self, number: int, trading_date: date, changes: str, outcome: RunOutcome,
+                 problems: list[str]) -> DayFigures:
         if not outcome.succeeded:
             problems = [f"the day's runs failed: {outcome.steps} {outcome.error[-1500:]}"] + problems
         stats = requests.get(f"{self.env['SIGNAL9_SANDBOX_URL']}/_sandbox/stats", timeout=30).json()
@@ -158,7 +161,8 @@ def asset_problems(views: dict[str, dict], companies: dict[str, dict], model: Mo
     listed = {s for s, v in views.items() if is_listed(v)}
     problems = []
     if listed != model.listed:
-        problems.append(f"listed: missing {sorted(model.listed - listed)[:5]}, unexpected {sorted(listed - model.listed)[:5]}")
+        problems.append(f"listed: missing {sorted(model.listed - listed)[:5]},"
+                        f" unexpected {sorted(listed - model.listed)[:5]}")
     if set(views) - listed != model.inactive:
         problems.append(f"inactive: {sorted((set(views) - listed) ^ model.inactive)[:5]} differ")
     problems += [f"{s}: key {v['asset_id']}" for s, v in views.items() if v["asset_id"] != f"ASSET#{s}"][:3]
@@ -169,7 +173,8 @@ def asset_problems(views: dict[str, dict], companies: dict[str, dict], model: Mo
     return problems + ([f"still owing pollenation or events: {sorted(owing)[:5]}"] if owing else [])
 
 
-def bar_problems(dynamodb: DynamoDBResource, companies: dict[str, dict], keys: dict[str, str], trading_date: date) -> list[str]:
+def bar_problems(dynamodb: DynamoDBResource, companies: dict[str, dict], keys: dict[str, str],
+                 trading_date: date) -> list[str]:
     """Each company of the day that traded has that day's bar in its year bucket, with the sandbox's count.
 
     A simulated date lies before every status the table recorded (those carry the wall clock's time), so
@@ -182,7 +187,8 @@ def bar_problems(dynamodb: DynamoDBResource, companies: dict[str, dict], keys: d
     bucket = bucket_start(trading_date, "1Day").isoformat()
     wanted = [(bars_series(i, "1Day"), bucket) for i in sorted(companies)] + [("#PARTITION#1Day", day)]
     stored = {series: item for (series, _), item in
-              MarketDataTable(dynamodb).get(wanted, projection=["series", "day", "alpaca_id", "bars", "asset_ids"]).items()}
+              MarketDataTable(dynamodb).get(wanted,
+                                            projection=["series", "day", "alpaca_id", "bars", "asset_ids"]).items()}
     manifest = unpack_ids(stored.pop("#PARTITION#1Day", {}).get("asset_ids"))
     counts = {}
     for item in stored.values():

@@ -53,7 +53,8 @@ def actions(server, **params) -> dict[str, list[dict]]:
 
 
 def window(days_back: int = 120, days_ahead: int = 60) -> dict[str, str]:
-    return {"start": (today() - timedelta(days=days_back)).isoformat(), "end": (today() + timedelta(days=days_ahead)).isoformat()}
+    return {"start": (today() - timedelta(days=days_back)).isoformat(),
+            "end": (today() + timedelta(days=days_ahead)).isoformat()}
 
 
 def guaranteed(server) -> dict[str, dict]:
@@ -61,14 +62,16 @@ def guaranteed(server) -> dict[str, dict]:
     found = actions(server, **window(), limit=1000)
     forward = [a for a in found.get("forward_splits", []) if (a["new_rate"], a["old_rate"]) == (4, 1)]
     reverse = [a for a in found.get("reverse_splits", []) if (a["new_rate"], a["old_rate"]) == (1, 10)]
-    recent = [a for a in found.get("cash_dividends", []) if date.fromisoformat(a["ex_date"]) >= today() - timedelta(days=90)]
+    recent = [a for a in found.get("cash_dividends", [])
+              if date.fromisoformat(a["ex_date"]) >= today() - timedelta(days=90)]
     # Quarterly payers have earlier dividends too; the guaranteed dividend's symbol has no other action.
     history = {"start": "2006-01-01", "end": window()["end"], "limit": 1000}
     lone = [a for a in recent if actions(server, symbols=a["symbol"], **history) == {"cash_dividends": [a]}]
     return {"forward": forward[0], "reverse": reverse[0], "dividend": lone[0]}
 
 
-def daily(server, symbol: str, start: date, end: date, adjustment: str | None = None, timeframe: str = "1Day") -> list[dict]:
+def daily(server, symbol: str, start: date, end: date, adjustment: str | None = None,
+          timeframe: str = "1Day") -> list[dict]:
     params = {"symbols": symbol, "timeframe": timeframe, "feed": "sip", "limit": 10_000,
               "start": start.isoformat(), "end": end.isoformat()}
     if adjustment:
@@ -116,7 +119,8 @@ def test_dates_follow_the_recorded_patterns(server, found):
 
 
 def test_paging_returns_every_action_once_in_order_and_desc_reverses_it(server):
-    params = {"start": (today() - timedelta(days=3 * 365)).isoformat(), "end": (today() + timedelta(days=60)).isoformat()}
+    params = {"start": (today() - timedelta(days=3 * 365)).isoformat(),
+              "end": (today() + timedelta(days=60)).isoformat()}
     whole = get(server, "/v1/corporate-actions", **params, limit=1000).json()
     assert whole["next_page_token"] is None
     everything = [a for kind in whole["corporate_actions"].values() for a in kind]
@@ -150,7 +154,8 @@ def test_filters_symbols_types_dates_cusips_and_ids(server, found):
     assert actions(server, types="reverse_split", **window()).keys() == {"reverse_splits"}
     day = forward["process_date"]
     on_day = actions(server, start=day, end=day, limit=1000)
-    assert all(a["process_date"] == day for kind in on_day.values() for a in kind) and forward in on_day["forward_splits"]
+    assert (all(a["process_date"] == day for kind in on_day.values() for a in kind)
+            and forward in on_day["forward_splits"])
     assert actions(server, cusips=forward["cusip"], **window()) == {"forward_splits": [forward]}
     assert actions(server, ids=f"{forward['id']},{found['dividend']['id']}") == \
         {"cash_dividends": [found["dividend"]], "forward_splits": [forward]}
@@ -190,7 +195,8 @@ def test_a_rename_at_runtime_is_a_name_change_of_that_day(sandbox_factory, unive
     assert change["old_cusip"] != change["new_cusip"]
     assert actions(server, types="name_change", symbols=asset["symbol"], start=day, end=day)["name_changes"] == [change]
     requests.put(f"{server.url}/_sandbox/universe", json=renamed, timeout=10).raise_for_status()
-    assert len(actions(server, types="name_change", start=day, end=day)["name_changes"]) == 1  # only a change is a change
+    # only a change is a change
+    assert len(actions(server, types="name_change", start=day, end=day)["name_changes"]) == 1
 
 
 # --- bars ---------------------------------------------------------------------------------------
@@ -215,7 +221,8 @@ def test_raw_bars_show_the_cliff_at_the_splits_ex_date(server, found, which, rat
     raw = daily(server, split["symbol"], start, end)
     level = generated_daily(split["symbol"], start, end)  # the generator's prices are the post-split level
     ex = date.fromisoformat(split["ex_date"])
-    assert len(raw) == len(level) and any(new_york_day(b["t"]) < ex for b in raw) and any(new_york_day(b["t"]) >= ex for b in raw)
+    assert (len(raw) == len(level) and any(new_york_day(b["t"]) < ex for b in raw)
+            and any(new_york_day(b["t"]) >= ex for b in raw))
     for bar, (o, c, v) in zip(raw, level):
         if new_york_day(bar["t"]) < ex:
             assert abs(bar["c"] - c * ratio) < 0.005 + 1e-9 and abs(bar["o"] - o * ratio) < 0.005 + 1e-9
@@ -254,7 +261,8 @@ def test_adjusted_bars_are_the_standard_method_applied_to_the_raw_bars(server, f
     action = found[which]
     symbol = action["symbol"]
     start, end = around(action, before=40)
-    recorded = actions(server, symbols=symbol, start="2006-01-01", end=(today() + timedelta(days=60)).isoformat(), limit=1000)
+    recorded = actions(server, symbols=symbol, start="2006-01-01", end=(today() + timedelta(days=60)).isoformat(),
+                       limit=1000)
     raw = daily(server, symbol, start - timedelta(days=10), end)  # C of every dividend is in the window
     served = daily(server, symbol, start - timedelta(days=10), end, adjustment=adjustment)
     wanted = {"split", "dividend"} if adjustment == "all" else set(adjustment.split(","))

@@ -84,7 +84,8 @@ def test_equities_follow_the_xnys_calendar_holidays_weekends_and_dst():
     assert len(collect(gen, "1Min", "2024-11-30T00:00", "2024-12-01T23:59")) == 0  # weekend
     winter = collect(gen, "1Min", "2024-03-08T05:00", "2024-03-09T04:59")  # one New York day each
     summer = collect(gen, "1Min", "2024-03-11T04:00", "2024-03-12T03:59")
-    assert winter.t.min() >= minute("2024-03-08T09:00") and winter.t.max() < minute("2024-03-09T01:00")  # 04:00-20:00 EST
+    # 04:00-20:00 EST
+    assert winter.t.min() >= minute("2024-03-08T09:00") and winter.t.max() < minute("2024-03-09T01:00")
     assert summer.t.min() >= minute("2024-03-11T08:00") and summer.t.max() < minute("2024-03-12T00:00")  # EDT
     assert ((winter.t >= minute("2024-03-08T14:30")) & (winter.t < minute("2024-03-08T21:00"))).sum() == 390
     assert ((summer.t >= minute("2024-03-11T13:30")) & (summer.t < minute("2024-03-11T20:00"))).sum() == 390
@@ -157,7 +158,8 @@ def test_crypto_daily_bars_in_us_central_mode_are_central_days_across_dst(change
     assert days.t.tolist() == [minute(s) for s in stamps]
     bounds = np.array([minute(s) for s in stamps] + [days.t[-1] + hours[-1] * 60])
     assert (np.diff(bounds) == np.array(hours) * 60).all()
-    minutes = Bars(*(np.concatenate([getattr(c, f) for c in gen.bars("1Min", bounds[0], bounds[-1] - 1)]) for f in FIELDS))
+    minutes = Bars(*(np.concatenate([getattr(c, f) for c in gen.bars("1Min", bounds[0], bounds[-1] - 1)])
+                     for f in FIELDS))
     assert_is_aggregate(days, minutes, bounds[np.searchsorted(bounds, minutes.t, "right") - 1])
     intraday = collect(gen, "1Hour", start, end)
     assert intraday.t.tolist() == collect(gen, "1Hour", start, end, crypto_daily="utc").t.tolist()

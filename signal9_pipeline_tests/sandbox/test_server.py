@@ -98,7 +98,8 @@ def test_typed_models_parse_the_sandboxs_answers(sandbox):
     assert client.get_asset("BRK.B").symbol == "BRK.B"
     assert client.get_account().account_number
     days = client.get_calendar(GetCalendarRequest(start=date(2024, 11, 25), end=date(2024, 12, 2)))
-    assert [d.date for d in days] == [date(2024, 11, 25), date(2024, 11, 26), date(2024, 11, 27), date(2024, 11, 29), date(2024, 12, 2)]
+    assert [d.date for d in days] == [date(2024, 11, 25), date(2024, 11, 26), date(2024, 11, 27), date(2024, 11, 29),
+                                      date(2024, 12, 2)]
     assert days[3].close.hour == 13  # the day after Thanksgiving closes early
 
 
@@ -146,9 +147,11 @@ def test_limit_counts_bars_across_all_symbols_and_tokens_resume_exactly(sandbox)
 def test_stock_client_reads_multi_page_bars_of_the_default_feed(sandbox):
     symbols = ["AAPL", "MSFT", "SPY", "BRK.B", "F.PRB", "GRAF.U", "FACTW", "BF.B", "GLD", "FLYX.WS", "FERAR", "FATBP"]
     start, end = datetime(2024, 3, 1), datetime(2024, 3, 31)
-    request = StockBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame(5, TimeFrameUnit.Minute), start=start, end=end)
+    request = StockBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame(5, TimeFrameUnit.Minute),
+                               start=start, end=end)
     bars = stock_client(sandbox).get_stock_bars(request).data
-    pages = [r for r in requests.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()["requests"] if r["path"] == "/v2/stocks/bars"]
+    pages = [r for r in requests.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()["requests"]
+             if r["path"] == "/v2/stocks/bars"]
     assert len(pages) >= 2  # more than one 10,000-bar page
     for symbol in symbols:  # no feed named, a window older than 15 minutes: SIP, even on the free plan
         assert served(bars.get(symbol, [])) == generated(symbol, "5Min", start, end, feed="sip"), symbol
@@ -215,7 +218,8 @@ def test_the_default_feed_is_the_best_the_plan_allows(sandbox, plan, recent, fee
     settings(sandbox, plan=plan)
     if recent:  # the window's end within the last 15 minutes: only a paid plan gets SIP
         end = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=5)
-        query = {"symbols": "SPY", "timeframe": "1Min", "start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()}
+        query = {"symbols": "SPY", "timeframe": "1Min", "start": (end - timedelta(days=7)).isoformat(),
+                 "end": end.isoformat()}
     else:
         query = {"symbols": "SPY", "timeframe": "1Hour", "start": "2024-06-03", "end": "2024-06-05"}
     default = get(sandbox, "/v2/stocks/bars", **query, limit=10000).json()
@@ -234,11 +238,13 @@ def test_a_free_plan_is_refused_recent_sip_data_with_alpacas_403(sandbox):
     with pytest.raises(APIError) as refused:
         client.get_stock_bars(recent)
     assert refused.value.status_code == 403  # the body as Alpaca's Market Data FAQ prints it
-    assert json.loads(str(refused.value)) == {"code": 42210000, "message": "subscription does not permit querying recent SIP data"}
+    assert json.loads(str(refused.value)) == {"code": 42210000,
+                                              "message": "subscription does not permit querying recent SIP data"}
     older = {"symbols": "AAPL", "timeframe": "1Min", "feed": "sip", "start": (now - timedelta(hours=2)).isoformat(),
              "end": (now - timedelta(minutes=16)).isoformat()}
     assert get(sandbox, "/v2/stocks/bars", **older).status_code == 200
-    assert get(sandbox, "/v2/stocks/bars", **{**older, "end": now.isoformat(), "feed": "delayed_sip"}).status_code == 200
+    assert get(sandbox, "/v2/stocks/bars",
+               **{**older, "end": now.isoformat(), "feed": "delayed_sip"}).status_code == 200
     assert get(sandbox, "/v2/stocks/bars", **{**older, "end": now.isoformat(), "feed": "iex"}).status_code == 200
     settings(sandbox, plan="paid")
     assert client.get_stock_bars(recent) is not None
@@ -252,7 +258,8 @@ def test_unknown_symbols_answer_as_alpaca_does(sandbox):
     assert set(bars) == {"BTC/USD", "ETH/BTC"} and len(bars["BTC/USD"]) == 24
     nothing = get(sandbox, "/v1beta3/crypto/us/bars", symbols="NOPE/USD", timeframe="1Day", start="2024-06-03")
     assert nothing.status_code == 200 and nothing.json() == {"bars": {}, "next_page_token": None}
-    well_formed = get(sandbox, "/v2/stocks/bars", symbols="AAPL,ZZZZZZ", timeframe="1Day", start="2024-06-03", end="2024-06-07")
+    well_formed = get(sandbox, "/v2/stocks/bars", symbols="AAPL,ZZZZZZ", timeframe="1Day", start="2024-06-03",
+                      end="2024-06-07")
     assert well_formed.status_code == 200 and list(well_formed.json()["bars"]) == ["AAPL"]
     malformed = get(sandbox, "/v2/stocks/bars", symbols="AAPL,ZZZ9", timeframe="1Day", start="2024-06-03")
     assert malformed.status_code == 400 and malformed.json() == {"message": "invalid symbol: ZZZ9"}
@@ -274,7 +281,8 @@ def test_sort_desc_pages_newest_first(sandbox):
     ({"symbols": "AAPL", "timeframe": "1Min", "limit": "10001"}, "invalid limit"),
     ({"symbols": "AAPL", "timeframe": "1Min", "limit": "ten"}, "Invalid format for parameter limit"),
     ({"symbols": "AAPL", "timeframe": "1Min", "start": "yesterday"}, "Invalid format for parameter start"),
-    ({"symbols": "AAPL", "timeframe": "1Min", "start": "2024-06-05", "end": "2024-06-04"}, "end should not be before start"),
+    ({"symbols": "AAPL", "timeframe": "1Min", "start": "2024-06-05", "end": "2024-06-04"},
+     "end should not be before start"),
     ({"symbols": "AAPL", "timeframe": "1Min", "page_token": "garbage!!"}, "invalid page token"),
     ({"timeframe": "1Min"}, "missing symbols"),
     ({"symbols": "AAPL", "timeframe": "1Min", "adjustment": "weird"}, "invalid adjustment"),
@@ -299,7 +307,8 @@ def test_malformed_trading_queries_answer_with_a_code(sandbox):
 def test_trading_api_auth_failures(sandbox):
     bare = requests.get(f"{sandbox.url}/v2/account", timeout=10)
     assert bare.status_code == 403 and bare.json() == {"message": "forbidden."}
-    wrong_key = requests.get(f"{sandbox.url}/v2/account", headers={"APCA-API-KEY-ID": "x", "APCA-API-SECRET-KEY": "y"}, timeout=10)
+    wrong_key = requests.get(f"{sandbox.url}/v2/account", headers={"APCA-API-KEY-ID": "x", "APCA-API-SECRET-KEY": "y"},
+                             timeout=10)
     assert wrong_key.status_code == 401 and wrong_key.json() == {"message": "unauthorized"}
     with pytest.raises(APIError) as refused:
         trading(sandbox, secret="not-the-secret").get_account()
@@ -335,7 +344,9 @@ def test_rate_limit_is_a_sliding_window_per_key_with_headers(sandbox_factory):
 
 
 def test_error_faults_only_on_chosen_paths_in_each_apis_shape(sandbox):
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"error_rate": 1.0, "error_statuses": [503], "paths": ["/v2/stocks", "/v2/calendar"]}, timeout=10)
+    requests.post(f"{sandbox.url}/_sandbox/faults",
+                  json={"error_rate": 1.0, "error_statuses": [503], "paths": ["/v2/stocks", "/v2/calendar"]},
+                  timeout=10)
     data = get(sandbox, "/v2/stocks/bars", symbols="AAPL", timeframe="1Day")
     assert data.status_code == 503 and set(data.json()) == {"message"}
     trading_answer = get(sandbox, "/v2/calendar")
@@ -347,7 +358,8 @@ def test_settings_hooks_switch_plan_and_stamp_until_reset(sandbox):
     defaults = requests.get(f"{sandbox.url}/_sandbox/settings", timeout=10).json()
     assert defaults == {"plan": "free", "crypto_daily_stamp": "utc", "revisions": "final"}
     assert settings(sandbox, plan="paid") == {"plan": "paid", "crypto_daily_stamp": "utc", "revisions": "final"}
-    for body in ({"plan": "gold"}, {"crypto_daily_stamp": "local"}, {"revisions": "often"}, {"colour": "blue"}, ["paid"]):
+    for body in ({"plan": "gold"}, {"crypto_daily_stamp": "local"}, {"revisions": "often"}, {"colour": "blue"},
+                 ["paid"]):
         assert requests.put(f"{sandbox.url}/_sandbox/settings", json=body, timeout=10).status_code == 422, body
     requests.post(f"{sandbox.url}/_sandbox/reset", timeout=10)
     assert requests.get(f"{sandbox.url}/_sandbox/settings", timeout=10).json() == defaults
@@ -389,7 +401,8 @@ def test_stats_record_api_requests_and_reset_clears_them(sandbox):
     get(sandbox, "/v2/account")
     get(sandbox, "/v2/assets/NOPE123")
     stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()["requests"]
-    assert [(r["method"], r["path"], r["status"]) for r in stats] == [("GET", "/v2/account", 200), ("GET", "/v2/assets/NOPE123", 404)]
+    assert [(r["method"], r["path"], r["status"]) for r in stats] == [("GET", "/v2/account", 200),
+                                                                      ("GET", "/v2/assets/NOPE123", 404)]
     assert all(abs(r["t"] - time.time()) < 60 for r in stats)
     requests.post(f"{sandbox.url}/_sandbox/reset", timeout=10)
     assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()["requests"] == []
@@ -397,12 +410,14 @@ def test_stats_record_api_requests_and_reset_clears_them(sandbox):
 
 def test_put_universe_replaces_what_is_served(sandbox_factory, default_universe):
     server = sandbox_factory(list(default_universe[:10]), rate_limit_per_minute=1000)
-    listing = dict(default_universe[0], symbol="NEWCO", id="11111111-2222-4333-8444-555555555555", **{"class": "us_equity"})
+    listing = dict(default_universe[0], symbol="NEWCO", id="11111111-2222-4333-8444-555555555555",
+                   **{"class": "us_equity"})
     assert requests.put(f"{server.url}/_sandbox/universe", json=[listing], timeout=10).status_code == 200
     served = requests.get(f"{server.url}/v2/assets", headers=auth_headers(), timeout=10).json()
     assert served == [listing]
     bars = requests.get(f"{server.url}/v2/stocks/bars", headers=auth_headers(), timeout=10,
-                        params={"symbols": "NEWCO", "timeframe": "1Day", "start": "2024-06-03", "end": "2024-06-08"}).json()
+                        params={"symbols": "NEWCO", "timeframe": "1Day", "start": "2024-06-03",
+                                "end": "2024-06-08"}).json()
     assert len(bars["bars"]["NEWCO"]) == 5
     assert requests.put(f"{server.url}/_sandbox/universe", data="{not json", timeout=10).status_code == 422
     assert requests.put(f"{server.url}/_sandbox/universe", json={"symbol": "X"}, timeout=10).status_code == 422
@@ -412,22 +427,26 @@ def test_put_universe_replaces_what_is_served(sandbox_factory, default_universe)
 def test_cli_serves_until_terminated(tmp_path):
     universe = tmp_path / "universe.json"
     universe.write_text(json.dumps([{"id": "1", "class": "us_equity", "symbol": "AAA", "status": "active"}]))
-    proc = subprocess.Popen([sys.executable, "-m", "signal9_devstack.sandbox", "--port", "0", "--universe", str(universe),
-                             "--api-key", "k", "--secret-key", "s", "--plan", "paid", "--crypto-daily-stamp", "us_central"],
+    proc = subprocess.Popen([sys.executable, "-m", "signal9_devstack.sandbox", "--port", "0",
+                             "--universe", str(universe), "--api-key", "k", "--secret-key", "s", "--plan", "paid",
+                             "--crypto-daily-stamp", "us_central"],
                             stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.startswith("listening on http://127.0.0.1:")
         url = line.split()[-1]
-        assert requests.get(f"{url}/v2/assets", headers={"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}, timeout=10).json()[0]["symbol"] == "AAA"
-        assert requests.get(f"{url}/_sandbox/settings", timeout=10).json() == {"plan": "paid", "crypto_daily_stamp": "us_central",
+        assert requests.get(f"{url}/v2/assets", headers={"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"},
+                            timeout=10).json()[0]["symbol"] == "AAA"
+        assert requests.get(f"{url}/_sandbox/settings", timeout=10).json() == {"plan": "paid",
+                                                                               "crypto_daily_stamp": "us_central",
                                                                                "revisions": "final"}
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
 
 
-@pytest.mark.parametrize("content,reason", [(None, "cannot read"), ("{oops", "not valid JSON"), ('{"a": 1}', "JSON array")])
+@pytest.mark.parametrize("content,reason", [(None, "cannot read"), ("{oops", "not valid JSON"),
+                                            ('{"a": 1}', "JSON array")])
 def test_cli_names_an_unusable_universe_file(tmp_path, content, reason):
     path = tmp_path / "universe.json"
     if content is not None:
@@ -442,16 +461,19 @@ def test_late_reports_add_volume_to_recent_days_until_they_settle_and_never_move
     most of it is in by the next session's morning, all of it three sessions on; prices stay; a few extended-hours
     minute bars appear only the next day. Answered as of the sandbox clock, over HTTP, through alpaca-py."""
     day, symbols = datetime(2024, 6, 3), ["AAPL", "MSFT", "SPY", "NVDA", "AMD", "INTC"]
-    moments = {"night after": "2024-06-04T05:00:00Z", "next morning": "2024-06-04T12:30:00Z", "a week on": "2024-06-11T12:30:00Z"}
+    moments = {"night after": "2024-06-04T05:00:00Z", "next morning": "2024-06-04T12:30:00Z",
+               "a week on": "2024-06-11T12:30:00Z"}
     daily, minutes = {}, {}
     assert requests.put(f"{sandbox.url}/_sandbox/settings", json={"revisions": "late_reports"}, timeout=10).ok
     try:
         for name, moment in moments.items():
             assert requests.put(f"{sandbox.url}/_sandbox/clock", json={"now": moment}, timeout=10).ok
             daily[name] = stock_client(sandbox).get_stock_bars(StockBarsRequest(
-                symbol_or_symbols=symbols, timeframe=TimeFrame.Day, start=day, end=day + timedelta(hours=23), feed="sip")).df
+                symbol_or_symbols=symbols, timeframe=TimeFrame.Day, start=day, end=day + timedelta(hours=23),
+                feed="sip")).df
             minutes[name] = stock_client(sandbox).get_stock_bars(StockBarsRequest(
-                symbol_or_symbols=symbols, timeframe=TimeFrame.Minute, start=day, end=day + timedelta(days=1), feed="sip")).df
+                symbol_or_symbols=symbols, timeframe=TimeFrame.Minute, start=day, end=day + timedelta(days=1),
+                feed="sip")).df
     finally:
         requests.post(f"{sandbox.url}/_sandbox/reset", timeout=10)
     final = stock_client(sandbox).get_stock_bars(StockBarsRequest(

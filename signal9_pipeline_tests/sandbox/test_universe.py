@@ -6,7 +6,8 @@ from signal9_devstack.sandbox.universe import build_universe
 
 REQUIRED_FIELDS = {
     "id", "class", "exchange", "symbol", "name", "status", "tradable", "marginable", "shortable", "easy_to_borrow",
-    "fractionable", "maintenance_margin_requirement", "margin_requirement_long", "margin_requirement_short", "attributes",
+    "fractionable", "maintenance_margin_requirement", "margin_requirement_long", "margin_requirement_short",
+    "attributes",
 }
 
 

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 ASSETS = ["alpaca_assets", "validated_assets", "assets_table", "asset_status_events", "ohlc_bars", "corporate_actions",
           "pollenation_events"]
 GROUPS = ["asset_sync", "market_data", "pollenation"]
-BARS_CHECKS = ["ohlc_consistent", "timestamps_valid", "completeness", "stored_equals_fetched", "restatements_within_tolerance"]
+BARS_CHECKS = ["ohlc_consistent", "timestamps_valid", "completeness", "stored_equals_fetched",
+               "restatements_within_tolerance"]
 UI_WAIT_MS = 60_000  # an upper bound for the UI to show a condition, polled; never a fixed sleep
 ARTIFACTS = Path(os.environ.get("SIGNAL9_TEST_ARTIFACTS", PROJECT_ROOT / ".signal9" / "test-artifacts"))
 
@@ -51,17 +52,19 @@ def populated(bars_env, default_universe, tmp_path, monkeypatch) -> Iterator[dic
     home = tmp_path / "dagster-home"
     home.mkdir()
     project_config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    (home / "dagster.yaml").write_text(yaml.safe_dump({"telemetry": {"enabled": False}, "python_logs": project_config["python_logs"]}))
+    (home / "dagster.yaml").write_text(yaml.safe_dump({"telemetry": {"enabled": False},
+                                                       "python_logs": project_config["python_logs"]}))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         sync = run_sync(instance=instance)
         pollenation = drive_sensor(instance)
         # Older than pollenation's month of history, so the two write different partitions.
         first = date.today() - timedelta(days=60)
-        backfill = materialize_bars("1Day", first.isoformat(), (first + timedelta(days=2)).isoformat(), instance=instance)
+        backfill = materialize_bars("1Day", first.isoformat(), (first + timedelta(days=2)).isoformat(),
+                                    instance=instance)
         assert sync.success and pollenation and all(r.success for r in pollenation) and backfill.success
-        yield {"instance": instance, "home": home, "sync": sync, "pollenated": set().union(*map(_partition_keys, pollenation)),
-               "backfilled": _partition_keys(backfill)}
+        yield {"instance": instance, "home": home, "sync": sync,
+               "pollenated": set().union(*map(_partition_keys, pollenation)), "backfilled": _partition_keys(backfill)}
 
 
 @pytest.fixture
@@ -71,14 +74,16 @@ def webserver(populated) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = populated["home"] / "webserver.log"
     with log.open("w") as out:
-        process = subprocess.Popen([str(VENV_BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+        process = subprocess.Popen([str(VENV_BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                                    "-w", "workspace.yaml"],
                                    env={**os.environ, "DAGSTER_HOME": str(populated["home"])}, cwd=PROJECT_ROOT,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not _location_loaded(url):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dagster-webserver did not serve the code location (exit {process.poll()}):\n{log.read_text()[-3000:]}")
+                raise AssertionError(f"dagster-webserver did not serve the code location (exit {process.poll()}):\n"
+                                     f"{log.read_text()[-3000:]}")
             time.sleep(0.5)  # polling interval, not a wait for a result
         yield url
     finally:
@@ -99,7 +104,8 @@ def _location_loaded(url: str) -> bool:
     except (requests.RequestException, ValueError):
         return False
     entries = ((answer.get("data") or {}).get("workspaceOrError") or {}).get("locationEntries") or []
-    return bool(entries) and all((e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation" for e in entries)
+    return bool(entries) and all((e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
+                                 for e in entries)
 
 
 @pytest.fixture
@@ -109,10 +115,12 @@ def page(webserver) -> Iterator[Page]:
         pytest.fail("Debian's chromium package is missing: run scripts/install-services.sh (make services) as root")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])  # root: no sandbox
+        # root: no sandbox
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         try:
             context = browser.new_context(base_url=webserver, viewport={"width": 1600, "height": 1100})
-            # The "Join the Dagster community" dialog that a first visit on localhost shows, dismissed as its Skip button would.
+            # The "Join the Dagster community" dialog that a first visit on localhost shows, dismissed as its Skip
+            # button would.
             context.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
             context.set_default_timeout(UI_WAIT_MS)
             expect.set_options(timeout=UI_WAIT_MS)
@@ -124,14 +132,16 @@ def page(webserver) -> Iterator[Page]:
 
 # Every asset node inside the graph's viewport, and the same size on two polls running: the zoom-to-fit has settled.
 GRAPH_SETTLED = """() => {
-  const nodes = [...document.querySelectorAll('foreignObject')].filter(fo => fo.querySelector('[class*="AssetNode_assetName"]'));
+  const nodes = [...document.querySelectorAll('foreignObject')]\
+.filter(fo => fo.querySelector('[class*="AssetNode_assetName"]'));
   if (!nodes.length) return false;
   const view = nodes[0].ownerSVGElement.getBoundingClientRect();
   const rects = nodes.map(fo => fo.getBoundingClientRect());
   const key = rects.map(r => [r.left, r.top, r.width].map(Math.round).join(',')).join(';');
   const same = window.__signal9_graph === key;
   window.__signal9_graph = key;
-  return same && rects.every(r => r.width > 0 && r.left >= view.left && r.right <= view.right && r.top >= view.top && r.bottom <= view.bottom);
+  return same && rects.every(r => r.width > 0 && r.left >= view.left && r.right <= view.right \
+&& r.top >= view.top && r.bottom <= view.bottom);
 }"""
 
 # The drawn edges (SVG paths with an arrowhead) between two nodes' boxes: from the right side of the source's
@@ -146,7 +156,8 @@ EDGES_BETWEEN = """([source, target]) => {
     const n = (d.match(/-?[\\d.]+/g) || []).map(Number);
     if (n.length < 4) return false;
     const [x1, y1] = n, [x2, y2] = n.slice(-2);
-    return Math.abs(x1 - (sx + sw)) <= 2 && y1 >= sy && y1 <= sy + sh && x2 >= tx - 15 && x2 <= tx + 1 && y2 >= ty && y2 <= ty + th;
+    return Math.abs(x1 - (sx + sw)) <= 2 && y1 >= sy && y1 <= sy + sh \
+&& x2 >= tx - 15 && x2 <= tx + 1 && y2 >= ty && y2 <= ty + th;
   }).length;
 }"""
 
@@ -165,23 +176,28 @@ def check_lineage(page: Page) -> None:
         expect(page.locator(f'foreignObject [data-tooltip="{name}"]')).to_be_visible()
     page.wait_for_function(GRAPH_SETTLED, polling=250)
     drawn = {pair: page.evaluate(EDGES_BETWEEN, list(pair)) for pair in
-             [("assets_table", "ohlc_bars"), ("assets_table", "corporate_actions"), ("assets_table", "pollenation_events"),
-              ("alpaca_assets", "validated_assets"), ("ohlc_bars", "assets_table")]}
-    assert drawn == {("assets_table", "ohlc_bars"): 1, ("assets_table", "corporate_actions"): 1, ("assets_table", "pollenation_events"): 1,
-                     ("alpaca_assets", "validated_assets"): 1, ("ohlc_bars", "assets_table"): 0}
+             [("assets_table", "ohlc_bars"), ("assets_table", "corporate_actions"),
+              ("assets_table", "pollenation_events"), ("alpaca_assets", "validated_assets"),
+              ("ohlc_bars", "assets_table")]}
+    assert drawn == {("assets_table", "ohlc_bars"): 1, ("assets_table", "corporate_actions"): 1,
+                     ("assets_table", "pollenation_events"): 1, ("alpaca_assets", "validated_assets"): 1,
+                     ("ohlc_bars", "assets_table"): 0}
     page.screenshot(path=ARTIFACTS / "lineage.png", full_page=True)
     # The same edges as the webserver's API states them, asked from the page.
     dependencies = page.evaluate(GRAPHQL_DEPENDENCIES)
     assert "assets_table" in dependencies["ohlc_bars"] and "assets_table" in dependencies["pollenation_events"]
-    assert dependencies["assets_table"] == ["validated_assets"] and dependencies["validated_assets"] == ["alpaca_assets"]
+    assert (dependencies["assets_table"] == ["validated_assets"]
+            and dependencies["validated_assets"] == ["alpaca_assets"])
 
 
 def _select_partition(page: Page, day: str) -> None:
-    """Pick a date from the (filtered) date list, then 1Day from the timeframe list (a new date clears the timeframe)."""
+    """Pick a date from the (filtered) date list, then 1Day from the timeframe list (a new date clears the
+    timeframe)."""
     page.get_by_placeholder("Filter by date…").fill(day)
     page.locator(f'[title="{day}"]').click()  # the list's row; the status bar's end label reads the same
     page.locator('[title="1Day"]').click()
-    expect(page.locator("span", has_text=re.compile(rf"^{day}\|1Day$"))).to_be_visible()  # the selected partition's header
+    # the selected partition's header
+    expect(page.locator("span", has_text=re.compile(rf"^{day}\|1Day$"))).to_be_visible()
     page.get_by_placeholder("Filter by date…").fill("")
 
 
@@ -190,7 +206,8 @@ def check_partitions(page: Page, populated: dict) -> None:
     pollenated, backfilled = populated["pollenated"], populated["backfilled"]
     assert pollenated and backfilled and not pollenated & backfilled and materialized == pollenated | backfilled
     page.goto("/assets/ohlc_bars?view=partitions")
-    expect(page.get_by_text(re.compile(r"^Materialized \([\d,]+\)$"))).to_have_text(f"Materialized ({len(materialized):,})")
+    expect(page.get_by_text(re.compile(r"^Materialized \([\d,]+\)$"))).to_have_text(
+        f"Materialized ({len(materialized):,})")
     # A backfilled partition: written by the backfill's run of daily_bars_job.
     _select_partition(page, min(backfilled).split("|")[0])
     expect(page.get_by_role("link", name="daily_bars_job")).to_be_visible()
@@ -223,7 +240,9 @@ def check_run_log_filter(page: Page, populated: dict) -> None:
     run_id = populated["sync"].run_id
     needle = "/v2/assets"
     shown_levels = [e for e in populated["instance"].all_logs(run_id) if e.level >= logging.INFO]
-    matching = [e for e in shown_levels if needle in e.message and not (e.dagster_event and e.dagster_event.event_type_value.endswith("_PLANNED"))]
+    matching = [e for e in shown_levels
+                if needle in e.message
+                and not (e.dagster_event and e.dagster_event.event_type_value.endswith("_PLANNED"))]
     assert matching and all(re.search(r"Alpaca GET /v2/assets: 200 in [\d.]+ ms", e.user_message) for e in matching)
     page.goto(f"/runs/{run_id}")
     rows = page.locator('[class*="LogsRowComponents_row__"]')
