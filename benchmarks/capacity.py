@@ -28,8 +28,7 @@ from pathlib import Path
 import exchange_calendars as xcals
 
 from signal9_pipeline.local import stack
-from signal9_pipeline.market_data.days import bucket_start
-from signal9_pipeline.resources.alpaca import TIMEFRAMES
+from signal9_pipeline.market_data.days import TIMEFRAMES, bucket_start
 from signal9_pipeline.resources.rate_limit import shared_limiter
 from signal9_pipeline_tests.deploy.services import start_redis
 

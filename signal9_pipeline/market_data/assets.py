@@ -32,7 +32,8 @@ from signal9_pipeline.market_data.ingest import (
 from signal9_pipeline.market_data.restated import restatement_events
 from signal9_pipeline.market_data.settle import settle_dates
 from signal9_pipeline.market_data.universe import Universe, UnknownSymbolError, listed_universe, watchlist_universe
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.alpaca_errors import fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource

@@ -75,7 +75,7 @@ def test_recorded_and_hostile_actions_through_the_asset(bars_env, replay, defaul
 
     from signal9_pipeline.corporate_actions.actions import AdjustmentError
     from signal9_pipeline.market_data import read_bars
-    from signal9_pipeline.resources import alpaca as alpaca_module
+    from signal9_pipeline.resources import alpaca_gateway
     from signal9_pipeline_tests.support import (
         check_results,
         materialize_actions,
@@ -94,7 +94,7 @@ def test_recorded_and_hostile_actions_through_the_asset(bars_env, replay, defaul
     assert materialize_bars("1Day", "2026-02-17", "2026-02-20").success  # the sandbox's bars for every symbol
 
     monkeypatch.setenv("ALPACA_DATA_URL", replay.url)  # from here, Alpaca's recorded answers
-    monkeypatch.setattr(alpaca_module, "_gateways", {})
+    monkeypatch.setattr(alpaca_gateway, "_gateways", {})
     replay.clear()
     for name, adjustment in (("forum_tpg_1day_raw_2026-02-17", "raw"), ("forum_tpg_1day_adjusted_2026-02-17", "all")):
         replay.load("/v2/stocks/bars", "1Day", corpus.entry(name).body["bars"], adjustment)

@@ -10,18 +10,16 @@ import pandas as pd
 import pytest
 import requests
 
-from signal9_pipeline.resources.alpaca import (
-    BAR_COLUMNS,
+from signal9_pipeline.resources.alpaca import BAR_COLUMNS, AlpacaResource, bars_page_frame
+from signal9_pipeline.resources.alpaca_clients import decode_json
+from signal9_pipeline.resources.alpaca_errors import (
     AlpacaAuthError,
     AlpacaConfigError,
     AlpacaRequestError,
-    AlpacaResource,
     AlpacaResponseError,
     AlpacaSubscriptionError,
     AlpacaUnavailableError,
     CredentialsError,
-    bars_page_frame,
-    decode_json,
 )
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
 
