@@ -28,7 +28,7 @@ import pandas as pd
 import requests
 
 from signal9_pipeline.market_data.ingest import BucketWriter, RunTally, _Store
-from signal9_pipeline.resources.alpaca import bars_page_frame
+from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.resources.alpaca_clients import decode_json
 from signal9_pipeline.sandbox import start_in_thread
 

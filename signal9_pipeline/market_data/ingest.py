@@ -62,6 +62,7 @@ from signal9_pipeline.market_data.ledger import (
     merge,
     summarize,
 )
+from signal9_pipeline.market_data.pages import bar_frames
 from signal9_pipeline.market_data.universe import Listing
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -184,8 +185,8 @@ def _fetch_concurrently(alpaca: AlpacaResource, groups: list[list[str]], asset_c
 
     def stream(index: int, group: list[str]) -> None:
         try:
-            for page in alpaca.iter_bars(group, timeframe, start, end, asset_class=asset_class,
-                                         adjustment=options.adjustment, asof=asof):
+            for page in bar_frames(alpaca, group, timeframe, start, end, asset_class=asset_class,
+                                   adjustment=options.adjustment, asof=asof):
                 if stop.is_set():
                     return
                 pages.put((index, page))

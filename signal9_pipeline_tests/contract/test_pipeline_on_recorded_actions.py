@@ -15,8 +15,8 @@ import pytest
 
 from signal9_pipeline.corporate_actions.actions import KNOWN_GROUPS, parse_page
 from signal9_pipeline.corporate_actions.store import HALF_CENT
+from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.market_data.read import adjusted
-from signal9_pipeline.resources.alpaca import bars_page_frame
 from signal9_pipeline_tests.contract import corpus
 
 RECORDINGS = corpus.of_kind(corpus.ACTIONS_KIND)

@@ -31,7 +31,7 @@ from signal9_pipeline.alerting.sensor import error_type
 from signal9_pipeline.assets_sync.changes import Observation, plan_sync
 from signal9_pipeline.assets_sync.validation import validate_assets
 from signal9_pipeline.market_data.ingest import BucketWriter, RunTally, _Store
-from signal9_pipeline.resources.alpaca import bars_page_frame
+from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.resources.alpaca_errors import AlpacaResponseError
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable

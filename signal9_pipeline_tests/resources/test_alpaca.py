@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import requests
 
-from signal9_pipeline.resources.alpaca import BAR_COLUMNS, AlpacaResource, bars_page_frame
+from signal9_pipeline.market_data.pages import BAR_COLUMNS, bar_frames, bars_page_frame
+from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.alpaca_clients import decode_json
 from signal9_pipeline.resources.alpaca_errors import (
     AlpacaAuthError,
@@ -36,7 +37,7 @@ def served(server, path_prefix=""):
 
 
 def all_bars(resource, symbols, timeframe, start, end) -> tuple[pd.DataFrame, int]:
-    pages = list(resource.iter_bars(symbols, timeframe, start, end, asset_class="us_equity"))
+    pages = list(bar_frames(resource, symbols, timeframe, start, end, asset_class="us_equity"))
     return pd.concat(pages, ignore_index=True), len(pages)
 
 
@@ -47,8 +48,8 @@ def test_list_assets_returns_every_asset_with_every_field(stack_env, default_uni
 
 def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resource_for):
     resource = resource_for(sandbox, feed="sip")  # the dense feed, so the window spans several full pages
-    frames = [*resource.iter_bars(SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"),
-              *resource.iter_bars(["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto")]
+    frames = [*bar_frames(resource, SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"),
+              *bar_frames(resource, ["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto")]
     assert len(frames) >= 2 and all(list(f.columns) == BAR_COLUMNS for f in frames)
     assert all(len(f) <= 10_000 for f in frames)
     bars = pd.concat(frames, ignore_index=True)
@@ -302,7 +303,8 @@ def test_empty_bars_page_is_an_empty_frame():
 
 def test_unknown_timeframe_is_refused_before_any_request(stack_env):
     with pytest.raises(ValueError, match="2Day"):
-        next(AlpacaResource.from_settings().iter_bars(["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3), asset_class="us_equity"))
+        next(bar_frames(AlpacaResource.from_settings(), ["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3),
+                        asset_class="us_equity"))
 
 
 def test_a_spent_server_quota_pauses_requests_until_its_reset(sandbox, resource_for):
