@@ -113,13 +113,6 @@ class AlpacaResource(FromSettings, dg.ConfigurableResource):
             raise AlpacaResponseError(f"/v2/assets/{symbol} answered {type(asset).__name__}, expected a JSON object")
         return asset
 
-    def get_calendar(self, start: date, end: date) -> list[dict]:
-        """XNYS trading days between start and end, as Alpaca's `/v2/calendar` dicts."""
-        days = self._gateway().get("trading", "/calendar", {"start": start.isoformat(), "end": end.isoformat()})
-        if not isinstance(days, list):
-            raise AlpacaResponseError(f"/v2/calendar answered {type(days).__name__}, expected a JSON array")
-        return days
-
     def validate_credentials(self) -> bool:
         """True when Alpaca accepts the secret's keys (GET /v2/account), False when it refuses them."""
         try:

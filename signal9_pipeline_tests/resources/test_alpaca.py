@@ -3,7 +3,7 @@
 import json
 import logging
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pandas as pd
@@ -73,7 +73,7 @@ def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resour
 
 def test_calendar_and_credentials_check(sandbox, resource_for, secret_for):
     resource = resource_for(sandbox)
-    days = resource.get_calendar(date(2024, 11, 25), date(2024, 11, 29))
+    days = resource._gateway().get("trading", "/calendar", {"start": "2024-11-25", "end": "2024-11-29"})
     assert [d["date"] for d in days] == ["2024-11-25", "2024-11-26", "2024-11-27", "2024-11-29"]
     assert resource.validate_credentials() is True
     assert resource_for(sandbox, credentials_secret_id=secret_for(TEST_KEY, "wrong")).validate_credentials() is False
@@ -252,7 +252,7 @@ def test_every_api_call_logs_a_sentence_with_its_facts_as_fields(sandbox, resour
     from signal9_pipeline.logs import fields_of, json_handler
 
     caplog.set_level(logging.INFO, logger="signal9.alpaca")
-    resource_for(sandbox).get_calendar(date(2024, 1, 2), date(2024, 1, 5))
+    resource_for(sandbox)._gateway().get("trading", "/calendar", {"start": "2024-01-02", "end": "2024-01-05"})
     records = [r for r in caplog.records if r.name == "signal9.alpaca"]
     entries = [fields_of(r) for r in records]
     assert [e["path"] for e in entries] == ["/v2/calendar"]
