@@ -30,8 +30,9 @@ import requests
 from signal9_devstack.sandbox import start_in_thread
 from signal9_pipeline.market_data.buckets import BucketWriter
 from signal9_pipeline.market_data.ingest import _Store
+from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.market_data.tally import RunTally
-from signal9_pipeline.resources.alpaca import bars_page_frame, decode_json
+from signal9_pipeline.resources.alpaca_clients import decode_json
 
 KEY, SECRET = "bench-key", "bench-secret"
 PASSES = 9

@@ -1,7 +1,7 @@
 """The Alpaca credentials, as the pipeline reads them from Secrets Manager and provisioning writes them.
 
 The secret's value is one JSON object: `{"apiKey": ..., "secretKey": ..., "paper": true}`. Its shape is
-declared here once, for the reader (`resources.alpaca.read_credentials`) and the writer (`local.provision`).
+declared here once, for the reader (`resources.alpaca_credentials.read_credentials`) and the writer (`local.provision`).
 """
 
 from __future__ import annotations

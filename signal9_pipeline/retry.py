@@ -40,4 +40,4 @@ AWS_BATCHES = Backoff(attempts=12, first_s=0.05, cap_s=5.0)  # DynamoDB: throttl
 BUCKET_CONFLICTS = Backoff(attempts=8, first_s=0.05, cap_s=1.0)  # a bars bucket another run wrote between read and put
 EVENTS = Backoff(attempts=5, first_s=0.1, cap_s=2.0)  # EventBridge: entries PutEvents rejected
 ALPACA = Backoff(attempts=5, first_s=0.5, cap_s=20.0)  # Alpaca's waits; its attempts are ALPACA_MAX_ATTEMPTS, and a
-# 429 with the quota spent waits for the server's reset time instead (resources.alpaca)
+# 429 with the quota spent waits for the server's reset time instead (resources.alpaca_gateway)

@@ -43,6 +43,23 @@ def test_a_pure_module_imports_no_framework_or_client(module):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [], module
 
 
+DOMAIN = ("signal9_pipeline.assets_sync", "signal9_pipeline.pollenation", "signal9_pipeline.market_data",
+          "signal9_pipeline.corporate_actions")
+
+
+def test_the_resources_import_no_domain_module():
+    """The I/O layer stays below the domain: reading Alpaca's pages into bars is market_data's, not the client's."""
+    probe = ("import importlib, json, pkgutil, sys\n"
+             "import signal9_pipeline.resources as resources\n"
+             "for found in pkgutil.iter_modules(resources.__path__):\n"
+             "    importlib.import_module(f'signal9_pipeline.resources.{found.name}')\n"
+             f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({DOMAIN!r}))))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+
 DEV_STACK = "signal9_devstack"  # the sandbox and the local stack: never in the image (deploy/Dockerfile)
 PRODUCTION_ENTRY_POINTS = ["signal9_pipeline.definitions", "signal9_pipeline.preflight"]
 

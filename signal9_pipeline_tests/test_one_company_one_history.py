@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from signal9_pipeline.market_data import read_bars
+from signal9_pipeline.market_data.pages import bar_frames
 from signal9_pipeline.market_data.read import listed_on, read_asset_bars
 from signal9_pipeline.market_data.universe import listed_universe
 from signal9_pipeline.resources.alpaca import AlpacaResource
@@ -113,7 +114,7 @@ class Clockwork:
 
 def served(symbol: str, asof: str) -> pd.DataFrame:
     """What Alpaca (the sandbox) answers for `symbol` as of `asof` over the whole window: one company's history."""
-    pages = AlpacaResource.from_settings().iter_bars([symbol], "1Day", *WINDOW, asset_class="us_equity", asof=asof)
+    pages = bar_frames(AlpacaResource.from_settings(), [symbol], "1Day", *WINDOW, asset_class="us_equity", asof=asof)
     return pd.concat(pages, ignore_index=True).drop(columns="symbol").reset_index(drop=True)
 
 

@@ -20,7 +20,8 @@ from signal9_pipeline.assets_sync.status_events import asset_status_events
 from signal9_pipeline.assets_sync.validation import AssetSchema, Quarantined, validate_assets
 from signal9_pipeline.catalog import ASSETS_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.identity import observation_day
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.alpaca_errors import fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource

@@ -16,7 +16,8 @@ from signal9_pipeline import settings
 from signal9_pipeline.catalog import MARKET_DATA_TABLE_COLUMNS, OWNERS, table_metadata
 from signal9_pipeline.corporate_actions.report import CHECKS, check_results, run_metadata, run_warnings
 from signal9_pipeline.corporate_actions.store import record
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.alpaca_errors import fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
 

@@ -33,6 +33,7 @@ from signal9_pipeline.corporate_actions.actions import (
 )
 from signal9_pipeline.identity import Holder, day_before, holder_on, holders_by_symbol, spans_of, sync_dates_agree
 from signal9_pipeline.market_data.days import EQUITY, NEW_YORK, fetch_window, last_session, previous_session
+from signal9_pipeline.market_data.pages import bar_frames
 from signal9_pipeline.market_data.screening import faulty
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -221,8 +222,8 @@ def session_closes(alpaca: AlpacaResource, wanted: dict[date, set[str]],
     closes = {}
     for session, symbols in sorted(wanted.items()):
         start, end = fetch_window(session, session, crypto=False)
-        for page in alpaca.iter_bars(sorted(symbols), "1Day", start, end, asset_class=EQUITY, adjustment=adjustment,
-                                     feed="sip", asof=session.isoformat()):
+        for page in bar_frames(alpaca, sorted(symbols), "1Day", start, end, asset_class=EQUITY, adjustment=adjustment,
+                               feed="sip", asof=session.isoformat()):
             # a malformed bar: no close to compare
             page = page.loc[~faulty(page) & np.isfinite(page["close"].to_numpy())]
             for symbol, close in zip(page["symbol"], page["close"]):

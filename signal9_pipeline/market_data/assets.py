@@ -36,7 +36,8 @@ from signal9_pipeline.market_data.settle import settle_dates
 from signal9_pipeline.market_data.tally import RunTally, completeness
 from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.market_data.universe import Universe, UnknownSymbolError, bars_universe
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.alpaca_errors import fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource

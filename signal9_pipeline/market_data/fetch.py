@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 import pandas as pd
 
 from signal9_pipeline.market_data.days import fetch_window
+from signal9_pipeline.market_data.pages import bar_frames
 from signal9_pipeline.market_data.timeframes import TIMEFRAMES
 from signal9_pipeline.resources.alpaca import AlpacaResource
 
@@ -61,8 +62,8 @@ def fetch_pages(alpaca: AlpacaResource, groups: list[list[str]], asset_class: st
 
     def stream(index: int, group: list[str]) -> None:
         try:
-            for page in alpaca.iter_bars(group, timeframe, start, end, asset_class=asset_class,
-                                         adjustment=adjustment, asof=asof):
+            for page in bar_frames(alpaca, group, timeframe, start, end, asset_class=asset_class,
+                                   adjustment=adjustment, asof=asof):
                 if stop.is_set():
                     return
                 pages.put((index, page))

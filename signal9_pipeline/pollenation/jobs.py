@@ -29,7 +29,8 @@ from signal9_pipeline.market_data.ingest import IngestOptions, ingest
 from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.market_data.universe import Listing
 from signal9_pipeline.pollenation.batches import pollenation_detail, pollenation_event_id
-from signal9_pipeline.resources.alpaca import AlpacaResource, fail_without_step_retries
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.alpaca_errors import fail_without_step_retries
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.events import Event, EventsResource
 from signal9_pipeline.resources.metrics import MetricsResource

@@ -15,8 +15,8 @@ import pytest
 
 from signal9_pipeline.corporate_actions.actions import KNOWN_GROUPS, parse_page
 from signal9_pipeline.corporate_actions.store import HALF_CENT
+from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.market_data.read import adjusted
-from signal9_pipeline.resources.alpaca import bars_page_frame
 from signal9_pipeline_tests.contract import corpus
 
 RECORDINGS = corpus.of_kind(corpus.ACTIONS_KIND)
@@ -75,7 +75,7 @@ def test_recorded_and_hostile_actions_through_the_asset(bars_env, replay, defaul
 
     from signal9_pipeline.corporate_actions.actions import AdjustmentError
     from signal9_pipeline.market_data import read_bars
-    from signal9_pipeline.resources import alpaca as alpaca_module
+    from signal9_pipeline.resources import alpaca_gateway
     from signal9_pipeline_tests.support import (
         check_results,
         materialize_actions,
@@ -94,7 +94,7 @@ def test_recorded_and_hostile_actions_through_the_asset(bars_env, replay, defaul
     assert materialize_bars("1Day", "2026-02-17", "2026-02-20").success  # the sandbox's bars for every symbol
 
     monkeypatch.setenv("ALPACA_DATA_URL", replay.url)  # from here, Alpaca's recorded answers
-    monkeypatch.setattr(alpaca_module, "_gateways", {})
+    alpaca_gateway.reset()
     replay.clear()
     for name, adjustment in (("forum_tpg_1day_raw_2026-02-17", "raw"), ("forum_tpg_1day_adjusted_2026-02-17", "all")):
         replay.load("/v2/stocks/bars", "1Day", corpus.entry(name).body["bars"], adjustment)

@@ -11,13 +11,13 @@ from datetime import datetime
 
 import pytest
 
-from signal9_pipeline.resources import alpaca as alpaca_module
-from signal9_pipeline.resources.alpaca import (
+from signal9_pipeline.resources import alpaca_gateway
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.alpaca_errors import (
     AlpacaAuthError,
     AlpacaNotFoundError,
     AlpacaRateLimitError,
     AlpacaRequestError,
-    AlpacaResource,
     AlpacaSubscriptionError,
 )
 from signal9_pipeline_tests.contract import corpus
@@ -42,7 +42,7 @@ CASES = [(e, status, error) for e in corpus.of_kind("error") if e.name in EXPECT
 
 @pytest.fixture
 def resource(replay, stack_env, monkeypatch):
-    monkeypatch.setattr(alpaca_module, "_gateways", {})
+    alpaca_gateway.reset()
     return AlpacaResource.from_settings(data_url=replay.url, max_attempts=2, rate_limit_per_minute=100_000)
 
 

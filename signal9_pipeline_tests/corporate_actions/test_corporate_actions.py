@@ -13,6 +13,7 @@ from signal9_pipeline.corporate_actions.store import LOOKAHEAD
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.assemble import COLUMNS
 from signal9_pipeline.market_data.days import fetch_window, last_ended_day, previous_session
+from signal9_pipeline.market_data.pages import bar_frames
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
@@ -35,8 +36,8 @@ def served_actions(first: date, last: date) -> list:
 
 
 def sip_close(symbol: str, day: date) -> float:
-    pages = list(AlpacaResource.from_settings().iter_bars([symbol], "1Day", *fetch_window(day, day, crypto=False),
-                                            asset_class="us_equity", feed="sip"))
+    pages = list(bar_frames(AlpacaResource.from_settings(), [symbol], "1Day", *fetch_window(day, day, crypto=False),
+                            asset_class="us_equity", feed="sip"))
     return float(pd.concat(pages)["close"].iloc[0])
 
 

@@ -25,7 +25,7 @@ import yaml
 from signal9_devstack.local.stack import free_port
 from signal9_pipeline.market_data.days import last_ended_day
 from signal9_pipeline.pollenation.sensor import pending_companies
-from signal9_pipeline.resources.alpaca import read_credentials
+from signal9_pipeline.resources.alpaca_credentials import read_credentials
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.resources.rate_limit import BUCKET_NAME
 from signal9_pipeline.tables.assets import AssetsTable

@@ -19,6 +19,7 @@ from signal9_pipeline.market_data.assets import (
 )
 from signal9_pipeline.market_data.assets import universe as universe_of
 from signal9_pipeline.market_data.fetch import request_groups
+from signal9_pipeline.market_data.pages import bar_frames
 from signal9_pipeline.market_data.read import UnknownSymbolsError, listed_on
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -40,7 +41,7 @@ CRYPTO = {"BTC/USD", "ETH/BTC"}
 def served(symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
     """What the sandbox serves for the same range, fetched directly."""
     asset_class = "crypto" if symbol in CRYPTO else "us_equity"
-    pages = list(AlpacaResource.from_settings().iter_bars([symbol], timeframe, start, end, asset_class=asset_class))
+    pages = list(bar_frames(AlpacaResource.from_settings(), [symbol], timeframe, start, end, asset_class=asset_class))
     frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=["timestamp"])
     return frame.drop(columns="symbol", errors="ignore").reset_index(drop=True)
 

@@ -23,6 +23,7 @@ from signal9_pipeline.corporate_actions.actions import parse_action, to_item
 from signal9_pipeline.market_data import read_bars
 from signal9_pipeline.market_data.assets import daily_bars_schedule, settle_bars_schedule
 from signal9_pipeline.market_data.ledger import CHANGE_NAMES, LedgerError, decode_changes
+from signal9_pipeline.market_data.pages import bar_frames
 from signal9_pipeline.market_data.read import resolve_symbol
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
@@ -44,7 +45,7 @@ def sandbox(env, path: str, body) -> None:
 
 def served(symbols: list[str], timeframe: str) -> dict[str, pd.DataFrame]:
     """What the sandbox answers now (as of its clock), per symbol, as read_bars frames."""
-    pages = list(AlpacaResource.from_settings().iter_bars(symbols, timeframe, START, END, asset_class="us_equity"))
+    pages = list(bar_frames(AlpacaResource.from_settings(), symbols, timeframe, START, END, asset_class="us_equity"))
     frame = pd.concat(pages, ignore_index=True)
     return {s: frame.loc[frame["symbol"] == s].drop(columns="symbol").reset_index(drop=True) for s in symbols}
 

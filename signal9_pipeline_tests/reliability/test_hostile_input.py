@@ -32,8 +32,9 @@ from signal9_pipeline.assets_sync.changes import Observation, plan_sync
 from signal9_pipeline.assets_sync.validation import validate_assets
 from signal9_pipeline.market_data.buckets import BucketWriter
 from signal9_pipeline.market_data.ingest import _Store
+from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.market_data.tally import RunTally
-from signal9_pipeline.resources.alpaca import AlpacaResponseError, bars_page_frame
+from signal9_pipeline.resources.alpaca_errors import AlpacaResponseError
 from signal9_pipeline.resources.dynamodb import DynamoDBResource
 from signal9_pipeline.tables.assets import AssetsTable
 from signal9_pipeline_tests.reliability.hostile_corpus import (

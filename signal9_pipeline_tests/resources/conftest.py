@@ -5,7 +5,7 @@ import uuid
 import boto3
 import pytest
 
-from signal9_pipeline.resources import alpaca as alpaca_module
+from signal9_pipeline.resources import alpaca_credentials, alpaca_gateway
 from signal9_pipeline.resources import metrics as metrics_module
 from signal9_pipeline.resources.alpaca import AlpacaResource
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
@@ -15,8 +15,8 @@ from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
 def fresh_process_state():
     """Credentials cache, gateways and metric buffers are per process; tests must not see each other's."""
     yield
-    alpaca_module._credentials_cache.clear()
-    alpaca_module._gateways.clear()
+    alpaca_credentials.forget_credentials()
+    alpaca_gateway.reset()
     metrics_module.reset()
 
 

@@ -3,25 +3,24 @@
 import json
 import logging
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pandas as pd
 import pytest
 import requests
 
-from signal9_pipeline.resources.alpaca import (
-    BAR_COLUMNS,
+from signal9_pipeline.market_data.pages import BAR_COLUMNS, bar_frames, bars_page_frame
+from signal9_pipeline.resources.alpaca import AlpacaResource
+from signal9_pipeline.resources.alpaca_clients import decode_json
+from signal9_pipeline.resources.alpaca_errors import (
     AlpacaAuthError,
     AlpacaConfigError,
     AlpacaRequestError,
-    AlpacaResource,
     AlpacaResponseError,
     AlpacaSubscriptionError,
     AlpacaUnavailableError,
     CredentialsError,
-    bars_page_frame,
-    decode_json,
 )
 from signal9_pipeline_tests.conftest import TEST_KEY, TEST_SECRET
 
@@ -38,7 +37,7 @@ def served(server, path_prefix=""):
 
 
 def all_bars(resource, symbols, timeframe, start, end) -> tuple[pd.DataFrame, int]:
-    pages = list(resource.iter_bars(symbols, timeframe, start, end, asset_class="us_equity"))
+    pages = list(bar_frames(resource, symbols, timeframe, start, end, asset_class="us_equity"))
     return pd.concat(pages, ignore_index=True), len(pages)
 
 
@@ -49,8 +48,8 @@ def test_list_assets_returns_every_asset_with_every_field(stack_env, default_uni
 
 def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resource_for):
     resource = resource_for(sandbox, feed="sip")  # the dense feed, so the window spans several full pages
-    frames = [*resource.iter_bars(SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"),
-              *resource.iter_bars(["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto")]
+    frames = [*bar_frames(resource, SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"),
+              *bar_frames(resource, ["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto")]
     assert len(frames) >= 2 and all(list(f.columns) == BAR_COLUMNS for f in frames)
     assert all(len(f) <= 10_000 for f in frames)
     bars = pd.concat(frames, ignore_index=True)
@@ -74,7 +73,7 @@ def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resour
 
 def test_calendar_and_credentials_check(sandbox, resource_for, secret_for):
     resource = resource_for(sandbox)
-    days = resource.get_calendar(date(2024, 11, 25), date(2024, 11, 29))
+    days = resource.gateway().get("trading", "/calendar", {"start": "2024-11-25", "end": "2024-11-29"})
     assert [d["date"] for d in days] == ["2024-11-25", "2024-11-26", "2024-11-27", "2024-11-29"]
     assert resource.validate_credentials() is True
     assert resource_for(sandbox, credentials_secret_id=secret_for(TEST_KEY, "wrong")).validate_credentials() is False
@@ -253,7 +252,7 @@ def test_every_api_call_logs_a_sentence_with_its_facts_as_fields(sandbox, resour
     from signal9_pipeline.logs import fields_of, json_handler
 
     caplog.set_level(logging.INFO, logger="signal9.alpaca")
-    resource_for(sandbox).get_calendar(date(2024, 1, 2), date(2024, 1, 5))
+    resource_for(sandbox).gateway().get("trading", "/calendar", {"start": "2024-01-02", "end": "2024-01-05"})
     records = [r for r in caplog.records if r.name == "signal9.alpaca"]
     entries = [fields_of(r) for r in records]
     assert [e["path"] for e in entries] == ["/v2/calendar"]
@@ -304,27 +303,28 @@ def test_empty_bars_page_is_an_empty_frame():
 
 def test_unknown_timeframe_is_refused_before_any_request(stack_env):
     with pytest.raises(ValueError, match="2Day"):
-        next(AlpacaResource.from_settings().iter_bars(["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3), asset_class="us_equity"))
+        next(bar_frames(AlpacaResource.from_settings(), ["AAPL"], "2Day", datetime(2024, 1, 2), datetime(2024, 1, 3),
+                        asset_class="us_equity"))
 
 
 def test_a_spent_server_quota_pauses_requests_until_its_reset(sandbox, resource_for):
-    gateway = resource_for(sandbox)._gateway()
+    gateway = resource_for(sandbox).gateway()
     spent = requests.Response()
     spent.status_code = 200
     spent.headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(time.time() + 1.5)})
-    assert gateway._note_quota(spent) == 0
+    assert gateway.note_quota(spent) == 0
     started = time.monotonic()
-    gateway._wait_for_server_quota()
+    gateway.wait_for_server_quota()
     assert time.monotonic() - started >= 1.0
     started = time.monotonic()
-    gateway._wait_for_server_quota()  # the reset has passed: no more waiting
+    gateway.wait_for_server_quota()  # the reset has passed: no more waiting
     assert time.monotonic() - started < 1.0
 
 
 def test_paper_or_live_host_follows_alpaca_paper_when_no_url_is_set(monkeypatch, stack_env):
     monkeypatch.delenv("ALPACA_TRADING_URL")
     monkeypatch.setenv("ALPACA_PAPER", "false")
-    assert "paper" not in AlpacaResource.from_settings()._gateway().client("trading")._base_url
+    assert "paper" not in AlpacaResource.from_settings().gateway().client("trading")._base_url
     monkeypatch.setenv("ALPACA_PAPER", "true")
-    assert "paper-api" in AlpacaResource.from_settings()._gateway().client("trading")._base_url
-    assert "paper" not in AlpacaResource.from_settings(paper=False)._gateway().client("trading")._base_url
+    assert "paper-api" in AlpacaResource.from_settings().gateway().client("trading")._base_url
+    assert "paper" not in AlpacaResource.from_settings(paper=False).gateway().client("trading")._base_url

@@ -1,7 +1,6 @@
 """CloudWatch metrics from the access layer, and what happens when CloudWatch is down."""
 
 import logging
-from datetime import date
 
 import boto3
 
@@ -17,7 +16,7 @@ def metric_names(namespace: str) -> set[str]:
 
 def test_api_calls_latency_and_failures_reach_cloudwatch(sandbox, resource_for):
     resource = resource_for(sandbox, metrics_namespace="Signal9/Test/Access")
-    resource.get_calendar(date(2024, 1, 2), date(2024, 1, 3))
+    resource.gateway().get("trading", "/calendar", {"start": "2024-01-02", "end": "2024-01-03"})
     assert MetricsResource.from_settings(namespace="Signal9/Test/Access").flush() > 0
     assert {"AlpacaApiCalls", "AlpacaApiLatency"} <= metric_names("Signal9/Test/Access")
     stats = boto3.client("cloudwatch").get_metric_statistics(
