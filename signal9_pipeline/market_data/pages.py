@@ -64,7 +64,8 @@ def bars_page_frame(page: Any, path: str, requested: Collection[str] | None = No
     lists = [items or [] for items in bars.values()]
     wrong = next((s for s, items in zip(bars, lists) if not isinstance(items, list)), None)
     if wrong is not None:
-        raise AlpacaResponseError(f"{path} answered the bars of {wrong[:64]!r} as {type(bars[wrong]).__name__}, expected a list")
+        raise AlpacaResponseError(f"{path} answered the bars of {wrong[:64]!r} as {type(bars[wrong]).__name__}, "
+                                  "expected a list")
     rows = [b for items in lists for b in items]
     symbols = np.repeat(np.array(list(bars), dtype=object), [len(items) for items in lists])
     try:
@@ -114,7 +115,8 @@ def _bar_by_bar(symbols: np.ndarray, rows: list) -> pd.DataFrame:
     frame = pd.DataFrame({
         "symbol": symbols,
         "timestamp": pd.Series(pd.to_datetime(stamps, utc=True)),
-        **{column: np.array([np.nan if x is None else x for x in xs], dtype=np.float64) for column, xs in numbers.items()},
+        **{column: np.array([np.nan if x is None else x for x in xs], dtype=np.float64)
+           for column, xs in numbers.items()},
         "trade_count": np.array([0 if x is None else x for x in counts], dtype=np.int64),
         "vwap": np.array([np.nan if x is None else x for x in vwaps], dtype=np.float64),
     }, columns=BAR_COLUMNS)
@@ -142,7 +144,8 @@ def _vwap(raw: Any) -> float | None:
 
 def _count(raw: Any) -> int:
     if type(raw) is not int:
-        raise TypeError(f"a JSON {_json_type(raw)}, not an integer" if type(raw) is not float else f"{raw!r}, not an integer")
+        raise TypeError(f"a JSON {_json_type(raw)}, not an integer" if type(raw) is not float
+                        else f"{raw!r}, not an integer")
     if not _INT64.min <= raw <= _INT64.max:
         raise OverflowError(f"an integer of {len(str(raw))} digits, beyond 64 bits")
     return raw

@@ -131,7 +131,8 @@ class AlpacaResource(FromSettings, dg.ConfigurableResource):
         params = {"start": start.isoformat(), "end": end.isoformat(), "limit": 1000, "sort": "asc",
                   **({"types": ",".join(types)} if types else {})}
         while True:
-            page = gateway.get("corporate_actions", "/corporate-actions", {**params, **({"page_token": token} if token else {})})
+            page = gateway.get("corporate_actions", "/corporate-actions",
+                               {**params, **({"page_token": token} if token else {})})
             if not isinstance(page, dict) or not isinstance(page.get("corporate_actions", {}), dict):
                 raise AlpacaResponseError("/v1/corporate-actions answered "
                                           f"{type(page).__name__}, expected an object with a corporate_actions object")
@@ -161,7 +162,8 @@ class AlpacaResource(FromSettings, dg.ConfigurableResource):
             params |= {"adjustment": adjustment, "feed": feed or self.data_feed(), **({"asof": asof} if asof else {})}
         gateway, token = self.gateway(), None
         while True:
-            page = gateway.get(kind, path, {**params, "symbols": ",".join(symbols), **({"page_token": token} if token else {})})
+            page = gateway.get(kind, path, {**params, "symbols": ",".join(symbols),
+                                            **({"page_token": token} if token else {})})
             yield page
             token = _next_page_token(page, path)
             if not token:

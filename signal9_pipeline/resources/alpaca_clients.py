@@ -49,7 +49,8 @@ def alpaca_client(kind: str, creds: AlpacaCredentials, sender: Sender, *, paper:
     else:
         client = CryptoHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=data_url)
     client._session = _AlpacaSession(sender)
-    client._retry = 0  # retries live in the gateway, with backoff and the server's reset time, not alpaca-py's fixed 3 s
+    # retries live in the gateway, with backoff and the server's reset time, not alpaca-py's fixed 3 s
+    client._retry = 0
     return client
 
 
@@ -80,7 +81,7 @@ class _Answer(requests.Response):
     bar by bar; what neither reads raises json's JSONDecodeError (a ValueError, typed by the gateway).
     """
 
-    def json(self, **kwargs):  # noqa: ANN003 - requests' own signature
+    def json(self, **kwargs):  # requests' own signature
         return decode_json(self.content)
 
 

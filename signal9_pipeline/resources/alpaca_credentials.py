@@ -1,4 +1,5 @@
-"""The Alpaca keys, read from Secrets Manager and cached per process, re-read after a TTL so a rotation needs no restart."""
+"""The Alpaca keys, read from Secrets Manager and cached per process, re-read after a TTL so a rotation needs no
+restart."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ _credentials_lock = threading.Lock()
 
 def _secretsmanager_client():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)  # dagster-aws marks the resource beta; its client is plain boto3
+        # dagster-aws marks the resource beta; its client is plain boto3
+        warnings.simplefilter("ignore", dg.BetaWarning)
         return SecretsManagerResource().get_client()
 
 
@@ -42,7 +44,8 @@ def read_credentials(secret_id: str, ttl_s: float, *, refresh: bool = False) -> 
         raw = _secretsmanager_client().get_secret_value(SecretId=secret_id)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "ClientError")
-        raise CredentialsError(f"cannot read Alpaca secret {secret_id!r}: {code}; check ALPACA_SECRET_ID and the IAM policy") from None
+        raise CredentialsError(f"cannot read Alpaca secret {secret_id!r}: {code}; "
+                               "check ALPACA_SECRET_ID and the IAM policy") from None
     except BotoCoreError as exc:
         raise CredentialsError(f"Secrets Manager unreachable while reading {secret_id!r}: {type(exc).__name__}; "
                                "check AWS_ENDPOINT_URL and the network") from None

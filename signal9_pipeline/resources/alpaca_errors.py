@@ -61,7 +61,8 @@ class AlpacaConfigError(AlpacaError, ValueError):
 
 
 class AlpacaSubscriptionError(AlpacaRequestError):
-    """The account's market-data subscription does not cover the feed and window asked for (the credentials are fine)."""
+    """The account's market-data subscription does not cover the feed and window asked for (the credentials are
+    fine)."""
 
 
 class RunTimeBudgetExceeded(AlpacaError):

@@ -74,7 +74,8 @@ class _CountedAsFailure(Exception):
 
 
 class Gateway:
-    """Every request to Alpaca for one configuration: limiter, timeout, metrics, logs; retries, breaker, typed errors."""
+    """Every request to Alpaca for one configuration: limiter, timeout, metrics, logs; retries, breaker, typed
+    errors."""
 
     def __init__(self, config: GatewayConfig):
         self.config = config
@@ -175,8 +176,9 @@ class Gateway:
         if status in (403, 422) and any(m in message.lower() for m in RECENT_DATA_REFUSED):  # FAQ: 403; code: 422
             feed = params.get("feed", "the plan's default")
             return AlpacaSubscriptionError(
-                f"Alpaca refused feed {feed!r} on {endpoint} ({status}: {message}): the subscription does not cover SIP "
-                f"data of the last 15 minutes; set ALPACA_FEED=delayed_sip or iex, or end the window 15 minutes ago")
+                f"Alpaca refused feed {feed!r} on {endpoint} ({status}: {message}): the subscription does not "
+                "cover SIP data of the last 15 minutes; set ALPACA_FEED=delayed_sip or iex, or end the window "
+                "15 minutes ago")
         if status in (401, 403):
             return AlpacaAuthError(f"Alpaca refused the credentials from secret {self.config.secret_id!r} "
                                    f"({status} on {endpoint}: {message}); rotate or fix the secret")

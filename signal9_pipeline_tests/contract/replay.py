@@ -96,10 +96,10 @@ class ReplayServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: ReplayServer
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format, *args) -> None:  # the base class's name
         return
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:  # http.server's name
         parsed = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
         with self.server.lock:

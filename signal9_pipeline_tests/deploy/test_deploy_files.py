@@ -17,7 +17,7 @@ from signal9_pipeline_tests.conftest import PROJECT_ROOT
 from signal9_pipeline_tests.deploy.deployment import DEPLOY, image_command
 
 sys.path.insert(0, str(DEPLOY))
-from lock_requirements import lock_text, runtime_closure  # noqa: E402
+from lock_requirements import lock_text, runtime_closure
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()

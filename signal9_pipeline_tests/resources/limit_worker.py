@@ -20,7 +20,8 @@ def call_forever(resource: AlpacaResource) -> None:
             resource.list_assets(asset_class="crypto")
         else:
             for asset_class, symbol in (("us_equity", "AAPL"), ("crypto", "BTC/USD")):
-                for _ in resource.iter_bars([symbol], "1Day", datetime(2024, 6, 3), datetime(2024, 6, 7), asset_class=asset_class):
+                for _ in resource.iter_bars([symbol], "1Day", datetime(2024, 6, 3), datetime(2024, 6, 7),
+                                            asset_class=asset_class):
                     pass
         calls += 1
 

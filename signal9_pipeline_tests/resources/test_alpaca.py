@@ -48,8 +48,10 @@ def test_list_assets_returns_every_asset_with_every_field(stack_env, default_uni
 
 def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resource_for):
     resource = resource_for(sandbox, feed="sip")  # the dense feed, so the window spans several full pages
-    frames = [*bar_frames(resource, SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="us_equity"),
-              *bar_frames(resource, ["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8), asset_class="crypto")]
+    frames = [*bar_frames(resource, SYMBOLS, "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8),
+                          asset_class="us_equity"),
+              *bar_frames(resource, ["BTC/USD"], "1Min", datetime(2024, 6, 3), datetime(2024, 6, 8),
+                          asset_class="crypto")]
     assert len(frames) >= 2 and all(list(f.columns) == BAR_COLUMNS for f in frames)
     assert all(len(f) <= 10_000 for f in frames)
     bars = pd.concat(frames, ignore_index=True)
@@ -65,7 +67,8 @@ def test_iter_bars_yields_one_frame_per_page_with_every_bar_once(sandbox, resour
         direct = requests.get(f"{sandbox.url}/v1beta3/crypto/us/bars", timeout=30,
                               headers={"APCA-API-KEY-ID": TEST_KEY, "APCA-API-SECRET-KEY": TEST_SECRET},
                               params={"symbols": "BTC/USD", "timeframe": "1Min", "start": "2024-06-03T00:00:00Z",
-                                      "end": "2024-06-08T00:00:00Z", "limit": 10000, "page_token": direct["next_page_token"]}).json()
+                                      "end": "2024-06-08T00:00:00Z", "limit": 10000,
+                                      "page_token": direct["next_page_token"]}).json()
         expected += direct["bars"]["BTC/USD"]
     assert btc["close"].tolist() == [b["c"] for b in expected]
     assert max(len(f) for f in frames) == 10_000  # pages are requested with limit=10000
@@ -79,10 +82,12 @@ def test_calendar_and_credentials_check(sandbox, resource_for, secret_for):
     assert resource_for(sandbox, credentials_secret_id=secret_for(TEST_KEY, "wrong")).validate_credentials() is False
 
 
-def test_thirty_percent_faults_over_fifty_pages_return_what_a_clean_run_returns(sandbox_factory, resource_for, default_universe):
+def test_thirty_percent_faults_over_fifty_pages_return_what_a_clean_run_returns(sandbox_factory, resource_for,
+                                                                                default_universe):
     server = sandbox_factory(list(default_universe), rate_limit_per_minute=100_000, seed=7)
     resource = resource_for(server, max_attempts=8, feed="sip")
-    symbols = sorted(a["symbol"] for a in default_universe if a["status"] == "active" and a["class"] == "us_equity")[:48]
+    symbols = sorted(a["symbol"] for a in default_universe
+                     if a["status"] == "active" and a["class"] == "us_equity")[:48]
     window = (datetime(2024, 4, 1), datetime(2024, 5, 15))
     clean, clean_pages = all_bars(resource, symbols, "1Min", *window)
     assert clean_pages >= 50
@@ -182,8 +187,10 @@ def test_unreachable_alpaca_is_unavailable(resource_for, sandbox_factory):
     url = server.url
     server.shutdown()
     server.server_close()
-    resource = AlpacaResource.from_settings(trading_url=url, data_url=url, credentials_secret_id=resource_for(server).credentials_secret_id,
-                              rate_limit_per_minute=1000, rate_limiter_url=resource_for(server).rate_limiter_url, max_attempts=2)
+    resource = AlpacaResource.from_settings(trading_url=url, data_url=url,
+                                            credentials_secret_id=resource_for(server).credentials_secret_id,
+                                            rate_limit_per_minute=1000,
+                                            rate_limiter_url=resource_for(server).rate_limiter_url, max_attempts=2)
     with pytest.raises(AlpacaUnavailableError, match="cannot reach"):
         resource.list_assets()
 
@@ -264,7 +271,8 @@ def test_every_api_call_logs_a_sentence_with_its_facts_as_fields(sandbox, resour
     assert line["level"] == "INFO" and line["logger"] == "signal9.alpaca" and line["message"] == records[0].getMessage()
 
 
-@pytest.mark.parametrize("page", [[], {"bars": [1, 2]}, {"nope": 1}, {"bars": {"AAPL": 5}}, {"bars": {}, "next_page_token": 3}])
+@pytest.mark.parametrize("page", [[], {"bars": [1, 2]}, {"nope": 1}, {"bars": {"AAPL": 5}},
+                                  {"bars": {}, "next_page_token": 3}])
 def test_bars_page_not_in_alpacas_envelope_is_a_response_error(page):
     with pytest.raises(AlpacaResponseError, match="/stocks/bars"):
         bars_page_frame(page, "/stocks/bars")
@@ -272,7 +280,8 @@ def test_bars_page_not_in_alpacas_envelope_is_a_response_error(page):
 
 def test_bars_missing_or_mistyping_a_field_carry_their_fault_and_the_page_its_other_bars():
     sound = {"t": "2024-01-02T14:31:00Z", "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}
-    page = {"bars": {"AAPL": [{"t": "2024-01-02T14:30:00Z", "o": 1}, {**sound, "t": "not a time"}, sound]}, "next_page_token": None}
+    page = {"bars": {"AAPL": [{"t": "2024-01-02T14:30:00Z", "o": 1}, {**sound, "t": "not a time"}, sound]},
+            "next_page_token": None}
     frame, _ = bars_page_frame(page, "/stocks/bars")
     assert frame["fault"].tolist() == ["h: missing", "t: 'not a time' is not an RFC 3339 time", None]
     assert frame["timestamp"].isna().tolist() == [False, True, False]
@@ -283,13 +292,15 @@ def test_bars_page_stamps_and_bodies_read_as_alpaca_spells_them():
     """RFC 3339 stamps with Z, an offset or fractions (Arrow's parser), a stamp without a zone (pandas' fallback,
     read as UTC), and a body with NaN (orjson refuses it, the standard library reads it): the same times and numbers."""
     bar = {"o": 1, "h": 2.5, "l": 0.5, "c": 2, "v": 300, "n": 4, "vw": 1.5}
-    page = decode_json(json.dumps({"bars": {"AAPL": [{**bar, "t": "2024-01-02T14:30:00Z"}, {**bar, "t": "2024-01-02T09:31:00-05:00"},
+    page = decode_json(json.dumps({"bars": {"AAPL": [{**bar, "t": "2024-01-02T14:30:00Z"},
+                                                     {**bar, "t": "2024-01-02T09:31:00-05:00"},
                                                      {**bar, "t": "2024-01-02T14:32:00.5Z", "vw": float("nan")}]},
                                    "next_page_token": None}).encode())
     frame, _ = bars_page_frame(page, "/stocks/bars")
     assert [t.isoformat() for t in frame["timestamp"]] == ["2024-01-02T14:30:00+00:00", "2024-01-02T14:31:00+00:00",
                                                           "2024-01-02T14:32:00.500000+00:00"]
-    assert frame["open"].dtype == "float64" and frame["trade_count"].dtype == "int64" and frame["vwap"].isna().tolist() == [False, False, True]
+    assert (frame["open"].dtype == "float64" and frame["trade_count"].dtype == "int64"
+            and frame["vwap"].isna().tolist() == [False, False, True])
     naive, _ = bars_page_frame({"bars": {"AAPL": [{**bar, "t": "2024-01-02T14:30:00"}]}}, "/stocks/bars")
     assert naive["timestamp"].iloc[0].isoformat() == "2024-01-02T14:30:00+00:00"
     with pytest.raises(ValueError):

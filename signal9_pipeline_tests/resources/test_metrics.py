@@ -20,7 +20,8 @@ def test_api_calls_latency_and_failures_reach_cloudwatch(sandbox, resource_for):
     assert MetricsResource.from_settings(namespace="Signal9/Test/Access").flush() > 0
     assert {"AlpacaApiCalls", "AlpacaApiLatency"} <= metric_names("Signal9/Test/Access")
     stats = boto3.client("cloudwatch").get_metric_statistics(
-        Namespace="Signal9/Test/Access", MetricName="AlpacaApiCalls", Dimensions=[{"Name": "Endpoint", "Value": "calendar"}],
+        Namespace="Signal9/Test/Access", MetricName="AlpacaApiCalls",
+        Dimensions=[{"Name": "Endpoint", "Value": "calendar"}],
         StartTime="2020-01-01", EndTime="2100-01-01", Period=86400 * 365, Statistics=["Sum"])
     assert sum(p["Sum"] for p in stats["Datapoints"]) == 1
 

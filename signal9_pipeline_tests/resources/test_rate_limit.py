@@ -24,7 +24,8 @@ def test_four_processes_share_one_limit_and_use_it(sandbox_factory, secret_for, 
            "SIGNAL9_RATE_LIMITER_URL": f"sqlite:///{tmp_path / 'shared-limit.sqlite'}"}
     start = time.time() + 20  # every worker has imported and is waiting by then
     end = start + RUN_S
-    workers = [subprocess.Popen([sys.executable, "-m", "signal9_pipeline_tests.resources.limit_worker", str(start), str(end)],
+    workers = [subprocess.Popen([sys.executable, "-m", "signal9_pipeline_tests.resources.limit_worker",
+                                 str(start), str(end)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [w.communicate(timeout=RUN_S + 120) for w in workers]
     assert all(w.returncode == 0 for w in workers), [err[-2000:] for _, err in outputs]
@@ -36,7 +37,8 @@ def test_four_processes_share_one_limit_and_use_it(sandbox_factory, secret_for, 
     assert per_minute >= 0.9 * LIMIT, f"only {per_minute:.1f} requests/min served of {LIMIT} allowed"
     completed = sum(int(out.strip().split("=")[1]) for out, _ in outputs)
     assert completed >= 0.9 * LIMIT and len(stats) >= completed
-    print(f"shared limit: busiest 60 s window {busiest}/{LIMIT}, {per_minute:.1f} requests/min over {RUN_S} s, 4 processes")
+    print(f"shared limit: busiest 60 s window {busiest}/{LIMIT}, "
+          f"{per_minute:.1f} requests/min over {RUN_S} s, 4 processes")
 
 
 def test_window_counter_counts_the_busiest_60_seconds():
