@@ -1,7 +1,7 @@
 """What the Dagster catalog says about the pipeline's stores: owners, table names and column schemas.
 
 The column lists name every attribute the writers put in each DynamoDB table
-(`assets_sync.changes`, `market_data.ingest`, `corporate_actions.actions`); a
+(`assets_sync.changes`, `market_data.buckets`, `corporate_actions.actions`); a
 test compares them with the items a real run writes, so the catalog cannot
 drift from the code.
 """
