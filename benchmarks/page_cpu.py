@@ -29,7 +29,7 @@ import requests
 
 from signal9_devstack.sandbox import start_in_thread
 from signal9_pipeline.market_data.buckets import BucketWriter
-from signal9_pipeline.market_data.ingest import _Store
+from signal9_pipeline.market_data.ingest import PageStore
 from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.resources.alpaca_clients import decode_json
@@ -84,7 +84,7 @@ def process(page: bytes, path: str, timeframe: str, asset_class: str, days: set[
                                                 "feed": "sip", "ingested_at": "now"}, crypto=asset_class == "crypto",
                           threads=1)
     try:
-        _Store(timeframe, asset_class, days, tally, writer)(frame, {s: s for s in frame["symbol"].unique()})
+        PageStore(timeframe, asset_class, days, tally, writer)(frame, {s: s for s in frame["symbol"].unique()})
     finally:
         writer.close()
     return tally.items

@@ -54,7 +54,7 @@ def ingest(alpaca: AlpacaResource, dynamodb: DynamoDBResource, timeframe: str, d
                     "feed": CRYPTO_FEED if crypto else alpaca.data_feed(), "ingested_at": now, "run_id": options.run_id}
         writer = BucketWriter(dynamodb, tally, describe, crypto=crypto)
         try:
-            store = _Store(timeframe, asset_class, {d.isoformat() for d in dates}, tally, writer)
+            store = PageStore(timeframe, asset_class, {d.isoformat() for d in dates}, tally, writer)
             for asof, companies in asked_as_of(members, max(dates), tally, crypto=crypto).items():
                 _ingest_group(alpaca, timeframe, dates, companies, asof, options, store)
         finally:
@@ -62,7 +62,7 @@ def ingest(alpaca: AlpacaResource, dynamodb: DynamoDBResource, timeframe: str, d
 
 
 def _ingest_group(alpaca: AlpacaResource, timeframe: str, dates: list[date], companies: dict[str, str],
-                  asof: str | None, options: IngestOptions, store: _Store) -> None:
+                  asof: str | None, options: IngestOptions, store: PageStore) -> None:
     """Fetch the bars of one request's companies (symbol -> asset id, all asked as of `asof`) and store them."""
     crypto = store.asset_class == CRYPTO
     window = request_window(dates, crypto=crypto)
@@ -78,8 +78,8 @@ def _ingest_group(alpaca: AlpacaResource, timeframe: str, dates: list[date], com
 
 
 @dataclass
-class _Store:
-    """What every bucket of one (timeframe, asset class) fetch is stored with."""
+class PageStore:
+    """Stores one page of a (timeframe, asset class) fetch: screened, cut into buckets, merged and written."""
 
     timeframe: str
     asset_class: str

@@ -31,7 +31,7 @@ from signal9_pipeline.alerting.sensor import error_type
 from signal9_pipeline.assets_sync.changes import Observation, plan_sync
 from signal9_pipeline.assets_sync.validation import validate_assets
 from signal9_pipeline.market_data.buckets import BucketWriter
-from signal9_pipeline.market_data.ingest import _Store
+from signal9_pipeline.market_data.ingest import PageStore
 from signal9_pipeline.market_data.pages import bars_page_frame
 from signal9_pipeline.market_data.tally import RunTally
 from signal9_pipeline.resources.alpaca_errors import AlpacaResponseError
@@ -288,7 +288,8 @@ def stored_series(page: dict, symbols: list[str]) -> tuple[set[str], RunTally]:
                 "ingested_at": "2024-06-04T05:00:00+00:00"}
     writer = BucketWriter(table, tally, describe, crypto=False, threads=1)
     try:
-        _Store(TIMEFRAME, "us_equity", {DAY}, tally, writer)(frame, {s: s for s in symbols})  # each symbol its own id
+        # each symbol its own id
+        PageStore(TIMEFRAME, "us_equity", {DAY}, tally, writer)(frame, {s: s for s in symbols})
     finally:
         writer.close()
     return {item["series"] for item in table.items}, tally
