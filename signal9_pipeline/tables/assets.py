@@ -58,10 +58,6 @@ def symbol_key(symbol: str) -> str:
     return f"{SYMBOL_PREFIX}{symbol}"
 
 
-def is_company(item: dict[str, Any]) -> bool:
-    return str(item.get(KEY, "")).startswith(COMPANY_PREFIX)
-
-
 def is_listed(fields: dict[str, Any]) -> bool:
     """Active and tradable: what downstream services may trade and analyse."""
     return fields.get("status") == "active" and fields.get("tradable") is True
